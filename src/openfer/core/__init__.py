@@ -1,0 +1,1 @@
+"""Pure numpy computation: no I/O, no models, no global state."""

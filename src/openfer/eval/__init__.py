@@ -1,0 +1,1 @@
+"""Evaluation: data set readers, metrics and reports (core install, no PyTorch)."""

@@ -1,0 +1,1 @@
+"""Training (the ``[train]`` extra: PyTorch). Nothing in the core package imports this."""

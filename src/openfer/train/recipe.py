@@ -1,0 +1,305 @@
+"""The expression training recipe: soft-label training with batch augmentation, EMA weights,
+cosine schedule, per-epoch atomic checkpoints and exact resume.
+
+Everything random is drawn from generators seeded by ``(seed, epoch)``, so a run killed and resumed
+from its last checkpoint continues exactly as an uninterrupted run would (same backend and threads).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .nets import build
+
+log = logging.getLogger("openfer.train")
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "fernet_s"
+    classes: tuple[str, ...] = ()
+    size: int = 48
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 2.0
+    dropout: float = 0.3
+    ema_decay: float = 0.999
+    # augmentation
+    rotate_deg: float = 15.0
+    scale: tuple[float, float] = (0.85, 1.15)
+    translate: float = 0.08  # fraction of the image side
+    hflip: float = 0.5
+    erase_p: float = 0.25
+    mix_p: float = 0.3  # probability that a batch is mixed (mixup or cutmix, half each)
+    mix_alpha: float = 0.4
+    # numerics
+    bf16: bool = True
+    channels_last: bool = True
+    threads: int = 0  # 0: torch default
+    seed: int = 0
+    mean: float = 0.5
+    std: float = 0.25
+    init_from: str = ""  # checkpoint/weights to fine-tune from (head re-initialised if classes differ)
+    notes: dict = field(default_factory=dict)
+
+
+def _normalize(x_u8: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    return (x_u8.float().div_(255.0) - cfg.mean) / cfg.std
+
+
+def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Random affine (rotation, scale, translation, flip) and random erasing on a normalised batch."""
+    n = x.shape[0]
+    ang = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(cfg.rotate_deg)
+    lo, hi = cfg.scale
+    s = lo + torch.rand(n, generator=gen) * (hi - lo)
+    flip = torch.where(torch.rand(n, generator=gen) < cfg.hflip, -1.0, 1.0)
+    t = (torch.rand(n, 2, generator=gen) * 2 - 1) * cfg.translate * 2  # grid units span 2
+    cos, sin = torch.cos(ang) / s, torch.sin(ang) / s
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, t[:, 0]], 1), torch.stack([sin * flip, cos, t[:, 1]], 1)], 1
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if cfg.erase_p > 0:
+        h, w = x.shape[-2:]
+        do = torch.rand(n, generator=gen) < cfg.erase_p
+        area = 0.02 + torch.rand(n, generator=gen) * 0.23
+        aspect = torch.exp((torch.rand(n, generator=gen) * 2 - 1) * math.log(3))
+        eh = (torch.sqrt(area * aspect) * h).clamp(1, h).long()
+        ew = (torch.sqrt(area / aspect) * w).clamp(1, w).long()
+        y0 = (torch.rand(n, generator=gen) * (h - eh + 1)).long()
+        x0 = (torch.rand(n, generator=gen) * (w - ew + 1)).long()
+        yy = torch.arange(h).view(1, h, 1)
+        xx = torch.arange(w).view(1, 1, w)
+        m = (
+            (yy >= y0.view(n, 1, 1))
+            & (yy < (y0 + eh).view(n, 1, 1))
+            & (xx >= x0.view(n, 1, 1))
+            & (xx < (x0 + ew).view(n, 1, 1))
+            & do.view(n, 1, 1)
+        )
+        noise = torch.randn(x.shape, generator=gen)
+        x = torch.where(m.unsqueeze(1), noise, x)
+    return x
+
+
+def mix(
+    x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup or CutMix on a batch with soft targets ``y`` (applied with probability ``mix_p``)."""
+    if cfg.mix_p <= 0 or float(torch.rand(1, generator=gen)) >= cfg.mix_p:
+        return x, y
+    lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=gen))).beta(
+        cfg.mix_alpha, cfg.mix_alpha
+    ))
+    perm = torch.randperm(x.shape[0], generator=gen)
+    if float(torch.rand(1, generator=gen)) < 0.5:
+        return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
+    h, w = x.shape[-2:]
+    ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = int(torch.randint(0, h, (1,), generator=gen)), int(torch.randint(0, w, (1,), generator=gen))
+    y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+    x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    x = x.clone()
+    x[:, :, y0:y1, x0:x1] = x[perm][:, :, y0:y1, x0:x1]
+    lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    return x, lam * y + (1 - lam) * y[perm]
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, x_u8: np.ndarray, cfg: TrainConfig, batch: int = 512, flip_tta: bool = True
+) -> np.ndarray:
+    """Logits for ``(N, H, W)`` uint8 images; averages with the mirrored image when ``flip_tta``."""
+    model.eval()
+    outs = []
+    for i in range(0, len(x_u8), batch):
+        xb = _normalize(torch.from_numpy(x_u8[i : i + batch]).unsqueeze(1), cfg)
+        if cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            lo = model(xb).float()
+            if flip_tta:
+                lo = (lo + model(torch.flip(xb, dims=[3])).float()) / 2
+        outs.append(lo.numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, len(cfg.classes)), np.float32)
+
+
+def _atomic_torch_save(obj: object, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class _Progress:
+    def __init__(self, total: int, prefix: str) -> None:
+        self.total, self.prefix, self.t0 = total, prefix, time.time()
+        self.tty = sys.stderr.isatty()
+
+    def update(self, i: int, extra: str = "") -> None:
+        if not self.tty and i != self.total:
+            return
+        el = time.time() - self.t0
+        eta = el / max(i, 1) * (self.total - i)
+        sys.stderr.write(f"\r{self.prefix} {i}/{self.total} {el:5.0f}s eta {eta:5.0f}s {extra}   ")
+        if i == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def train(
+    cfg: TrainConfig,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    valid_x: np.ndarray,
+    valid_labels: np.ndarray,
+    out_dir: str | Path,
+) -> dict:
+    """Train with soft targets ``train_y`` ((N, C) rows summing to 1); select the EMA weights with
+    the best validation accuracy. Resumes from ``out_dir/last.pt`` when present.
+
+    Writes ``last.pt`` (full state, every epoch), ``best.pt`` (EMA weights), ``log.csv`` and
+    ``config.json`` into ``out_dir``; returns a summary dict.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    ncls = len(cfg.classes)
+    model = build(cfg.arch, ncls, cfg.dropout)
+    if cfg.init_from:
+        _load_init(model, cfg.init_from)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    decay, no_decay = [], []
+    for n_, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=True,
+    )
+    steps_per_epoch = len(train_x) // cfg.batch_size
+    total = steps_per_epoch * cfg.epochs
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(total - warm, 1)))
+
+    start_epoch, best_acc, history = 0, -1.0, []
+    last = out / "last.pt"
+    if last.exists():
+        st = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(st["model"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        start_epoch, best_acc, history = st["epoch"] + 1, st["best_acc"], st["history"]
+        log.info("resumed from %s at epoch %d", last, start_epoch)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    xt = torch.from_numpy(train_x).unsqueeze(1)
+    yt = torch.from_numpy(train_y.astype(np.float32))
+    for epoch in range(start_epoch, cfg.epochs):
+        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        model.train()
+        perm = torch.randperm(len(xt), generator=gen)
+        t0, loss_sum = time.time(), 0.0
+        bar = _Progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
+        for i in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + i
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            xb = augment(_normalize(xt[idx], cfg), cfg, gen)
+            xb, yb = mix(xb, yt[idx], cfg, gen)
+            if cfg.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                logits = model(xb)
+            loss = soft_cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                d = min(cfg.ema_decay, (1 + step) / (10 + step))
+                for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                    pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+                for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
+                    be.copy_(bm)
+            loss_sum += loss.item()
+            if i % 10 == 0 or i == steps_per_epoch - 1:
+                bar.update(i + 1, f"loss {loss_sum / (i + 1):.4f}")
+        val_logits = predict_logits(ema, valid_x, cfg)
+        val_acc = float((val_logits.argmax(1) == valid_labels).mean())
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr_at((epoch + 1) * steps_per_epoch - 1),
+            "train_loss": loss_sum / steps_per_epoch,
+            "valid_acc": val_acc,
+            "seconds": time.time() - t0,
+        }
+        history.append(row)
+        log.info("epoch %d: loss %.4f valid %.4f (%.0fs)", epoch + 1, row["train_loss"], val_acc, row["seconds"])
+        if val_acc > best_acc:
+            best_acc = val_acc
+            _atomic_torch_save({"model": ema.state_dict(), "epoch": epoch, "valid_acc": val_acc}, out / "best.pt")
+        _atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "opt": opt.state_dict(),
+                "epoch": epoch,
+                "best_acc": best_acc,
+                "history": history,
+            },
+            last,
+        )
+        _write_log(history, out / "log.csv")
+    return {"best_valid_acc": best_acc, "epochs": len(history), "history": history}
+
+
+def _write_log(history: list[dict], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+    os.replace(tmp, path)
+
+
+def _load_init(model: nn.Module, path: str) -> None:
+    st = torch.load(path, map_location="cpu", weights_only=False)
+    sd = st.get("model", st)
+    own = model.state_dict()
+    keep = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(keep, strict=False)
+    log.info("initialised %d/%d tensors from %s", len(keep), len(own), path)
