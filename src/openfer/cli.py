@@ -1,0 +1,155 @@
+"""``openfer`` command line: a thin shell over the Python API.
+
+Exit codes: 0 ok, 2 usage error, 3 bad input (reported per file; the rest of a batch completes),
+4 model error. ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError, ModelError, OpenFerError
+
+EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 2, 3, 4
+log = logging.getLogger("openfer")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with did-you-mean suggestions for unknown options and commands."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        words = [a for a in sys.argv[1:] if a.startswith("--")]
+        known = [o for a in self._actions for o in a.option_strings]
+        for w in words:
+            if w.split("=")[0] not in known:
+                m = difflib.get_close_matches(w.split("=")[0], known, n=1)
+                if m:
+                    message += f" (did you mean {m[0]}?)"
+                    break
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _demo_image() -> Path:
+    return Path(__file__).resolve().parent / "assets" / "demo.jpg"
+
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    from .pipeline import PRESETS, AnalyzerOptions
+
+    d = AnalyzerOptions()
+    p = sub.add_parser("analyze", help="analyse images (files, folders, globs); no path: the bundled demo photo")
+    p.add_argument("paths", nargs="*", help="image files, folders or glob patterns")
+    p.add_argument("--json", metavar="OUT", help="write results as JSON")
+    p.add_argument("--csv", metavar="OUT", help="write one row per face as CSV")
+    p.add_argument("--parquet", metavar="OUT", help="write one row per face as Parquet (needs openfer[tables])")
+    p.add_argument("--annotate", metavar="DIR", help="write annotated images into DIR")
+    p.add_argument("--landmarks", action="store_true", help="include the 478 landmarks in JSON/CSV/Parquet")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    p.add_argument("--min-face", type=float, default=None,
+                   help=f"smallest face height in pixels to search for (default {d.min_face:g}; 0: whole image only)")
+    p.add_argument("--recursive", "-r", action="store_true", help="recurse into folders")
+    p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads (0: default)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no table on the terminal")
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from .draw import annotate, save_image
+    from .io.images import iter_image_paths, read_image
+    from .io.tables import write_csv, write_json, write_parquet
+    from .pipeline import Analyzer
+
+    paths = iter_image_paths(args.paths, recursive=args.recursive) if args.paths else [_demo_image()]
+    overrides: dict = {"threads": args.threads}
+    if args.min_face is not None:
+        overrides["min_face"] = args.min_face or None
+    analyzer = Analyzer(args.preset, **overrides)
+    records, results, failed = [], [], 0
+    for path in paths:
+        try:
+            rgb = read_image(path)
+            res = analyzer.analyze_rgb(rgb, source=str(path))
+        except InputError as e:
+            failed += 1
+            print(f"error: {e}", file=sys.stderr)
+            results.append({"source": str(path), "error": str(e), "faces": []})
+            continue
+        recs = res.to_records(landmarks=args.landmarks)
+        records.extend(recs)
+        results.append({"source": str(path), "width": res.width, "height": res.height, "error": None,
+                        "faces": [{k: v for k, v in r.items() if k not in ("source", "frame", "time")} for r in recs]})
+        if not args.quiet:
+            _print_table(path, res)
+        if args.annotate:
+            out = Path(args.annotate) / (path.stem + "_annotated.jpg")
+            save_image(annotate(rgb, res.faces), out)
+    if args.json:
+        write_json({"openfer": __version__, "classes": list(analyzer.classes), "images": results}, args.json)
+    if args.csv:
+        write_csv(records, args.csv)
+    if args.parquet:
+        write_parquet(records, args.parquet, analyzer.classes)
+    n_faces = len(records)
+    print(f"{len(paths)} image(s), {n_faces} face(s), {failed} failed", file=sys.stderr)
+    return EXIT_INPUT if failed else EXIT_OK
+
+
+def _print_table(path: Path, res) -> None:  # noqa: ANN001
+    faces = res.faces
+    print(f"{path}  ({res.width}x{res.height}): {len(faces)} face(s)")
+    if not len(faces):
+        return
+    print(f"  {'#':>2} {'box (x1,y1,x2,y2)':>24} {'det':>5} {'yaw':>6} {'pitch':>6} {'roll':>6}  expression")
+    for i, f in enumerate(faces):
+        top = sorted(f.probabilities.items(), key=lambda kv: -kv[1])[:3]
+        tops = ", ".join(f"{c} {p:.2f}" for c, p in top)
+        box = ",".join(f"{v:.0f}" for v in f.box)
+        print(f"  {i:>2} {box:>24} {f.score:5.2f} {f.pose[0]:6.1f} {f.pose[1]:6.1f} {f.pose[2]:6.1f}  {f.label:<10} ({tops})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="openfer", description="Offline facial expression analysis.")
+    p.add_argument("--version", action="version", version=f"openfer {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_analyze(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    handler = {"analyze": _cmd_analyze}[args.command]
+    try:
+        return handler(args)
+    except InputError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except ModelError as e:
+        if args.debug:
+            raise
+        print(f"model error: {e}", file=sys.stderr)
+        return EXIT_MODEL
+    except OpenFerError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

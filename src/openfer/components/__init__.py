@@ -1,0 +1,1 @@
+"""Model components: each wraps one ONNX model with pure pre- and post-processing."""

@@ -1,0 +1,126 @@
+"""Expression classifier: face landmarks -> aligned grayscale crop -> class probabilities.
+
+The crop reproduces the framing of the model's training data: the model's spec (ONNX metadata
+``openfer.spec``) holds ``template``, the mean position (in crop units, [0, 1]) of a few mesh
+landmarks over the training images, and the crop is the similarity transform that maps the face's
+landmarks onto it. Pre- and post-processing are pure functions; only ``session.run`` has effects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..core.align import cv2_matrix, similarity_transform
+from ..errors import ModelError
+from ..runtime import OnnxModel
+
+
+@dataclass(frozen=True)
+class ExpressionSpec:
+    """Preprocessing spec of an expression model (stored in its ONNX metadata)."""
+
+    arch: str
+    classes: tuple[str, ...]
+    size: int
+    mean: float
+    std: float
+    template_index: tuple[int, ...]  # mesh landmark indices
+    template: tuple[tuple[float, float], ...]  # their mean positions in the crop, in [0, 1]
+    color: str = "gray"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ExpressionSpec:
+        try:
+            return cls(
+                arch=str(d["arch"]),
+                classes=tuple(d["classes"]),
+                size=int(d["size"]),
+                mean=float(d["mean"]),
+                std=float(d["std"]),
+                template_index=tuple(int(i) for i in d["template_index"]),
+                template=tuple((float(x), float(y)) for x, y in d["template"]),
+                color=str(d.get("color", "gray")),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"expression model spec is incomplete or malformed: {e}") from e
+
+
+def align_matrices(landmarks: np.ndarray, spec: ExpressionSpec) -> np.ndarray:
+    """``(N, 2, 3)`` image -> crop matrices mapping each face's template landmarks onto the template."""
+    dst = np.asarray(spec.template, dtype=np.float64) * spec.size
+    idx = np.asarray(spec.template_index)
+    lm = np.asarray(landmarks, dtype=np.float64)
+    mats = [similarity_transform(face[idx, :2], dst) for face in lm]
+    return np.stack(mats) if mats else np.zeros((0, 2, 3))
+
+
+def crop_faces(gray: np.ndarray, mats: np.ndarray, size: int) -> np.ndarray:
+    """``(N, size, size)`` uint8 aligned crops from a grayscale image (border replicated, as the
+    training crops never show black borders)."""
+    out = np.empty((len(mats), size, size), np.uint8)
+    for i, m in enumerate(mats):
+        scale = np.sqrt(abs(np.linalg.det(m[:, :2])))
+        src = gray
+        mm = m
+        if scale < 0.5:  # shrink by a lot: pre-blur via a pyramid step to avoid aliasing
+            f = int(np.floor(1.0 / scale / 1.5)) or 1
+            if f > 1:
+                src = cv2.resize(gray, (max(gray.shape[1] // f, 1), max(gray.shape[0] // f, 1)), interpolation=cv2.INTER_AREA)
+                sx, sy = gray.shape[1] / src.shape[1], gray.shape[0] / src.shape[0]
+                mm = m @ np.array([[sx, 0, 0], [0, sy, 0], [0, 0, 1.0]])
+        out[i] = cv2.warpAffine(src, cv2_matrix(mm), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+def preprocess(crops: np.ndarray, spec: ExpressionSpec, flip: bool = True) -> np.ndarray:
+    """``(N, 1, S, S)`` float32 network input (``(2N, ...)``: originals then mirrors, when ``flip``)."""
+    x = crops.astype(np.float32)[:, None]
+    x = (x * (1.0 / 255.0) - spec.mean) / spec.std
+    if flip:
+        x = np.concatenate([x, x[..., ::-1]], axis=0)
+    return np.ascontiguousarray(x)
+
+
+def postprocess(logits: np.ndarray, n: int, flip: bool = True, temperature: float = 1.0) -> np.ndarray:
+    """Average original/mirror logits, apply the calibration temperature, softmax -> ``(N, C)``."""
+    lo = np.asarray(logits, dtype=np.float64)
+    if flip:
+        lo = (lo[:n] + lo[n:]) / 2
+    lo = lo / temperature
+    lo -= lo.max(1, keepdims=True)
+    p = np.exp(lo)
+    return p / p.sum(1, keepdims=True)
+
+
+class ExpressionClassifier:
+    """ONNX expression model with its embedded spec; ``flip`` averages with the mirrored face."""
+
+    def __init__(self, model: str = "fernet_s", flip: bool = True, threads: int = 0) -> None:
+        self.model = OnnxModel.load(model, threads=threads)
+        if not self.model.spec:
+            raise ModelError(f"{self.model.path}: no openfer.spec metadata (not an openfer expression model)")
+        self.spec = ExpressionSpec.from_dict(self.model.spec)
+        self.temperature = float(self.model.spec.get("temperature", 1.0))
+        self.flip = flip
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.spec.classes
+
+    def crops(self, image_rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+        return crop_faces(gray, align_matrices(landmarks, self.spec), self.spec.size)
+
+    def predict_crops(self, crops: np.ndarray) -> np.ndarray:
+        """Probabilities ``(N, C)`` for aligned ``(N, S, S)`` uint8 crops."""
+        if len(crops) == 0:
+            return np.zeros((0, len(self.classes)))
+        x = preprocess(crops, self.spec, self.flip)
+        (logits,) = self.model.run(x)[:1]
+        return postprocess(logits, len(crops), self.flip, self.temperature)
+
+    def __call__(self, image_rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        return self.predict_crops(self.crops(image_rgb, landmarks))

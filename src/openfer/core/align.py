@@ -1,0 +1,137 @@
+"""Rotated square regions of interest, crop matrices and point back-projection.
+
+Coordinates are continuous pixels: pixel ``(i, j)`` covers ``[j, j+1) x [i, i+1)``, so its centre is at
+``(j + 0.5, i + 0.5)`` (as MediaPipe's normalised coordinates times the image size). OpenCV warps index
+pixel centres at integers; :func:`cv2_matrix` converts a matrix for them.
+
+A region of interest (ROI) is a square of side ``side`` pixels centred at ``center`` and rotated by
+``angle`` radians (image coordinates, y down: angle 0 is upright, positive turns the crop's x axis
+towards +y). A crop of size ``S`` maps crop point ``(u, v)`` to image point
+``center + R(angle) @ ((u - S/2) * side / S, (v - S/2) * side / S)``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def normalize_angle(a: np.ndarray | float) -> np.ndarray:
+    """Wrap radians to [-pi, pi)."""
+    return (np.asarray(a, dtype=np.float64) + np.pi) % (2 * np.pi) - np.pi
+
+
+def roi_matrices(
+    center: np.ndarray, side: np.ndarray, angle: np.ndarray, out_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Affine matrices for ``N`` ROIs: ``fwd (N, 2, 3)`` image -> crop and ``inv (N, 2, 3)`` crop -> image."""
+    center = np.asarray(center, dtype=np.float64).reshape(-1, 2)
+    side = np.asarray(side, dtype=np.float64).reshape(-1)
+    angle = np.asarray(angle, dtype=np.float64).reshape(-1)
+    s = side / out_size
+    c, si = np.cos(angle), np.sin(angle)
+    inv = np.empty((len(side), 2, 3))
+    inv[:, 0, 0], inv[:, 0, 1] = c * s, -si * s
+    inv[:, 1, 0], inv[:, 1, 1] = si * s, c * s
+    off = -out_size / 2.0
+    inv[:, 0, 2] = center[:, 0] + inv[:, 0, 0] * off + inv[:, 0, 1] * off
+    inv[:, 1, 2] = center[:, 1] + inv[:, 1, 0] * off + inv[:, 1, 1] * off
+    return invert_affine(inv), inv
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    """Invert ``(N, 2, 3)`` (or ``(2, 3)``) affine matrices."""
+    m = np.asarray(m, dtype=np.float64)
+    single = m.ndim == 2
+    m = m.reshape(-1, 2, 3)
+    a = m[:, :, :2]
+    ainv = np.linalg.inv(a)
+    t = -np.einsum("nij,nj->ni", ainv, m[:, :, 2])
+    out = np.concatenate([ainv, t[:, :, None]], axis=2)
+    return out[0] if single else out
+
+
+def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Apply ``(N, 2, 3)`` matrices to ``(N, K, 2)`` points (or a ``(2, 3)`` matrix to ``(K, 2)``)."""
+    m = np.asarray(m, dtype=np.float64)
+    pts = np.asarray(pts, dtype=np.float64)
+    if m.ndim == 2:
+        return pts @ m[:, :2].T + m[:, 2]
+    return np.einsum("nij,nkj->nki", m[:, :, :2], pts) + m[:, None, :, 2]
+
+
+def cv2_matrix(m: np.ndarray) -> np.ndarray:
+    """Convert a ``(2, 3)`` continuous-coordinate matrix to OpenCV's pixel-index convention."""
+    m = np.asarray(m, dtype=np.float64)
+    out = m.copy()
+    out[:, 2] = m[:, 2] + m[:, :2].sum(1) * 0.5 - 0.5
+    return out
+
+
+def crop_rois(image: np.ndarray, fwd: np.ndarray, out_size: int, border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
+    """Warp each ROI of ``image`` into an ``out_size`` square: ``(N, S, S, C)`` (same dtype)."""
+    crops = [
+        cv2.warpAffine(
+            image, cv2_matrix(m), (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=border
+        )
+        for m in np.asarray(fwd).reshape(-1, 2, 3)
+    ]
+    if not crops:
+        shape = (0, out_size, out_size) + image.shape[2:]
+        return np.zeros(shape, dtype=image.dtype)
+    out = np.stack(crops)
+    if out.ndim == 3 and image.ndim == 3:
+        out = out[..., None]
+    return out
+
+
+def rois_from_keypoints(
+    p_start: np.ndarray, p_end: np.ndarray, center: np.ndarray, extent: np.ndarray, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROI whose x axis follows ``p_start -> p_end`` (e.g. right eye -> left eye), square side
+    ``extent * scale`` around ``center`` (MediaPipe's DetectionsToRects + RectTransformation
+    with ``square_long``)."""
+    d = np.asarray(p_end, dtype=np.float64) - np.asarray(p_start, dtype=np.float64)
+    angle = normalize_angle(np.arctan2(d[..., 1], d[..., 0]))
+    return np.asarray(center, dtype=np.float64), np.asarray(extent, dtype=np.float64) * scale, angle
+
+
+def rotated_extent(points: np.ndarray, angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre ``(N, 2)`` and longer side ``(N,)`` of the box around ``(N, K, 2)`` points in the frame
+    rotated by ``angle`` (so the box follows the face's roll)."""
+    pts = np.asarray(points, dtype=np.float64)
+    c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    u = pts[..., 0] * c + pts[..., 1] * s
+    v = -pts[..., 0] * s + pts[..., 1] * c
+    umid = (u.min(1) + u.max(1)) / 2
+    vmid = (v.min(1) + v.max(1)) / 2
+    center = np.stack([umid * c[:, 0] - vmid * s[:, 0], umid * s[:, 0] + vmid * c[:, 0]], -1)
+    side = np.maximum(u.max(1) - u.min(1), v.max(1) - v.min(1))
+    return center, side
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src (K, 2)`` onto
+    ``dst (K, 2)`` (Umeyama 1991) as a ``(2, 3)`` matrix. Reflections are excluded."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    var_s = (xs**2).sum() / len(src)
+    if var_s <= 0:
+        raise ValueError("similarity_transform: source points are degenerate")
+    cov = xd.T @ xs / len(src)
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1
+    r = u @ np.diag(sign) @ vt
+    scale = (d * sign).sum() / var_s
+    t = mu_d - scale * r @ mu_s
+    return np.concatenate([scale * r, t[:, None]], axis=1)
+
+
+def letterbox_matrix(height: int, width: int, size: int) -> np.ndarray:
+    """``(2, 3)`` matrix mapping the image into a ``size`` square, aspect kept and centred (padding)."""
+    s = size / max(height, width)
+    return np.array([[s, 0.0, (size - width * s) / 2], [0.0, s, (size - height * s) / 2]])

@@ -1,0 +1,85 @@
+"""Annotated images: boxes, face mesh, expression label and probability bars."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+from .types import Faces
+
+# One colour per FER+ class (RGB), used for boxes and bars.
+CLASS_COLORS: dict[str, tuple[int, int, int]] = {
+    "neutral": (200, 200, 200),
+    "happiness": (255, 200, 0),
+    "surprise": (0, 200, 255),
+    "sadness": (60, 110, 255),
+    "anger": (255, 40, 40),
+    "disgust": (120, 200, 60),
+    "fear": (180, 90, 255),
+    "contempt": (255, 120, 200),
+}
+
+
+def _color(label: str) -> tuple[int, int, int]:
+    return CLASS_COLORS.get(label, (0, 255, 0))
+
+
+def annotate(image_rgb: np.ndarray, faces: Faces, mesh: str = "points", bars: bool = True) -> np.ndarray:
+    """Draw ``faces`` on a copy of ``image_rgb``. ``mesh``: "points" (all landmarks), "none"."""
+    out = np.ascontiguousarray(image_rgb.copy())
+    h, w = out.shape[:2]
+    scale = max(min(h, w) / 720.0, 0.4)
+    th = max(int(round(2 * scale)), 1)
+    for f in faces:
+        col = _color(f.label)
+        x1, y1, x2, y2 = (int(round(v)) for v in f.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), col, th, cv2.LINE_AA)
+        if mesh == "points":
+            r = max(int(round((x2 - x1) / 150)), 1)
+            for x, y in f.landmarks[:, :2].astype(int):
+                cv2.circle(out, (int(x), int(y)), r, (0, 255, 120), -1, cv2.LINE_AA)
+        text = f"{f.label} {f.expression.max():.2f}"
+        fs = 0.6 * scale * max((x2 - x1) / 160, 0.6)
+        (tw, tht), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, fs, th)
+        ty = max(y1 - 4, tht + 4)
+        cv2.rectangle(out, (x1, ty - tht - 4), (x1 + tw + 4, ty + base - 2), col, -1)
+        cv2.putText(out, text, (x1 + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, fs, (0, 0, 0), th, cv2.LINE_AA)
+        if bars:
+            _bars(out, f.expression, faces.classes, x2 + 4, y1, max(int((y2 - y1) / len(faces.classes)), 6), scale)
+    return out
+
+
+def _bars(img: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], x: int, y: int, row: int, scale: float) -> None:
+    h, w = img.shape[:2]
+    width = int(80 * scale) + 40
+    if x + width > w:  # no room on the right: draw inside the image's right edge
+        x = max(w - width - 2, 0)
+    fs = max(row / 30.0, 0.3)
+    for k, (c, p) in enumerate(zip(classes, probs, strict=True)):
+        yy = y + k * row
+        if yy + row > h:
+            break
+        cv2.rectangle(img, (x, yy), (x + width, yy + row - 1), (30, 30, 30), -1)
+        cv2.rectangle(img, (x, yy), (x + int(width * float(p)), yy + row - 1), _color(c), -1)
+        cv2.putText(img, f"{c[:8]} {p:.2f}", (x + 2, yy + row - 3), cv2.FONT_HERSHEY_SIMPLEX, fs,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def save_image(image_rgb: np.ndarray, path: str | Path) -> Path:
+    """Write an RGB image atomically (format from the suffix; .jpg when none)."""
+    path = Path(path)
+    suffix = path.suffix.lower() or ".jpg"
+    ok, buf = cv2.imencode(suffix, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputError(f"{path}: cannot encode an image with suffix {suffix!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(buf.tobytes())
+    os.replace(tmp, path)
+    return path

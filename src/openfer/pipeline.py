@@ -1,0 +1,154 @@
+"""The analysis pipeline: image -> faces -> landmarks -> head pose -> expression -> FrameResult."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .components.detector import FaceDetector
+from .components.expression import ExpressionClassifier
+from .components.landmarks import FaceMesh, rois_from_detections
+from .components.pose import estimate_pose
+from .core.boxes import iou_matrix
+from .errors import InputError, OpenFerError
+from .io.images import as_rgb_array, read_image
+from .types import Faces, FrameResult
+
+log = logging.getLogger("openfer")
+
+
+@dataclass(frozen=True)
+class AnalyzerOptions:
+    """All knobs of :class:`Analyzer`, with their defaults (one source of defaults for API and CLI).
+
+    Attributes:
+        min_face: smallest face (pixels, roughly the face height) searched for with tiling;
+            ``None``: one detector pass over the whole image (fast, faces > ~15% of the image side).
+        detect_threshold: detector confidence to keep a candidate face.
+        landmark_threshold: face-mesh presence score to accept a face.
+        iris: add the 10 iris landmarks (478 points instead of 468).
+        expression_model: shipped model name or path of an openfer ``.onnx`` expression model.
+        flip: average the expression over the face and its mirror image.
+        threads: ONNX Runtime intra-op threads (0: ONNX Runtime's default).
+        max_faces: keep at most this many faces (largest first); ``None``: all.
+    """
+
+    min_face: float | None = 30.0
+    detect_threshold: float = 0.5
+    landmark_threshold: float = 0.5
+    iris: bool = True
+    expression_model: str = "fernet_s"
+    flip: bool = True
+    threads: int = 0
+    max_faces: int | None = None
+
+
+PRESETS: dict[str, AnalyzerOptions] = {
+    "default": AnalyzerOptions(),
+    # one detector pass, no iris, no mirror averaging: for large faces (webcam, portraits)
+    "fast": AnalyzerOptions(min_face=None, iris=False, flip=False),
+}
+
+
+class Analyzer:
+    """Analyse images: every face with box, keypoints, 478 landmarks, head pose and expression.
+
+    >>> analyzer = Analyzer()                      # doctest: +SKIP
+    >>> result = analyzer.analyze("photo.jpg")     # doctest: +SKIP
+    >>> result.faces.labels                        # doctest: +SKIP
+    """
+
+    def __init__(self, preset: str = "default", **overrides: object) -> None:
+        if preset not in PRESETS:
+            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        try:
+            self.options = replace(PRESETS[preset], **overrides)  # type: ignore[arg-type]
+        except TypeError as e:
+            raise InputError(f"unknown Analyzer option: {e}") from None
+        o = self.options
+        self.detector = FaceDetector(min_face=o.min_face, score_threshold=o.detect_threshold, threads=o.threads)
+        self.mesh = FaceMesh(iris=o.iris, threads=o.threads)
+        self.expression = ExpressionClassifier(o.expression_model, flip=o.flip, threads=o.threads)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.expression.classes
+
+    def analyze(self, image: str | Path | np.ndarray, source: str | None = None) -> FrameResult:
+        """Analyse one image: a path or an RGB (or gray/RGBA) array. No face -> empty ``faces``."""
+        if isinstance(image, (str, Path)):
+            source = str(image) if source is None else source
+            rgb = read_image(image)
+        else:
+            rgb = as_rgb_array(image)
+        return self.analyze_rgb(rgb, source=source)
+
+    def analyze_rgb(self, rgb: np.ndarray, source: str | None = None, frame_index: int | None = None,
+                    timestamp: float | None = None) -> FrameResult:
+        """Analyse a validated RGB uint8 ``(H, W, 3)`` array."""
+        t = {}
+        t0 = time.perf_counter()
+        det = self.detector(rgb)
+        t["detect"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        center, side, angle = rois_from_detections(det.boxes, det.keypoints)
+        lm, lm_score = self.mesh(rgb, center, side, angle)
+        keep = lm_score >= self.options.landmark_threshold
+        keep = _dedupe(det.boxes, lm, det.scores, keep)
+        if self.options.max_faces is not None:
+            area = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
+            order = np.argsort(-np.where(keep, area, -1.0), kind="stable")[: self.options.max_faces]
+            keep = np.isin(np.arange(len(keep)), order) & keep
+        t["landmarks"] = time.perf_counter() - t0
+        idx = np.flatnonzero(keep)
+        if idx.size == 0:
+            faces = Faces.empty(self.classes, self.mesh.num_landmarks)
+        else:
+            t0 = time.perf_counter()
+            poses = estimate_pose(lm[idx])
+            probs = self.expression(rgb, lm[idx])
+            t["expression"] = time.perf_counter() - t0
+            faces = Faces(
+                boxes=det.boxes[idx],
+                scores=det.scores[idx],
+                keypoints=det.keypoints[idx],
+                landmarks=lm[idx],
+                landmark_scores=lm_score[idx],
+                poses=poses,
+                expressions=probs,
+                classes=self.classes,
+            )
+        return FrameResult(faces, width=rgb.shape[1], height=rgb.shape[0], source=source,
+                           frame_index=frame_index, timestamp=timestamp, timings=t)
+
+    def analyze_many(self, paths: Iterable[str | Path]) -> Iterator[tuple[Path, FrameResult | OpenFerError]]:
+        """Analyse each path; a bad file yields its error instead of stopping the batch."""
+        for p in paths:
+            try:
+                yield Path(p), self.analyze(p)
+            except OpenFerError as e:
+                log.warning("%s", e)
+                yield Path(p), e
+
+
+def _dedupe(boxes: np.ndarray, lm: np.ndarray, scores: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Drop faces whose landmark boxes overlap a higher-scored kept face (IoU > 0.5): tiles and
+    scales can detect one face twice with boxes too different for the detector's NMS."""
+    keep = keep.copy()
+    if keep.sum() < 2:
+        return keep
+    xy = lm[:, :468, :2]
+    lb = np.concatenate([xy.min(1), xy.max(1)], 1)
+    iou = iou_matrix(lb, lb)
+    for i in np.argsort(-scores, kind="stable"):
+        if not keep[i]:
+            continue
+        dup = (iou[i] > 0.5) & keep
+        dup[i] = False
+        keep[dup & (scores <= scores[i])] = False
+    return keep

@@ -1,0 +1,101 @@
+"""One ONNX Runtime session per model file, behind :class:`OnnxModel`.
+
+Shipped models are listed in ``openfer/models/models.toml`` with their sha256; :func:`OnnxModel.load`
+verifies the digest before creating the session and raises :class:`~openfer.errors.WeightsError` on
+mismatch. Models carry their preprocessing spec as JSON in the ONNX metadata key ``openfer.spec``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError, WeightsError
+
+log = logging.getLogger("openfer")
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+SPEC_KEY = "openfer.spec"
+
+
+@functools.cache
+def registry() -> dict[str, dict[str, Any]]:
+    """The shipped-model registry (``models.toml``), one table per model name."""
+    path = MODELS_DIR / "models.toml"
+    if not path.is_file():
+        raise WeightsError(f"{path}: model registry missing (broken install?)")
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def model_path(name: str) -> Path:
+    reg = registry()
+    if name not in reg:
+        raise ModelError(f"unknown model {name!r}; shipped models: {', '.join(sorted(reg))}")
+    return MODELS_DIR / reg[name]["file"]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class OnnxModel:
+    """An ONNX Runtime session with its registry entry and embedded spec."""
+
+    name: str
+    path: Path
+    session: Any
+    sha256: str
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, name_or_path: str | Path, threads: int = 0) -> OnnxModel:
+        """Load a shipped model by name (sha256-verified) or any ``.onnx`` file by path."""
+        import onnxruntime as ort
+
+        p = Path(name_or_path)
+        if p.suffix == ".onnx" and (p.is_file() or not str(name_or_path) in registry()):
+            if not p.is_file():
+                raise ModelError(f"{p}: model file not found")
+            name, path, digest = p.stem, p, sha256_file(p)
+        else:
+            name = str(name_or_path)
+            path = model_path(name)
+            if not path.is_file():
+                raise WeightsError(f"{path}: weights of model {name!r} missing (broken install?)")
+            digest = sha256_file(path)
+            want = registry()[name].get("sha256")
+            if want != digest:
+                raise WeightsError(f"{path}: sha256 {digest[:12]}… does not match the registry ({str(want)[:12]}…)")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ModelError(f"{path}: cannot be loaded by ONNX Runtime: {e}") from e
+        meta = sess.get_modelmeta().custom_metadata_map
+        spec = json.loads(meta[SPEC_KEY]) if SPEC_KEY in meta else {}
+        return cls(name=name, path=path, session=sess, sha256=digest, spec=spec)
+
+    @property
+    def input_name(self) -> str:
+        return self.session.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run on one input array; returns the outputs in graph order."""
+        return self.session.run(None, {self.input_name: x})

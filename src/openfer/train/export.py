@@ -1,0 +1,68 @@
+"""ONNX export of a trained expression network with its preprocessing spec in the metadata,
+and temperature calibration on validation logits."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..runtime.onnx import SPEC_KEY
+from .nets import build
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature minimising the NLL of ``softmax(logits / T)`` (golden-section search on log T)."""
+    lo = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels)
+
+    def nll(log_t: float) -> float:
+        z = lo / np.exp(log_t)
+        z -= z.max(1, keepdims=True)
+        lp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        return float(-lp[np.arange(len(y)), y].mean())
+
+    a, b = np.log(0.25), np.log(8.0)
+    g = (np.sqrt(5) - 1) / 2
+    c, d = b - g * (b - a), a + g * (b - a)
+    for _ in range(60):
+        if nll(c) < nll(d):
+            b, d = d, c
+            c = b - g * (b - a)
+        else:
+            a, c = c, d
+            d = a + g * (b - a)
+    return float(np.exp((a + b) / 2))
+
+
+def export_onnx(weights: str | Path, spec: dict, out: str | Path, opset: int = 17) -> Path:
+    """Export ``weights`` (a state dict, or a checkpoint with ``model``) of ``spec["arch"]``.
+
+    The model takes ``(N, 1, S, S)`` float32 normalised crops and returns ``(N, C)`` logits; ``spec``
+    (arch, classes, size, mean, std, template, temperature, …) is stored as JSON under ``openfer.spec``.
+    """
+    import onnx
+
+    st = torch.load(weights, map_location="cpu", weights_only=False)
+    sd = st.get("model", st)
+    model = build(spec["arch"], len(spec["classes"]), 0.0)
+    model.load_state_dict(sd)
+    model.eval()
+    x = torch.zeros(1, 1, spec["size"], spec["size"])
+    out = Path(out)
+    tmp = out.with_suffix(".tmp.onnx")
+    torch.onnx.export(
+        model, x, str(tmp), input_names=["input"], output_names=["logits"],
+        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=opset, dynamo=False,
+    )
+    m = onnx.load(str(tmp))
+    del m.metadata_props[:]
+    p = m.metadata_props.add()
+    p.key, p.value = SPEC_KEY, json.dumps(spec)
+    m.producer_name = "openfer"
+    onnx.save(m, str(tmp))
+    os.replace(tmp, out)
+    return out

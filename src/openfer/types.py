@@ -1,0 +1,225 @@
+"""Result objects. Every output of openfer is one of these frozen, typed containers.
+
+:class:`Faces` is a struct-of-arrays over the faces of one image (like supervision's ``Detections``):
+``len(faces)``, ``faces[mask]``, ``faces[i]`` (a :class:`Face` view), iteration, ``Faces.empty()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ShapeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+EXPRESSIONS: tuple[str, ...] = (
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+)
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "right_eye",
+    "left_eye",
+    "nose_tip",
+    "mouth_center",
+    "right_ear_tragion",
+    "left_ear_tragion",
+)
+POSE_NAMES: tuple[str, ...] = ("yaw", "pitch", "roll")
+
+
+def _check(name: str, arr: np.ndarray, n: int, tail: tuple[int | None, ...], dtype: type) -> np.ndarray:
+    a = np.asarray(arr, dtype=dtype)
+    ok = a.ndim == 1 + len(tail) and a.shape[0] == n
+    ok = ok and all(t is None or t == s for t, s in zip(tail, a.shape[1:], strict=False))
+    if not ok:
+        want = "(" + ", ".join(["N=%d" % n] + ["K" if t is None else str(t) for t in tail]) + ")"
+        raise ShapeError(name, want, a.shape)
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Face:
+    """One face of a :class:`Faces` (read-only views into its arrays)."""
+
+    box: np.ndarray
+    score: float
+    keypoints: np.ndarray
+    landmarks: np.ndarray
+    landmark_score: float
+    pose: np.ndarray
+    expression: np.ndarray
+    label: str
+    classes: tuple[str, ...]
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        return {c: float(p) for c, p in zip(self.classes, self.expression, strict=True)}
+
+
+@dataclass(frozen=True, eq=False)
+class Faces:
+    """The faces found in one image, as arrays with one row per face.
+
+    Attributes:
+        boxes: ``(N, 4)`` float32 ``[x1, y1, x2, y2]`` in image pixels (detector box).
+        scores: ``(N,)`` detector confidence in [0, 1].
+        keypoints: ``(N, 6, 2)`` detector keypoints (see ``KEYPOINT_NAMES``), pixels.
+        landmarks: ``(N, K, 3)`` face mesh, K = 478 (468 mesh + 10 iris) or 468; x, y in pixels,
+            z relative depth in the same scale (smaller is nearer the camera).
+        landmark_scores: ``(N,)`` face-mesh presence score in [0, 1].
+        poses: ``(N, 3)`` yaw, pitch, roll in degrees (see ``openfer.core.pose``).
+        expressions: ``(N, C)`` expression probabilities over ``classes``.
+        classes: the expression class names.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    keypoints: np.ndarray
+    landmarks: np.ndarray
+    landmark_scores: np.ndarray
+    poses: np.ndarray
+    expressions: np.ndarray
+    classes: tuple[str, ...] = EXPRESSIONS
+
+    def __post_init__(self) -> None:
+        n = np.asarray(self.boxes).reshape(-1, 4).shape[0] if np.size(self.boxes) else 0
+        set_ = object.__setattr__
+        set_(self, "boxes", _check("boxes", np.asarray(self.boxes).reshape(-1, 4), n, (4,), np.float32))
+        set_(self, "scores", _check("scores", self.scores, n, (), np.float32))
+        set_(self, "keypoints", _check("keypoints", self.keypoints, n, (6, 2), np.float32))
+        set_(self, "landmarks", _check("landmarks", self.landmarks, n, (None, 3), np.float32))
+        set_(self, "landmark_scores", _check("landmark_scores", self.landmark_scores, n, (), np.float32))
+        set_(self, "poses", _check("poses", self.poses, n, (3,), np.float32))
+        set_(self, "expressions", _check("expressions", self.expressions, n, (len(self.classes),), np.float32))
+        set_(self, "classes", tuple(self.classes))
+
+    @classmethod
+    def empty(cls, classes: tuple[str, ...] = EXPRESSIONS, num_landmarks: int = 478) -> Faces:
+        return cls(
+            boxes=np.zeros((0, 4)),
+            scores=np.zeros(0),
+            keypoints=np.zeros((0, 6, 2)),
+            landmarks=np.zeros((0, num_landmarks, 3)),
+            landmark_scores=np.zeros(0),
+            poses=np.zeros((0, 3)),
+            expressions=np.zeros((0, len(classes))),
+            classes=classes,
+        )
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Top expression label per face."""
+        return tuple(self.classes[i] for i in self.expressions.argmax(1)) if len(self) else ()
+
+    @property
+    def label_scores(self) -> np.ndarray:
+        """Probability of the top label per face."""
+        return self.expressions.max(1) if len(self) else np.zeros(0, np.float32)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, (int, np.integer)):
+            i = int(index)
+            if not -len(self) <= i < len(self):
+                raise IndexError(f"face index {i} out of range for {len(self)} faces")
+            return Face(
+                box=self.boxes[i],
+                score=float(self.scores[i]),
+                keypoints=self.keypoints[i],
+                landmarks=self.landmarks[i],
+                landmark_score=float(self.landmark_scores[i]),
+                pose=self.poses[i],
+                expression=self.expressions[i],
+                label=self.classes[int(self.expressions[i].argmax())],
+                classes=self.classes,
+            )
+        idx = np.asarray(index) if not isinstance(index, slice) else index
+        if isinstance(idx, np.ndarray) and idx.dtype == bool and idx.shape != (len(self),):
+            raise ShapeError("mask", f"({len(self)},)", idx.shape)
+        return Faces(
+            boxes=self.boxes[idx].reshape(-1, 4),
+            scores=self.scores[idx],
+            keypoints=self.keypoints[idx],
+            landmarks=self.landmarks[idx],
+            landmark_scores=self.landmark_scores[idx],
+            poses=self.poses[idx],
+            expressions=self.expressions[idx],
+            classes=self.classes,
+        )
+
+    def __iter__(self) -> Iterator[Face]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def to_records(self, landmarks: bool = False) -> list[dict[str, Any]]:
+        """One flat dict per face (JSON/CSV friendly). ``landmarks=True`` adds the mesh as a list."""
+        recs = []
+        for i, f in enumerate(self):
+            r: dict[str, Any] = {
+                "face": i,
+                "x1": float(f.box[0]),
+                "y1": float(f.box[1]),
+                "x2": float(f.box[2]),
+                "y2": float(f.box[3]),
+                "score": f.score,
+                "landmark_score": f.landmark_score,
+                "yaw": float(f.pose[0]),
+                "pitch": float(f.pose[1]),
+                "roll": float(f.pose[2]),
+                "label": f.label,
+                "label_score": float(f.expression.max()),
+            }
+            r.update({c: float(p) for c, p in zip(self.classes, f.expression, strict=True)})
+            if landmarks:
+                r["landmarks"] = np.round(f.landmarks, 2).tolist()
+            recs.append(r)
+        return recs
+
+
+@dataclass(frozen=True, eq=False)
+class FrameResult:
+    """Analysis of one image or video frame."""
+
+    faces: Faces
+    width: int
+    height: int
+    source: str | None = None
+    frame_index: int | None = None
+    timestamp: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_records(self, landmarks: bool = False) -> list[dict[str, Any]]:
+        """One dict per face, prefixed with the source, frame index and timestamp."""
+        head = {"source": self.source, "frame": self.frame_index, "time": self.timestamp}
+        return [{**head, **r} for r in self.faces.to_records(landmarks=landmarks)]
+
+    def to_dataframe(self, landmarks: bool = False) -> pd.DataFrame:
+        """The records as a pandas DataFrame (needs pandas: ``pip install openfer[tables]``)."""
+        from .io.tables import records_to_dataframe
+
+        return records_to_dataframe(self.to_records(landmarks=landmarks), self.faces.classes)
+
+
+__all__ = [
+    "EXPRESSIONS",
+    "KEYPOINT_NAMES",
+    "POSE_NAMES",
+    "Face",
+    "Faces",
+    "FrameResult",
+]
