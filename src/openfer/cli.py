@@ -112,12 +112,78 @@ def _print_table(path: Path, res) -> None:  # noqa: ANN001
         print(f"  {i:>2} {box:>24} {f.score:5.2f} {f.pose[0]:6.1f} {f.pose[1]:6.1f} {f.pose[2]:6.1f}  {f.label:<10} ({tops})")
 
 
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from .eval.evaluate import FORMATS
+
+    p = sub.add_parser("evaluate", help="evaluate an expression model on a labelled data set")
+    p.add_argument("data", help="FER+ root, CSV (path,label), folder with labels.csv, or ImageFolder")
+    p.add_argument("--format", choices=FORMATS, default=None, help="data set layout (default: guessed)")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="FER+ split")
+    p.add_argument("--faces", default="crops", choices=("crops", "detect"),
+                   help="crops: images are face crops; detect: run the full pipeline on photos")
+    p.add_argument("--model", default=None, help="shipped model name or .onnx path (default: the preset's)")
+    p.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    p.add_argument("--threads", type=int, default=0)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .components.expression import ExpressionClassifier
+    from .eval.evaluate import evaluate_crops, evaluate_detect, read_dataset
+    from .io.tables import write_json
+    from .pipeline import Analyzer, AnalyzerOptions
+
+    model = args.model or AnalyzerOptions().expression_model
+    data = read_dataset(args.data, args.format, args.split)
+    if args.faces == "crops":
+        clf = ExpressionClassifier(model, threads=args.threads)
+        rep = evaluate_crops(data, clf)
+        name, sha = clf.model.name, clf.model.sha256
+    else:
+        an = Analyzer(expression_model=model, threads=args.threads)
+        rep = evaluate_detect(data, an)
+        name, sha = an.expression.model.name, an.expression.model.sha256
+    rep = {"model": name, "sha256": sha, "data": str(args.data), "split": args.split if data.name.startswith("ferplus") else None,
+           "faces": args.faces, **rep}
+    print(f"{data.name}: n={rep['n']} accuracy={rep['accuracy']:.4f} uar={rep['uar']:.4f} "
+          f"macro_f1={rep['macro_f1']:.4f} ece={rep['ece']:.4f}"
+          + (f" face_found_rate={rep['face_found_rate']:.4f}" if "face_found_rate" in rep else ""))
+    labels = rep["confusion"]["labels"]
+    print("  " + " ".join(f"{c[:7]:>8}" for c in ["true\\pred"] + labels))
+    for c, row in zip(labels, rep["confusion"]["matrix"], strict=True):
+        print("  " + f"{c[:8]:>8} " + " ".join(f"{v:>8}" for v in row))
+    if args.json:
+        write_json(rep, args.json)
+    return EXIT_OK
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train an expression model (needs openfer[train]: PyTorch)")
+    try:
+        from .train.cli import add_arguments
+    except ImportError:  # pragma: no cover - torch missing is reported when the command runs
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        return
+    add_arguments(p)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise InputError("openfer train needs PyTorch: pip install 'openfer[train]'") from None
+    from .train.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="openfer", description="Offline facial expression analysis.")
     p.add_argument("--version", action="version", version=f"openfer {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_analyze(sub)
+    _add_evaluate(sub)
+    _add_train(sub)
     return p
 
 
@@ -128,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handler = {"analyze": _cmd_analyze}[args.command]
+    handler = {"analyze": _cmd_analyze, "evaluate": _cmd_evaluate, "train": _cmd_train}[args.command]
     try:
         return handler(args)
     except InputError as e:

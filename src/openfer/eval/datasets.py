@@ -107,3 +107,57 @@ def load_gray_stack(data: LabeledImages, size: int = 48) -> np.ndarray:
     for i, p in enumerate(data.paths):
         out[i] = load_gray(p, size)
     return out
+
+
+def _labels_from_names(names: list[str], classes: tuple[str, ...] | None, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    from .labels import canonical_label
+
+    canon = [canonical_label(n) for n in names]
+    if classes is None:
+        present = sorted(set(canon))
+        # keep the FER+ order for FER+ classes, then any other label sets alphabetically
+        classes = tuple([c for c in FERPLUS_CLASSES if c in present] + [c for c in present if c not in FERPLUS_CLASSES])
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index.get(c, -1) for c in canon], dtype=np.int64), classes
+
+
+def read_csv_labels(csv_path: str | Path, classes: tuple[str, ...] | None = FERPLUS_CLASSES) -> LabeledImages:
+    """CSV with ``path,label`` columns (header required; paths relative to the CSV's folder).
+
+    Labels are matched case-insensitively with synonyms; a label outside ``classes`` gets -1 and is
+    reported by the caller (see :func:`label_coverage`). ``classes=None`` takes the label set found.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise InputError(f"{csv_path}: not found")
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise InputError(f"{csv_path}: no rows")
+    cols = {c.strip().lower(): c for c in rows[0]}
+    pcol = cols.get("path") or cols.get("image") or cols.get("file")
+    lcol = cols.get("label") or cols.get("emotion") or cols.get("expression")
+    if pcol is None or lcol is None:
+        raise InputError(f"{csv_path}: needs 'path' and 'label' columns, found {list(rows[0])}")
+    paths = tuple(csv_path.parent / r[pcol].strip() for r in rows)
+    labels, classes = _labels_from_names([r[lcol] for r in rows], classes, str(csv_path))
+    return LabeledImages(paths, labels, classes, None, name=str(csv_path))
+
+
+def read_imagefolder(root: str | Path, classes: tuple[str, ...] | None = FERPLUS_CLASSES) -> LabeledImages:
+    """One sub-folder per class (``root/happy/*.jpg`` …); folder names matched like CSV labels."""
+    from ..io.images import IMAGE_EXTENSIONS
+
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder")
+    paths, names = [], []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        for f in sorted(sub.iterdir()):
+            if f.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS:
+                paths.append(f)
+                names.append(sub.name)
+    if not paths:
+        raise InputError(f"{root}: no class folders with images")
+    labels, classes = _labels_from_names(names, classes, str(root))
+    return LabeledImages(tuple(paths), labels, classes, None, name=str(root))

@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,41 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import TrainConfig
 from .nets import build
 
 log = logging.getLogger("openfer.train")
-
-
-@dataclass
-class TrainConfig:
-    arch: str = "fernet_s"
-    classes: tuple[str, ...] = ()
-    size: int = 48
-    epochs: int = 40
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 2.0
-    dropout: float = 0.3
-    ema_decay: float = 0.999
-    # augmentation
-    rotate_deg: float = 15.0
-    scale: tuple[float, float] = (0.85, 1.15)
-    translate: float = 0.08  # fraction of the image side
-    hflip: float = 0.5
-    erase_p: float = 0.25
-    mix_p: float = 0.3  # probability that a batch is mixed (mixup or cutmix, half each)
-    mix_alpha: float = 0.4
-    # numerics
-    bf16: bool = True
-    channels_last: bool = True
-    threads: int = 0  # 0: torch default
-    seed: int = 0
-    mean: float = 0.5
-    std: float = 0.25
-    init_from: str = ""  # checkpoint/weights to fine-tune from (head re-initialised if classes differ)
-    notes: dict = field(default_factory=dict)
 
 
 def _normalize(x_u8: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
@@ -230,6 +199,7 @@ def train(
     yt = torch.from_numpy(train_y.astype(np.float32))
     for epoch in range(start_epoch, cfg.epochs):
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        torch.manual_seed(cfg.seed * 100003 + epoch)  # dropout draws from the global generator
         model.train()
         perm = torch.randperm(len(xt), generator=gen)
         t0, loss_sum = time.time(), 0.0

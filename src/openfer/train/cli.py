@@ -1,0 +1,107 @@
+"""``openfer train``: train an expression model on a labelled data set and export it to ONNX.
+
+For FER+ (the default recipe) it trains on FER2013Train's vote distributions, selects the epoch on
+FER2013Valid, fits a calibration temperature on FER2013Valid and never reads FER2013Test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("openfer.train")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .config import TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("data", help="data set: FER+ root, a CSV (path,label) or an ImageFolder")
+    p.add_argument("--format", choices=("ferplus", "csv", "imagefolder"), default=None)
+    p.add_argument("--valid", help="validation set (CSV/ImageFolder formats); FER+ uses FER2013Valid")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, log, exported model")
+    p.add_argument("--arch", default=d.arch)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--init-from", default="", help="fine-tune from a checkpoint (.pt)")
+    p.add_argument("--template-images", type=int, default=2000,
+                   help="training images used to measure the crop template")
+
+
+def _load(data, size: int) -> np.ndarray:  # noqa: ANN001
+    from ..eval.datasets import load_gray_stack
+
+    return load_gray_stack(data, size)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..components.landmarks import FaceMesh
+    from ..eval.datasets import read_ferplus
+    from ..eval.evaluate import read_dataset
+    from .export import export_onnx, fit_temperature
+    from .nets import build
+    from .recipe import TrainConfig, predict_logits, train
+    from .template import fit_template, mesh_on_crops
+
+    import torch
+
+    fmt = args.format
+    if fmt == "ferplus" or (fmt is None and (Path(args.data) / "FER2013Train").is_dir()):
+        tr, va = read_ferplus(args.data, "train"), read_ferplus(args.data, "valid")
+        soft = tr.soft
+    else:
+        tr = read_dataset(args.data, fmt)
+        if not args.valid:
+            raise SystemExit("--valid is required for this format")
+        va = read_dataset(args.valid, fmt)
+        tr = tr.subset(tr.labels >= 0)
+        soft = np.eye(len(tr.classes), dtype=np.float32)[tr.labels]
+    cfg_fields = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in dict(
+        arch=args.arch, classes=tr.classes, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, threads=args.threads, init_from=args.init_from).items() if k in cfg_fields})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("train %d images, valid %d, classes %s", len(tr), len(va), tr.classes)
+    xt, xv = _load(tr, cfg.size), _load(va, cfg.size)
+    va = va.subset(va.labels >= 0) if (va.labels < 0).any() else va
+    xv = _load(va, cfg.size)
+    summary = train(cfg, xt, soft, xv, va.labels, out)
+
+    # crop template: where the face mesh lands on the training crops
+    tpath = out / "template.json"
+    if not tpath.exists():
+        rng = np.random.default_rng(cfg.seed)
+        pick = rng.choice(len(xt), size=min(args.template_images, len(xt)), replace=False)
+        lm, sc = mesh_on_crops(xt[np.sort(pick)], FaceMesh(iris=False))
+        tpath.write_text(json.dumps(fit_template(lm, sc, cfg.size), indent=1))
+    template = json.loads(tpath.read_text())
+
+    model = build(cfg.arch, len(cfg.classes), 0.0)
+    model.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=False)["model"])
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    logits = predict_logits(model, xv, cfg)
+    temperature = fit_temperature(logits, va.labels)
+    spec = {
+        "arch": cfg.arch, "classes": list(cfg.classes), "size": cfg.size, "color": "gray",
+        "mean": cfg.mean, "std": cfg.std, "temperature": temperature,
+        "template_index": template["template_index"], "template": template["template"],
+        "crop": "similarity transform of the face mesh's rigid points onto 'template' (x, y in [0, 1])",
+        "trained_on": summary.get("data", tr.name), "seed": cfg.seed, "epochs": cfg.epochs,
+        "best_valid_acc": summary["best_valid_acc"],
+    }
+    onnx_path = export_onnx(out / "best.pt", spec, out / f"{cfg.arch}.onnx")
+    (out / "summary.json").write_text(json.dumps({**summary, "temperature": temperature, "config": asdict(cfg)},
+                                                 indent=1, default=str))
+    log.info("best valid acc %.4f, temperature %.3f, exported %s", summary["best_valid_acc"], temperature, onnx_path)
+    print(f"exported {onnx_path} (valid accuracy {summary['best_valid_acc']:.4f})")
+    return 0

@@ -1,0 +1,37 @@
+"""Training configuration (no PyTorch import: the CLI reads its defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "fernet_s"
+    classes: tuple[str, ...] = ()
+    size: int = 48
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 2.0
+    dropout: float = 0.3
+    ema_decay: float = 0.999
+    # augmentation
+    rotate_deg: float = 15.0
+    scale: tuple[float, float] = (0.85, 1.15)
+    translate: float = 0.08  # fraction of the image side
+    hflip: float = 0.5
+    erase_p: float = 0.25
+    mix_p: float = 0.3  # probability that a batch is mixed (mixup or cutmix, half each)
+    mix_alpha: float = 0.4
+    # numerics
+    bf16: bool = True
+    channels_last: bool = True
+    threads: int = 0  # 0: torch default
+    seed: int = 0
+    mean: float = 0.5
+    std: float = 0.25
+    init_from: str = ""  # checkpoint/weights to fine-tune from (head re-initialised if classes differ)
+    notes: dict = field(default_factory=dict)

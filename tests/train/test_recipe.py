@@ -1,0 +1,75 @@
+"""Training recipe: exact resume, soft-label loss, temperature fit (needs the [train] extra)."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from openfer.train.config import TrainConfig  # noqa: E402
+from openfer.train.export import fit_temperature  # noqa: E402
+from openfer.train.recipe import soft_cross_entropy, train  # noqa: E402
+
+
+def _data(n=96, size=24, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.integers(0, 60, (n, size, size)).astype(np.uint8)
+    for i, c in enumerate(y):  # class-dependent bright band so the task is learnable
+        x[i, c * 8 : c * 8 + 8] += 150
+    soft = np.eye(3, dtype=np.float32)[y]
+    return x, soft, y
+
+
+def _cfg(epochs):
+    return TrainConfig(arch="fernet_xs", classes=("a", "b", "c"), size=24, epochs=epochs, batch_size=32,
+                       lr=0.05, warmup_epochs=0.5, bf16=False, threads=1, seed=3)
+
+
+def test_resume_after_interruption_is_exact(tmp_path):
+    x, soft, y = _data()
+    full = train(_cfg(2), x, soft, x[:32], y[:32], tmp_path / "full")
+    # the same run "killed" after epoch 1: train 1 epoch of a 2-epoch schedule, then resume
+    part_dir = tmp_path / "part"
+    cfg = _cfg(2)
+    cfg1 = TrainConfig(**{**cfg.__dict__, "epochs": 2})
+    import openfer.train.recipe as recipe
+
+    calls = {"n": 0}
+    real_save = recipe._atomic_torch_save
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        if path.name == "last.pt":
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise KeyboardInterrupt  # killed right after the first checkpoint
+
+    recipe._atomic_torch_save = save_then_die
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg1, x, soft, x[:32], y[:32], part_dir)
+    finally:
+        recipe._atomic_torch_save = real_save
+    resumed = train(cfg1, x, soft, x[:32], y[:32], part_dir)
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
+    b = torch.load(part_dir / "last.pt", weights_only=False)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
+    assert (part_dir / "log.csv").read_text().count("\n") == 3
+
+
+def test_soft_cross_entropy_matches_hard_ce_for_one_hot():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+    y = torch.tensor([0, 2])
+    ref = torch.nn.functional.cross_entropy(logits, y)
+    assert torch.allclose(soft_cross_entropy(logits, torch.eye(3)[y]), ref)
+
+
+def test_fit_temperature_recovers_scaling():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(size=(4000, 4)) * 2
+    p = np.exp(true_logits) / np.exp(true_logits).sum(1, keepdims=True)
+    y = np.array([rng.choice(4, p=row) for row in p])
+    t = fit_temperature(true_logits * 3.0, y)  # over-confident by 3x
+    assert t == pytest.approx(3.0, rel=0.15)
