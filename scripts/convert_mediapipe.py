@@ -1,0 +1,721 @@
+#!/usr/bin/env python
+"""Convert MediaPipe's face models (TFLite) to ONNX, check parity, install them into openfer.
+
+What it does, rerunnably:
+
+1. takes the ``mediapipe==0.10.21`` wheel (``--wheel PATH``, or ``pip download --no-deps`` into a
+   temporary folder) and reads the face detector, face mesh and iris models and the licence from it;
+2. converts each ``.tflite`` with tf2onnx (opset 17) and makes the batch dimension dynamic (``"N"``)
+   where the graph's constant Reshape shapes can be proven to carry the batch, else keeps batch 1;
+3. runs TFLite and ONNX Runtime (CPU, one thread) on random inputs in the model's input range and on
+   the fixture photo, checks a batch of 3 against 3 single runs, and fails before installing anything
+   when a difference exceeds the tolerance;
+4. writes ``src/openfer/models/{blazeface_short,facemesh,iris}.onnx`` (with the preprocessing spec in
+   the ONNX metadata key ``openfer.spec``), ``LICENSES/mediapipe-LICENSE`` and
+   ``LICENSES/mediapipe-NOTICE``, its own block of ``models.toml`` (other tables are left as they
+   are) and ``docs/models/mediapipe_parity.json``.
+
+Input ranges, from MediaPipe's graphs (``modules/*/*.pbtxt``): the detector takes a 128x128 RGB
+tensor in [-1, 1] (ImageToTensorCalculator ``output_tensor_float_range {min: -1 max: 1}``), the face
+mesh 192x192 RGB in [0, 1] (``output_tensor_float_range {min: 0 max: 1}``) and the iris model 64x64
+RGB in [0, 1] (TfLiteConverterCalculator ``zero_center: false``). All three are NHWC.
+
+This is a maintainer tool, not part of the package (nothing in ``openfer`` imports it). It needs a
+throwaway environment with TensorFlow, which openfer itself never depends on::
+
+    python3.11 -m venv /tmp/mp-venv
+    /tmp/mp-venv/bin/pip install tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnxruntime "numpy<2"
+    /tmp/mp-venv/bin/python scripts/convert_mediapipe.py --wheel mediapipe-0.10.21-cp311-...whl
+
+The canonical face mesh (``canonical_face_model.obj``) is installed when the wheel holds it or when
+it is given with ``--canonical-obj`` (e.g. from a MediaPipe source checkout, where it lives at
+``mediapipe/modules/face_geometry/data/canonical_face_model.obj``); the 0.10.21 wheels do not ship it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Keep TensorFlow / ONNX Runtime quiet and on one core; must be set before they are imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+log = logging.getLogger("convert_mediapipe")
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = ROOT / "src" / "openfer" / "models"
+PARITY_JSON = ROOT / "docs" / "models" / "mediapipe_parity.json"
+DEFAULT_FIXTURE = ROOT.parent / "shared" / "fixtures" / "photos" / "single_face.jpg"
+
+MP_VERSION = "0.10.21"
+OPSET = 17
+SPEC_KEY = "openfer.spec"  # same key as openfer.runtime.onnx.SPEC_KEY (not imported on purpose)
+CANONICAL_OBJ = "mediapipe/modules/face_geometry/data/canonical_face_model.obj"
+BLOCK_BEGIN = "# BEGIN mediapipe -- written by scripts/convert_mediapipe.py; edit the script, not this block"
+BLOCK_END = "# END mediapipe"
+BLOCK_TAG = "# BEGIN mediapipe"  # how an earlier block is found, whatever the rest of its first line
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One MediaPipe model to convert: where it is in the wheel and what it expects."""
+
+    key: str  # registry name in models.toml
+    file: str  # file name under src/openfer/models/
+    inner: str  # path inside the wheel
+    size: int  # square input side, pixels
+    input_range: tuple[float, float]  # RGB 0..255 is mapped linearly onto this range
+    description: str
+
+
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        "blazeface_short", "blazeface_short.onnx",
+        "mediapipe/modules/face_detection/face_detection_short_range.tflite", 128, (-1.0, 1.0),
+        "BlazeFace short-range detector: 896 SSD anchors x (16 regressors: box + 6 keypoints, "
+        "in input pixels relative to the anchor) and 1 score logit",
+    ),
+    ModelSpec(
+        "facemesh", "facemesh.onnx",
+        "mediapipe/modules/face_landmark/face_landmark.tflite", 192, (0.0, 1.0),
+        "Face Mesh: 468 landmarks (x, y in input pixels, z) and a face-presence flag",
+    ),
+    ModelSpec(
+        "iris", "iris.onnx",
+        "mediapipe/modules/iris_landmark/iris_landmark.tflite", 64, (0.0, 1.0),
+        "Iris landmarks of a left eye (mirror right eyes): 71 eye-contour and brow points and "
+        "5 iris points, (x, y in input pixels, z) each",
+    ),
+)
+
+
+# --------------------------------------------------------------------------------------------- wheel
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def obtain_wheel(wheel: Path | None, tmp: Path) -> Path:
+    """The given wheel, or ``mediapipe==MP_VERSION`` downloaded (no deps) into ``tmp``."""
+    if wheel is not None:
+        if not wheel.is_file():
+            raise SystemExit(f"--wheel {wheel}: no such file")
+        return wheel
+    log.info("downloading mediapipe==%s (no deps) into %s", MP_VERSION, tmp)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+         f"mediapipe=={MP_VERSION}", "-d", str(tmp)],
+        check=True,
+    )
+    found = sorted(tmp.glob(f"mediapipe-{MP_VERSION}-*.whl"))
+    if not found:
+        raise SystemExit(f"pip download left no mediapipe-{MP_VERSION} wheel in {tmp}")
+    return found[0]
+
+
+def read_member(zf: zipfile.ZipFile, inner: str) -> bytes:
+    try:
+        return zf.read(inner)
+    except KeyError:
+        folder = inner.rsplit("/", 1)[0]
+        near = [n for n in zf.namelist() if n.startswith(folder)]
+        raise SystemExit(f"{zf.filename}: no {inner}; under {folder}/: {near}") from None
+
+
+def find_license(zf: zipfile.ZipFile) -> str:
+    names = [n for n in zf.namelist()
+             if re.fullmatch(r"mediapipe-[^/]+\.dist-info/(LICEN[CS]E|COPYING)[^/]*", n)]
+    if len(names) != 1:
+        raise SystemExit(f"{zf.filename}: expected one licence file in the .dist-info, found {names}")
+    return names[0]
+
+
+def wheel_version(name: str) -> str:
+    m = re.match(r"mediapipe-([^-]+)-", name)
+    return m.group(1) if m else "unknown"
+
+
+# ---------------------------------------------------------------------------------------- conversion
+
+def convert(tflite_path: Path, opset: int) -> Any:
+    """tf2onnx conversion of one ``.tflite`` file; returns the ONNX ModelProto."""
+    import tf2onnx
+
+    model, external = tf2onnx.convert.from_tflite(str(tflite_path), opset=opset)
+    if external:
+        raise SystemExit(f"{tflite_path}: tf2onnx produced external tensors; not supported here")
+    canonicalize_names(model)
+    return model
+
+
+GENERATED = re.compile(r"__\d+")
+
+
+def canonicalize_names(model: Any) -> None:
+    """Renumber tf2onnx's generated names in graph order, in place, so reruns give identical bytes.
+
+    tf2onnx suffixes the names it makes up with a process-wide counter (``conv2d__1286``) whose
+    values vary from run to run although the graph does not, and names a deduplicated constant
+    after whichever of its copies it met first. Both are renamed by first use; other names from
+    the TFLite model are kept.
+    """
+    g = model.graph
+    uses = collections.Counter(i for n in g.node for i in n.input)
+    shared = {t.name for t in g.initializer if uses[t.name] > 1}
+    mapping: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        m = GENERATED.search(name)
+        if name in shared:
+            prefix = "shared_const"
+        elif name and m is not None:
+            prefix = name[: m.start()]
+        else:
+            return name
+        if name not in mapping:
+            mapping[name] = f"{prefix}__{len(mapping)}"
+        return mapping[name]
+
+    for node in g.node:
+        node.name = rename(node.name)
+        for i, name in enumerate(node.input):
+            node.input[i] = rename(name)
+        for i, name in enumerate(node.output):
+            node.output[i] = rename(name)
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        vi.name = rename(vi.name)
+    for t in g.initializer:
+        t.name = rename(t.name)
+    ordered = sorted(g.initializer, key=lambda t: t.name)
+    copies = [type(t)() for t in ordered]
+    for c, t in zip(copies, ordered):
+        c.CopyFrom(t)
+    del g.initializer[:]
+    g.initializer.extend(copies)
+
+
+def _dim0(vi: Any) -> int | str | None:
+    dims = vi.type.tensor_type.shape.dim
+    if not dims:
+        return None
+    d = dims[0]
+    return d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else None)
+
+
+def _set_dim0(vi: Any, value: int | str) -> None:
+    d = vi.type.tensor_type.shape.dim[0]
+    if isinstance(value, str):
+        d.dim_param = value
+    else:
+        d.dim_value = value
+
+
+def make_batch_dynamic(model: Any) -> tuple[Any, list[str], list[str]]:
+    """Copy of ``model`` with dim 0 of inputs and outputs named ``"N"``.
+
+    A Reshape whose constant target shape starts with 1 is rewritten to start with 0 ("copy this
+    dimension from the data input", ONNX Reshape with ``allowzero=0``) only when shape inference
+    shows that the data input's dim 0 is the symbolic batch. Returns the model, the patched Reshape
+    nodes and the Reshapes that still pin the batch (non-empty means: do not use the dynamic model).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    del g.value_info[:]
+    for vi in list(g.input) + list(g.output):
+        _set_dim0(vi, "N")
+    inits = {t.name: t for t in g.initializer}
+    patched: list[str] = []
+    for _ in range(len(g.node)):  # a patch can expose the batch to a later Reshape
+        inferred = onnx.shape_inference.infer_shapes(m)
+        shapes = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.input)}
+        changed = False
+        for node in g.node:
+            if node.op_type != "Reshape" or node.name in patched or node.input[1] not in inits:
+                continue
+            if any(a.name == "allowzero" and a.i == 1 for a in node.attribute):
+                continue
+            target = numpy_helper.to_array(inits[node.input[1]])
+            data = shapes.get(node.input[0])
+            if target.ndim != 1 or target.size == 0 or target[0] != 1 or data is None or _dim0(data) != "N":
+                continue
+            new = target.copy()
+            new[0] = 0
+            name = f"{node.input[1]}__batch"
+            if name not in inits:  # a shared shape constant is copied once
+                inits[name] = numpy_helper.from_array(new, name)
+                g.initializer.append(inits[name])
+            node.input[1] = name
+            patched.append(node.name)
+            changed = True
+        if not changed:
+            break
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    pinned = []
+    for node in g.node:
+        if node.op_type == "Reshape" and node.name not in patched and node.input[1] in inits:
+            target = numpy_helper.to_array(inits[node.input[1]])
+            if target.ndim == 1 and target.size and target[0] == 1:
+                pinned.append(node.name)
+    if not pinned:
+        onnx.checker.check_model(m, full_check=True)
+    return m, patched, pinned
+
+
+def static_copy(model: Any) -> Any:
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.value_info[:]
+    return m
+
+
+def annotate(model: Any, spec: ModelSpec, source: str, dynamic: bool) -> None:
+    """Doc string and the ``openfer.spec`` metadata that openfer's runtime reads."""
+    meta = {
+        "arch": f"mediapipe.{Path(spec.inner).stem}",
+        "source": source,
+        "license": "Apache-2.0",
+        "size": spec.size,
+        "layout": "NHWC",
+        "colour": "RGB",
+        "input_range": list(spec.input_range),
+        "batch": "N" if dynamic else 1,
+        "outputs": [o.name for o in model.graph.output],
+        "description": spec.description,
+    }
+    model.doc_string = f"{spec.description}. Converted from {source} by openfer (Apache-2.0, Google)."
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = SPEC_KEY, json.dumps(meta, sort_keys=True)
+
+
+def io_summary(vis: Any) -> list[dict[str, Any]]:
+    import onnx
+
+    out = []
+    for vi in vis:
+        tt = vi.type.tensor_type
+        dims = [d.dim_param if d.HasField("dim_param") else d.dim_value for d in tt.shape.dim]
+        out.append({"name": vi.name, "shape": dims,
+                    "dtype": onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name})
+    return out
+
+
+def op_types(model: Any) -> dict[str, int]:
+    counts = collections.Counter(
+        (n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}") for n in model.graph.node
+    )
+    return dict(sorted(counts.items()))
+
+
+# -------------------------------------------------------------------------------------------- parity
+
+def ort_session(model: Any) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+class TfliteRunner:
+    """tf.lite.Interpreter on one thread; outputs by tensor name."""
+
+    def __init__(self, path: Path) -> None:
+        import tensorflow as tf
+
+        self.interp = tf.lite.Interpreter(model_path=str(path), num_threads=1)
+        self.interp.allocate_tensors()
+        (self.inp,) = self.interp.get_input_details()
+        self.outs = self.interp.get_output_details()
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        self.interp.set_tensor(self.inp["index"], x)
+        self.interp.invoke()
+        return {d["name"]: self.interp.get_tensor(d["index"]).copy() for d in self.outs}
+
+
+def random_input(spec: ModelSpec, seed: int) -> np.ndarray:
+    lo, hi = spec.input_range
+    rng = np.random.default_rng(seed)
+    return rng.uniform(lo, hi, size=(1, spec.size, spec.size, 3)).astype(np.float32)
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """RGB uint8 image (H, W, 3), decoded by TensorFlow (no image library in the venv)."""
+    import tensorflow as tf
+
+    return tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False).numpy()
+
+
+def to_input(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Whole image resized (area) to the model's square input, mapped onto its input range."""
+    import tensorflow as tf
+
+    x = tf.image.resize(rgb[None].astype(np.float32), (spec.size, spec.size), method="area").numpy()
+    lo, hi = spec.input_range
+    return (lo + (hi - lo) * x / 255.0).astype(np.float32)
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        raise SystemExit(f"shape mismatch TFLite {a.shape} vs ONNX {b.shape}")
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def check_parity(
+    tfl: TfliteRunner, sess: Any, cases: dict[str, np.ndarray], atol: float, rtol: float
+) -> dict[str, Any]:
+    """Max abs difference per output and case; ``ok`` when every diff <= atol + rtol * max|ref|."""
+    names = [o.name for o in sess.get_outputs()]
+    in_name = sess.get_inputs()[0].name
+    per_case: dict[str, dict[str, float]] = {}
+    worst = dict.fromkeys(names, 0.0)
+    scale = dict.fromkeys(names, 0.0)
+    for case, x in cases.items():
+        ref = tfl(x)
+        if set(ref) != set(names):
+            raise SystemExit(f"output names differ: TFLite {sorted(ref)} vs ONNX {names}")
+        got = dict(zip(names, sess.run(None, {in_name: x})))
+        per_case[case] = {n: max_abs_diff(ref[n], got[n]) for n in names}
+        for n in names:
+            worst[n] = max(worst[n], per_case[case][n])
+            scale[n] = max(scale[n], float(np.max(np.abs(ref[n]))))
+    ok = all(worst[n] <= atol + rtol * scale[n] for n in names)
+    return {"tflite_output_order": [d["name"] for d in tfl.outs], "max_abs_diff": worst,
+            "max_abs_reference": scale, "per_case": per_case, "ok": ok}
+
+
+def check_batch(sess: Any, xs: list[np.ndarray], atol: float) -> tuple[float, bool]:
+    """Max abs difference between one batched run and single runs of the same inputs."""
+    in_name = sess.get_inputs()[0].name
+    try:
+        batched = sess.run(None, {in_name: np.concatenate(xs)})
+    except Exception as e:  # onnxruntime raises its own exception types
+        log.warning("batched run failed: %s", e)
+        return float("inf"), False
+    singles = [sess.run(None, {in_name: x}) for x in xs]
+    diff = 0.0
+    for k, out in enumerate(batched):
+        if out.shape[0] != len(xs):
+            return float("inf"), False
+        diff = max(diff, max_abs_diff(out, np.concatenate([s[k] for s in singles])))
+    return diff, diff <= atol
+
+
+def face_flag_probe(sess: Any, face: np.ndarray, spec: ModelSpec) -> dict[str, Any]:
+    """Face Mesh's flag output on the fixture face vs noise: is it a logit or a probability?"""
+    in_name = sess.get_inputs()[0].name
+    flag = next(o.name for o in sess.get_outputs() if int(np.prod(o.shape[1:])) == 1)
+    val = {}
+    for case, x in {"fixture_face": face, "uniform_noise": random_input(spec, 1234),
+                    "flat_grey": np.full_like(face, sum(spec.input_range) / 2)}.items():
+        val[case] = float(np.ravel(sess.run([flag], {in_name: x})[0])[0])
+    raw = np.array(list(val.values()))
+    kind = "probability" if np.all((raw >= 0) & (raw <= 1)) else "logit"
+    return {"output": flag, "raw": val, "sigmoid": {k: float(1 / (1 + np.exp(-v))) for k, v in val.items()},
+            "looks_like": kind}
+
+
+# ------------------------------------------------------------------------------------------- install
+
+def toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def render_block(tables: dict[str, dict[str, Any]]) -> str:
+    lines = [BLOCK_BEGIN]
+    for name, table in tables.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
+        lines.append("")
+    lines[-1] = BLOCK_END
+    return "\n".join(lines) + "\n"
+
+
+def update_registry(path: Path, tables: dict[str, dict[str, Any]]) -> None:
+    """Replace (or append) this script's block in ``models.toml``; everything else stays byte for byte.
+
+    Refuses to write when one of our tables exists outside the block, and checks afterwards that
+    the other tables parse to exactly what they were.
+    """
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    begin, end = text.find(BLOCK_TAG), text.find(BLOCK_END)
+    if (begin < 0) != (end < 0) or (begin >= 0 and end < begin):
+        raise SystemExit(f"{path}: unbalanced '{BLOCK_TAG}' / '{BLOCK_END}' markers; fix by hand")
+    if begin >= 0:
+        stop = end + len(BLOCK_END)
+        stop += text[stop:].startswith("\n")
+        outside = text[:begin] + text[stop:]
+    else:
+        outside = text
+    others = tomllib.loads(outside)
+    clash = sorted(set(others) & set(tables))
+    if clash:
+        raise SystemExit(f"{path}: tables {clash} exist outside the generated block; remove them first")
+    block = render_block(tables)
+    if begin >= 0:
+        new = text[:begin] + block + text[stop:]
+    else:
+        sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+        new = text + sep + block
+    parsed = tomllib.loads(new)
+    if {k: parsed[k] for k in others} != others or {k: parsed[k] for k in tables} != tables:
+        raise SystemExit(f"{path}: rewritten registry does not round-trip; not written")
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(new, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def notice_text(wheel: Path, wheel_sha: str, version: str, licence_inner: str,
+                installed: list[tuple[str, str, str]], tools: dict[str, str]) -> str:
+    rows = "\n".join(f"  {dst:<26} <- {inner}\n  {'':<26}    (sha256 of the original: {sha})"
+                     for dst, inner, sha in installed)
+    tool_rows = "\n".join(f"  {k} {v}" for k, v in tools.items())
+    return f"""openfer -- MediaPipe face models
+=================================
+
+The files listed below are models by Google LLC (The MediaPipe Authors), taken from the MediaPipe
+Python wheel and licensed under the Apache License, Version 2.0 (see mediapipe-LICENSE next to
+this file, copied from {licence_inner} in the same wheel).
+
+Source wheel: {wheel.name}
+  mediapipe version {version}, sha256 {wheel_sha}
+
+Files (in openfer/models/ <- path inside the wheel):
+{rows}
+
+Modifications by openfer: the .tflite models were converted to ONNX (opset {OPSET}) by
+scripts/convert_mediapipe.py; where shape inference proves it safe, the constant batch dimension
+of Reshape shapes was replaced by "copy from input" so that the batch dimension is dynamic; an
+"{SPEC_KEY}" metadata entry describing the preprocessing was added. Weight values are unchanged
+(where the original stores float16 weights, they are stored here as the exact float32 values).
+Outputs were checked against TFLite; see docs/models/mediapipe_parity.json.
+
+Conversion tools:
+{tool_rows}
+"""
+
+
+def tool_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    return {"python": sys.version.split()[0], "tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__,
+            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+
+
+def validate_obj(data: bytes) -> dict[str, int]:
+    counts = collections.Counter(line.split(maxsplit=1)[0] for line in data.decode().splitlines()
+                                 if line.strip() and not line.startswith("#"))
+    if counts["v"] != 468:
+        raise SystemExit(f"canonical mesh has {counts['v']} vertices, expected 468")
+    return {"vertices": counts["v"], "uvs": counts["vt"], "faces": counts["f"]}
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--wheel", type=Path, help=f"mediapipe-{MP_VERSION} wheel (default: pip download it)")
+    p.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE, help="photo with one face, for parity")
+    p.add_argument("--canonical-obj", type=Path, help="canonical_face_model.obj, when the wheel lacks it")
+    p.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    p.add_argument("--parity-json", type=Path, default=PARITY_JSON)
+    p.add_argument("--opset", type=int, default=OPSET)
+    p.add_argument("--random-cases", type=int, default=3, help="random inputs per model")
+    p.add_argument("--atol", type=float, default=1e-3, help="parity: absolute tolerance")
+    p.add_argument("--rtol", type=float, default=1e-5, help="parity: tolerance relative to max|TFLite|")
+    p.add_argument("--dry-run", action="store_true", help="convert and check; install nothing")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def process_model(spec: ModelSpec, tflite: Path, source: str, face_rgb: np.ndarray,
+                  args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
+    """Convert, make batch dynamic if provably safe, check parity; returns (model, report, ok)."""
+    log.info("%s: converting %s", spec.key, spec.inner)
+    base = convert(tflite, args.opset)
+    dyn, patched, pinned = make_batch_dynamic(base)
+    tfl = TfliteRunner(tflite)
+    real = to_input(face_rgb, spec)
+    cases = {f"random_{i}": random_input(spec, i) for i in range(args.random_cases)} | {"fixture": real}
+
+    batch: dict[str, Any] = {"patched_reshapes": patched, "reshapes_pinning_batch": pinned}
+    model = dyn
+    if pinned:
+        batch["why_static"] = "constant Reshape shapes pin batch 1 and could not be proven safe to free"
+    else:
+        trio = [real, random_input(spec, 100), random_input(spec, 101)]
+        diff, ok = check_batch(ort_session(dyn), trio, args.atol)
+        batch["max_abs_diff_batch3_vs_single"] = diff
+        if not ok:
+            batch["why_static"] = f"batch of 3 differs from single runs by {diff:g}"
+    if "why_static" in batch:
+        log.warning("%s: keeping batch 1: %s", spec.key, batch["why_static"])
+        model = static_copy(base)
+    dynamic = model is dyn
+    batch["dynamic"] = dynamic
+    log.info("%s: batch %s (patched Reshapes: %s)", spec.key, "dynamic N" if dynamic else "fixed 1",
+             ", ".join(patched) or "none")
+
+    annotate(model, spec, source, dynamic)
+    sess = ort_session(model)  # the model as shipped: CPU EP, one thread
+    parity = check_parity(tfl, sess, cases, args.atol, args.rtol)
+    ops = op_types(model)
+    log.info("%s: op types %s", spec.key, ", ".join(f"{k} x{v}" for k, v in ops.items()))
+    for name, d in parity["max_abs_diff"].items():
+        log.info("%s: %-32s max |TFLite - ONNX| = %.3g", spec.key, name, d)
+    report: dict[str, Any] = {
+        "file": spec.file, "source": source,
+        "input_range": list(spec.input_range), "layout": "NHWC", "colour": "RGB",
+        "inputs": io_summary(model.graph.input), "outputs": io_summary(model.graph.output),
+        "op_types": ops, "batch": batch, "parity": parity,
+    }
+    if spec.key == "facemesh":
+        report["face_flag"] = face_flag_probe(sess, real, spec)
+        log.info("%s: face flag %s", spec.key, report["face_flag"]["raw"])
+    return model, report, parity["ok"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("tensorflow", "tf2onnx", "absl"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    if not args.fixture.is_file():
+        raise SystemExit(f"--fixture {args.fixture}: no such file")
+
+    with tempfile.TemporaryDirectory(prefix="convert_mediapipe_") as tmpdir:
+        tmp = Path(tmpdir)
+        wheel = obtain_wheel(args.wheel, tmp)
+        wheel_sha = sha256_bytes(wheel.read_bytes())
+        version = wheel_version(wheel.name)
+        if version != MP_VERSION:
+            log.warning("wheel is mediapipe %s, the script was written for %s", version, MP_VERSION)
+        face_rgb = load_rgb(args.fixture)
+
+        converted: dict[str, Any] = {}
+        reports: dict[str, Any] = {}
+        originals: list[tuple[str, str, str]] = []
+        all_ok = True
+        with zipfile.ZipFile(wheel) as zf:
+            licence_inner = find_license(zf)
+            licence = read_member(zf, licence_inner)
+            for spec in MODELS:
+                data = read_member(zf, spec.inner)
+                tflite = tmp / Path(spec.inner).name
+                tflite.write_bytes(data)
+                source = f"{wheel.name}!{spec.inner}"
+                model, report, ok = process_model(spec, tflite, source, face_rgb, args)
+                report["tflite_sha256"] = sha256_bytes(data)
+                converted[spec.key], reports[spec.key] = model, report
+                originals.append((spec.file, spec.inner, report["tflite_sha256"]))
+                all_ok &= ok
+            obj = zf.read(CANONICAL_OBJ) if CANONICAL_OBJ in zf.namelist() else None
+        obj_source = f"{wheel.name}!{CANONICAL_OBJ}"
+        if obj is None and args.canonical_obj is not None:
+            obj = args.canonical_obj.read_bytes()
+            obj_source = f"{args.canonical_obj.name} (given with --canonical-obj)"
+        if obj is None:
+            log.warning("%s is not in %s and --canonical-obj was not given: not installed",
+                        CANONICAL_OBJ, wheel.name)
+
+    tools = tool_versions()
+    parity_doc: dict[str, Any] = {
+        "generated_by": "scripts/convert_mediapipe.py",
+        "wheel": wheel.name, "wheel_sha256": wheel_sha, "mediapipe_version": version, "opset": args.opset,
+        "tools": tools,
+        "fixture": {"file": args.fixture.name, "sha256": sha256_bytes(args.fixture.read_bytes()),
+                    "preprocessing": "whole image, area-resized to the input size, RGB mapped onto "
+                                     "input_range"},
+        "random_inputs": f"{args.random_cases} x uniform in input_range, numpy default_rng(seed 0..)",
+        "tolerance": {"atol": args.atol, "rtol": args.rtol,
+                      "rule": "max_abs_diff <= atol + rtol * max_abs_reference"},
+        "onnxruntime_session": "CPUExecutionProvider, intra_op_num_threads=1, inter_op_num_threads=1",
+        "models": reports,
+        "canonical_face_model": (
+            {"source": obj_source, **validate_obj(obj)} if obj is not None
+            else {"installed": False, "reason": f"{CANONICAL_OBJ} is not in {wheel.name}"}
+        ),
+    }
+    if not all_ok:
+        bad = [k for k, r in reports.items() if not r["parity"]["ok"]]
+        log.error("parity failed for %s; nothing installed", bad)
+        return 1
+    if args.dry_run:
+        log.info("dry run: nothing installed")
+        for key, rep in reports.items():
+            log.info("%s: %s", key, json.dumps(rep["parity"]["max_abs_diff"]))
+        return 0
+
+    out = args.models_dir
+    (out / "LICENSES").mkdir(parents=True, exist_ok=True)
+    tables: dict[str, dict[str, Any]] = {}
+    for spec in MODELS:
+        data = converted[spec.key].SerializeToString()
+        (out / spec.file).write_bytes(data)
+        rep = reports[spec.key]
+        tables[spec.key] = {
+            "file": spec.file, "sha256": sha256_bytes(data), "source": rep["source"],
+            "license": "Apache-2.0", "input_name": rep["inputs"][0]["name"],
+            "input_shape": rep["inputs"][0]["shape"], "outputs": [o["name"] for o in rep["outputs"]],
+            "input_layout": "NHWC", "input_range": list(spec.input_range),
+        }
+        rep["sha256"], rep["size_bytes"] = tables[spec.key]["sha256"], len(data)
+        log.info("wrote %s (%d bytes)", out / spec.file, len(data))
+    if obj is not None:
+        (out / "canonical_face_model.obj").write_bytes(obj)
+        parity_doc["canonical_face_model"]["sha256"] = sha256_bytes(obj)
+        originals.append(("canonical_face_model.obj", obj_source.split("!")[-1], sha256_bytes(obj)))
+    (out / "LICENSES" / "mediapipe-LICENSE").write_bytes(licence)
+    (out / "LICENSES" / "mediapipe-NOTICE").write_text(
+        notice_text(wheel, wheel_sha, version, licence_inner, originals, tools), encoding="utf-8")
+    update_registry(out / "models.toml", tables)
+    args.parity_json.parent.mkdir(parents=True, exist_ok=True)
+    args.parity_json.write_text(json.dumps(parity_doc, indent=2) + "\n", encoding="utf-8")
+    log.info("wrote %s, %s and %s", out / "models.toml", out / "LICENSES", args.parity_json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
