@@ -1,4 +1,4 @@
-"""Head pose from the face mesh, aligned to MediaPipe's canonical face model (shipped as .obj)."""
+"""Head pose from the face mesh, aligned to openfer's reference face (the mean neutral FER+ mesh)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from ..core.pose import head_pose
 from ..errors import WeightsError
-from ..runtime.onnx import MODELS_DIR
+from ..runtime.onnx import model_path, registry, sha256_file
 
 # Rigid points for the fit: forehead, temples, nose bridge/tip, eye corners, cheekbones, chin —
 # points that expressions barely move (no lips, brows or lids).
@@ -19,19 +19,16 @@ RIGID_INDEX = np.array(
 
 
 @functools.cache
-def canonical_mesh() -> np.ndarray:
-    """``(468, 3)`` vertices of ``canonical_face_model.obj`` (centimetres, X right, Y up, Z to camera)."""
-    path = MODELS_DIR / "canonical_face_model.obj"
-    if not path.is_file():
-        raise WeightsError(f"{path}: canonical face model missing (broken install?)")
-    verts = [
-        [float(v) for v in line.split()[1:4]]
-        for line in path.read_text().splitlines()
-        if line.startswith("v ")
-    ]
-    arr = np.asarray(verts, dtype=np.float64)
+def reference_face() -> np.ndarray:
+    """``(468, 3)`` mean neutral face in the head frame (X right, Y up, Z to camera; inter-ocular
+    distance 1), built from FER2013Train by ``scripts/build_mean_face.py``; sha256-verified."""
+    path = model_path("mean_face")
+    digest = sha256_file(path) if path.is_file() else None
+    if digest != registry()["mean_face"]["sha256"]:
+        raise WeightsError(f"{path}: missing or sha256 mismatch (broken install?)")
+    arr = np.load(path).astype(np.float64)
     if arr.shape != (468, 3):
-        raise WeightsError(f"{path}: expected 468 vertices, found {arr.shape[0]}")
+        raise WeightsError(f"{path}: expected (468, 3), found {arr.shape}")
     return arr
 
 
@@ -39,4 +36,4 @@ def estimate_pose(landmarks: np.ndarray) -> np.ndarray:
     """``(N, 3)`` yaw, pitch, roll in degrees from ``(N, 468+, 3)`` landmarks."""
     if len(landmarks) == 0:
         return np.zeros((0, 3))
-    return head_pose(np.asarray(landmarks)[:, :468], canonical_mesh(), RIGID_INDEX)
+    return head_pose(np.asarray(landmarks)[:, :468], reference_face(), RIGID_INDEX)
