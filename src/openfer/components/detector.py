@@ -7,6 +7,7 @@ side is chosen from ``min_face``; detections are mapped back to the image and me
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import cv2
@@ -16,6 +17,8 @@ from ..core.align import apply_affine, invert_affine
 from ..core.anchors import AnchorSpec, decode_blazeface, ssd_anchor_centers
 from ..core.boxes import weighted_nms
 from ..runtime import OnnxModel
+
+log = logging.getLogger("openfer")
 
 INPUT_SIZE = 128
 # A face smaller than this fraction of a tile side is below what the short-range model finds reliably.
@@ -32,7 +35,7 @@ class Detections:
         return len(self.scores)
 
 
-def tile_windows(height: int, width: int, min_face: float | None, overlap: float = 0.5) -> list[tuple[int, int, int]]:
+def tile_windows(height: int, width: int, min_face: float | None, overlap: float = 0.3) -> list[tuple[int, int, int]]:
     """Square windows ``(x0, y0, side)``: the whole image (letterboxed) first, then levels of
     overlapping tiles of halving side until a face of ``min_face`` pixels is at least
     ``MIN_REL_FACE`` of the tile side (and tiles stay >= 64 px)."""
@@ -140,28 +143,40 @@ class FaceDetector:
         nms_iou: float = 0.3,
         threads: int = 0,
         model: str = "blazeface_short",
+        max_windows: int = 400,
     ) -> None:
         self.model = OnnxModel.load(model, threads=threads)
         self.anchors = ssd_anchor_centers(AnchorSpec(input_size=INPUT_SIZE))
         self.min_face = min_face
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
+        self.max_windows = max_windows
         outs = self.model.session.get_outputs()
         # regressors (1, 896, 16) and classificators (1, 896, 1), in whatever order the graph has them
         self._box_idx = next(i for i, o in enumerate(outs) if o.shape[-1] == 16)
         self._score_idx = 1 - self._box_idx
         self._batched = not isinstance(self.model.session.get_inputs()[0].shape[0], int)
 
+    def windows(self, height: int, width: int) -> list[tuple[int, int, int]]:
+        """Tiling for this image size; on very large images ``min_face`` is raised until at most
+        ``max_windows`` windows remain (logged), so time and memory stay bounded."""
+        min_face = self.min_face
+        wins = tile_windows(height, width, min_face)
+        while len(wins) > self.max_windows and min_face:
+            min_face *= 1.25
+            wins = tile_windows(height, width, min_face)
+        if min_face != self.min_face:
+            log.info("%dx%d image: smallest face searched raised from %.0f to %.0f px (%d windows)",
+                     width, height, self.min_face, min_face, len(wins))
+        return wins
+
     def __call__(self, image_rgb: np.ndarray) -> Detections:
         h, w = image_rgb.shape[:2]
-        wins = tile_windows(h, w, self.min_face)
+        wins = self.windows(h, w)
         mats = window_matrices(h, w, wins)
         x = preprocess(image_rgb, wins)
-        if self._batched:
-            outs = self.model.run(x)
-            raw_b, raw_s = outs[self._box_idx], outs[self._score_idx]
-        else:
-            res = [self.model.run(x[i : i + 1]) for i in range(len(x))]
-            raw_b = np.concatenate([r[self._box_idx] for r in res])
-            raw_s = np.concatenate([r[self._score_idx] for r in res])
+        chunk = 64 if self._batched else 1
+        res = [self.model.run(x[i : i + chunk]) for i in range(0, len(x), chunk)]
+        raw_b = np.concatenate([r[self._box_idx] for r in res])
+        raw_s = np.concatenate([r[self._score_idx] for r in res])
         return postprocess(raw_b, raw_s, mats, self.anchors, self.score_threshold, self.nms_iou)

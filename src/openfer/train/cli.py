@@ -42,15 +42,25 @@ def _load(data, size: int) -> np.ndarray:  # noqa: ANN001
     return load_gray_stack(data, size)
 
 
-def run(args: argparse.Namespace) -> int:
+def ensure_template(path: Path, crops: np.ndarray, seed: int, n: int) -> dict:
+    """Measure (once; cached in ``path``) the crop template on ``n`` random training crops."""
     from ..components.landmarks import FaceMesh
+    from .template import fit_template, mesh_on_crops
+
+    if not path.exists():
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(len(crops), size=min(n, len(crops)), replace=False))
+        lm, sc = mesh_on_crops(crops[pick], FaceMesh(iris=False))
+        path.write_text(json.dumps(fit_template(lm, sc, crops.shape[1]), indent=1))
+    return json.loads(path.read_text())
+
+
+def run(args: argparse.Namespace) -> int:
     from ..eval.datasets import read_ferplus
     from ..eval.evaluate import read_dataset
     from .export import export_onnx, fit_temperature
     from .nets import build
     from .recipe import TrainConfig, predict_logits, train
-    from .template import fit_template, mesh_on_crops
-
     import torch
 
     fmt = args.format
@@ -77,13 +87,7 @@ def run(args: argparse.Namespace) -> int:
     summary = train(cfg, xt, soft, xv, va.labels, out)
 
     # crop template: where the face mesh lands on the training crops
-    tpath = out / "template.json"
-    if not tpath.exists():
-        rng = np.random.default_rng(cfg.seed)
-        pick = rng.choice(len(xt), size=min(args.template_images, len(xt)), replace=False)
-        lm, sc = mesh_on_crops(xt[np.sort(pick)], FaceMesh(iris=False))
-        tpath.write_text(json.dumps(fit_template(lm, sc, cfg.size), indent=1))
-    template = json.loads(tpath.read_text())
+    template = ensure_template(out / "template.json", xt, cfg.seed, args.template_images)
 
     model = build(cfg.arch, len(cfg.classes), 0.0)
     model.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=False)["model"])
