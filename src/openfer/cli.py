@@ -22,12 +22,19 @@ log = logging.getLogger("openfer")
 class _Parser(argparse.ArgumentParser):
     """argparse with did-you-mean suggestions for unknown options and commands."""
 
+    def _all_options(self) -> list[str]:
+        opts = [o for a in self._actions for o in a.option_strings]
+        for a in self._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub in a.choices.values():
+                    opts += [o for sa in sub._actions for o in sa.option_strings]
+        return opts
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        words = [a for a in sys.argv[1:] if a.startswith("--")]
-        known = [o for a in self._actions for o in a.option_strings]
-        for w in words:
-            if w.split("=")[0] not in known:
-                m = difflib.get_close_matches(w.split("=")[0], known, n=1)
+        if "unrecognized arguments:" in message:
+            known = self._all_options()
+            for w in message.split("unrecognized arguments:", 1)[1].split():
+                m = difflib.get_close_matches(w.split("=")[0], known, n=1) if w.startswith("-") else []
                 if m:
                     message += f" (did you mean {m[0]}?)"
                     break

@@ -1,0 +1,119 @@
+"""The ``openfer`` command line: outputs, exit codes and bad input, run in-process via ``main``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PHOTOS
+from openfer.cli import EXIT_INPUT, EXIT_OK, EXIT_USAGE, main
+
+
+def test_version_is_fast_and_prints():
+    out = subprocess.run([sys.executable, "-m", "openfer", "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("openfer ")
+
+
+def test_import_is_light():
+    code = "import sys, openfer, openfer.pipeline; print(sorted(m for m in ('torch', 'pandas', 'fastapi', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
+def test_analyze_demo_default(capsys):
+    assert main(["analyze"]) == EXIT_OK
+    out = capsys.readouterr()
+    assert "demo.jpg" in out.out and "5 face(s)" in out.out
+    assert "happiness" in out.out
+
+
+def test_analyze_writes_json_csv_parquet_and_annotations(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    rc = main(["analyze", str(PHOTOS / "single_face.jpg"), str(PHOTOS / "no_face_landscape.jpg"),
+               "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv"),
+               "--parquet", str(tmp_path / "r.parquet"), "--annotate", str(tmp_path / "ann"), "-q"])
+    assert rc == EXIT_OK
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert [len(i["faces"]) for i in doc["images"]] == [1, 0]
+    assert doc["images"][1]["error"] is None
+    csv = pd.read_csv(tmp_path / "r.csv")
+    pq = pd.read_parquet(tmp_path / "r.parquet")
+    assert len(csv) == len(pq) == 1
+    assert csv.loc[0, "label"] == pq.loc[0, "label"] == doc["images"][0]["faces"][0]["label"]
+    assert sorted(p.name for p in (tmp_path / "ann").iterdir()) == [
+        "no_face_landscape_annotated.jpg", "single_face_annotated.jpg"]
+
+
+def test_landmarks_flag_adds_mesh_to_json(tmp_path):
+    assert main(["analyze", str(PHOTOS / "single_face.jpg"), "--landmarks", "--json", str(tmp_path / "r.json"), "-q"]) == 0
+    face = json.loads((tmp_path / "r.json").read_text())["images"][0]["faces"][0]
+    assert len(face["landmarks"]) == 478 and len(face["landmarks"][0]) == 3
+
+
+def _bad_files(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not an image")
+    data = (PHOTOS / "single_face.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    return [tmp_path / "empty.jpg", tmp_path / "notes.txt", tmp_path / "truncated.jpg"]
+
+
+def test_batch_reports_bad_files_and_completes_the_rest(tmp_path, capsys):
+    bad = _bad_files(tmp_path)
+    good = tmp_path / "good.jpg"
+    shutil.copy(PHOTOS / "single_face.jpg", good)
+    rc = main(["analyze", *map(str, bad), str(good), "--json", str(tmp_path / "r.json"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == EXIT_INPUT
+    for b in bad:
+        assert sum(b.name in line for line in err.splitlines() if line.startswith("error:")) == 1
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert [bool(i["error"]) for i in doc["images"]] == [True, True, True, False]
+    assert len(doc["images"][3]["faces"]) == 1
+    assert "4 image(s), 1 face(s), 3 failed" in err
+
+
+@pytest.mark.parametrize("arg,msg", [("missing.jpg", "not found"), ("emptydir", "no images")])
+def test_missing_path_and_empty_folder_exit_3(tmp_path, capsys, arg, msg, monkeypatch):
+    (tmp_path / "emptydir").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["analyze", arg]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and arg in err and msg in err and "Traceback" not in err
+
+
+def test_huge_image_header_is_refused_quickly(tmp_path, capsys):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # a complete PNG whose header claims 30000x30000 (the pixel data is not needed to refuse it)
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    (tmp_path / "huge.png").write_bytes(png)
+    assert main(["analyze", str(tmp_path / "huge.png")]) == EXIT_INPUT
+    assert "30000x30000" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2_with_suggestion(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", "--jsn", "x.json"])
+    assert e.value.code == EXIT_USAGE
+    assert "did you mean --json" in capsys.readouterr().err
+    assert main([]) == EXIT_USAGE
+
+
+def test_evaluate_on_labeled_fixture_photos(tmp_path, capsys):
+    rc = main(["evaluate", str(PHOTOS / "labeled"), "--faces", "detect", "--json", str(tmp_path / "e.json")])
+    assert rc == EXIT_OK
+    rep = json.loads((tmp_path / "e.json").read_text())
+    assert rep["n"] == 12 and rep["face_found_rate"] == 1.0
+    assert 0.0 <= rep["accuracy"] <= 1.0 and len(rep["confusion"]["matrix"]) == 8
