@@ -99,7 +99,7 @@ class Analyzer:
         center, side, angle = rois_from_detections(det.boxes, det.keypoints)
         lm, lm_score = self.mesh(rgb, center, side, angle)
         keep = lm_score >= self.options.landmark_threshold
-        keep = _dedupe(det.boxes, lm, det.scores, keep)
+        keep = _dedupe(det.boxes, lm, det.scores * lm_score, keep)
         if self.options.max_faces is not None:
             area = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
             order = np.argsort(-np.where(keep, area, -1.0), kind="stable")[: self.options.max_faces]
@@ -137,18 +137,27 @@ class Analyzer:
 
 
 def _dedupe(boxes: np.ndarray, lm: np.ndarray, scores: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Drop faces whose landmark boxes overlap a higher-scored kept face (IoU > 0.5): tiles and
-    scales can detect one face twice with boxes too different for the detector's NMS."""
+    """Drop faces that duplicate a better-scored kept face: tiles and scales can detect one face
+    twice with boxes too different for the detector's NMS (e.g. a loose box at a coarser scale).
+
+    Two faces are the same when their landmark boxes overlap (IoU > 0.5) or the centre of one lies
+    inside the other's landmark box — two real faces' centres are never inside each other's face.
+    """
     keep = keep.copy()
     if keep.sum() < 2:
         return keep
     xy = lm[:, :468, :2]
     lb = np.concatenate([xy.min(1), xy.max(1)], 1)
-    iou = iou_matrix(lb, lb)
+    centre = (lb[:, :2] + lb[:, 2:]) / 2
+    inside = (
+        (centre[None, :, 0] > lb[:, None, 0]) & (centre[None, :, 0] < lb[:, None, 2])
+        & (centre[None, :, 1] > lb[:, None, 1]) & (centre[None, :, 1] < lb[:, None, 3])
+    )  # inside[i, j]: centre of j lies in box i
+    same = (iou_matrix(lb, lb) > 0.5) | inside | inside.T
     for i in np.argsort(-scores, kind="stable"):
         if not keep[i]:
             continue
-        dup = (iou[i] > 0.5) & keep
+        dup = same[i] & keep
         dup[i] = False
-        keep[dup & (scores <= scores[i])] = False
+        keep[dup] = False
     return keep
