@@ -55,19 +55,22 @@ def annotate(image_rgb: np.ndarray, faces: Faces, mesh: str = "points", bars: bo
 
 
 def _bars(img: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], x: int, y: int, row: int, scale: float) -> None:
+    """A compact table beside the face: class name, then a bar of its probability."""
     h, w = img.shape[:2]
-    width = int(80 * scale) + 40
+    row = int(np.clip(row, 9, 16 * scale + 4))
+    fs = row / 32.0
+    text_w = cv2.getTextSize("happiness", cv2.FONT_HERSHEY_SIMPLEX, fs, 1)[0][0] + 4
+    bar_w = int(3 * text_w / 4)
+    width = text_w + bar_w + 2
     if x + width > w:  # no room on the right: draw inside the image's right edge
         x = max(w - width - 2, 0)
-    fs = max(row / 30.0, 0.3)
+    y = int(np.clip(y, 0, max(h - row * len(classes), 0)))
+    panel = img[y : y + row * len(classes), x : x + width]
+    panel[:] = (panel * 0.35).astype(img.dtype)  # darken, keep some context
     for k, (c, p) in enumerate(zip(classes, probs, strict=True)):
         yy = y + k * row
-        if yy + row > h:
-            break
-        cv2.rectangle(img, (x, yy), (x + width, yy + row - 1), (30, 30, 30), -1)
-        cv2.rectangle(img, (x, yy), (x + int(width * float(p)), yy + row - 1), _color(c), -1)
-        cv2.putText(img, f"{c[:8]} {p:.2f}", (x + 2, yy + row - 3), cv2.FONT_HERSHEY_SIMPLEX, fs,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(img, c[:9], (x + 2, yy + row - 3), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.rectangle(img, (x + text_w, yy + 2), (x + text_w + int(bar_w * float(p)), yy + row - 2), _color(c), -1)
 
 
 def save_image(image_rgb: np.ndarray, path: str | Path) -> Path:
