@@ -123,43 +123,66 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     from .eval.evaluate import FORMATS
 
     p = sub.add_parser("evaluate", help="evaluate an expression model on a labelled data set")
-    p.add_argument("data", help="FER+ root, CSV (path,label), folder with labels.csv, or ImageFolder")
+    p.add_argument("data", help="FER+ root, fer2013.csv, RAF-DB basic folder, AffectNet CSV, "
+                                "CSV (path,label), folder with labels.csv, or ImageFolder")
     p.add_argument("--format", choices=FORMATS, default=None, help="data set layout (default: guessed)")
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"), help="FER+ split")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"),
+                   help="split for ferplus, fer2013 and rafdb (RAF-DB has no valid split)")
+    p.add_argument("--votes", metavar="CSV", default=None,
+                   help="FER+ fer2013new.csv: label fer2013.csv by the FER+ majority protocol")
     p.add_argument("--faces", default="crops", choices=("crops", "detect"),
                    help="crops: images are face crops; detect: run the full pipeline on photos")
     p.add_argument("--model", default=None, help="shipped model name or .onnx path (default: the preset's)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    p.add_argument("--plots", metavar="DIR",
+                   help="write confusion.png and reliability.png into DIR (needs openfer[plots])")
     p.add_argument("--threads", type=int, default=0)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .components.expression import ExpressionClassifier
-    from .eval.evaluate import evaluate_crops, evaluate_detect, read_dataset
+    from .eval.datasets import label_coverage
+    from .eval.evaluate import read_dataset, score_crops, score_detect
     from .io.tables import write_json
     from .pipeline import Analyzer, AnalyzerOptions
 
     model = args.model or AnalyzerOptions().expression_model
-    data = read_dataset(args.data, args.format, args.split)
+    # classes=None: keep every label name found, so the coverage report can name what the model lacks
+    data = read_dataset(args.data, args.format, args.split, classes=None, votes=args.votes)
     if args.faces == "crops":
         clf = ExpressionClassifier(model, threads=args.threads)
-        rep = evaluate_crops(data, clf)
+        ev = score_crops(data, clf)
         name, sha = clf.model.name, clf.model.sha256
     else:
         an = Analyzer(expression_model=model, threads=args.threads)
-        rep = evaluate_detect(data, an)
+        ev = score_detect(data, an)
         name, sha = an.expression.model.name, an.expression.model.sha256
-    rep = {"model": name, "sha256": sha, "data": str(args.data), "split": args.split if data.name.startswith("ferplus") else None,
-           "faces": args.faces, **rep}
+    cov = label_coverage(data, ev.classes)
+    rep = {"model": name, "sha256": sha, "data": str(args.data), "split": data.split,
+           "faces": args.faces, **ev.report, "coverage": cov}
     print(f"{data.name}: n={rep['n']} accuracy={rep['accuracy']:.4f} uar={rep['uar']:.4f} "
           f"macro_f1={rep['macro_f1']:.4f} ece={rep['ece']:.4f}"
           + (f" face_found_rate={rep['face_found_rate']:.4f}" if "face_found_rate" in rep else ""))
+    if cov["not_in_model"]:
+        print("  classes not in the model (not scored): "
+              + ", ".join(f"{c} ({k})" for c, k in cov["not_in_model"].items()))
+    if cov["not_in_data"]:
+        print("  model classes without samples: " + ", ".join(cov["not_in_data"]))
+    if cov["unlabeled"]:
+        print(f"  samples without a usable label: {cov['unlabeled']}")
     labels = rep["confusion"]["labels"]
     print("  " + " ".join(f"{c[:7]:>8}" for c in ["true\\pred"] + labels))
     for c, row in zip(labels, rep["confusion"]["matrix"], strict=True):
         print("  " + f"{c[:8]:>8} " + " ".join(f"{v:>8}" for v in row))
     if args.json:
         write_json(rep, args.json)
+    if args.plots:
+        from .eval.plots import plot_confusion, plot_reliability
+
+        out = Path(args.plots)
+        for path in (plot_confusion(rep, out / "confusion.png"),
+                     plot_reliability(ev.probs, ev.labels, out / "reliability.png")):
+            print(f"  wrote {path}")
     return EXIT_OK
 
 
