@@ -18,12 +18,16 @@ log = logging.getLogger("openfer.train")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..eval.evaluate import FORMATS
     from .config import TrainConfig
 
     d = TrainConfig()
     p.add_argument("data", help="data set: FER+ root, a CSV (path,label) or an ImageFolder")
-    p.add_argument("--format", choices=("ferplus", "csv", "imagefolder"), default=None)
-    p.add_argument("--valid", help="validation set (CSV/ImageFolder formats); FER+ uses FER2013Valid")
+    p.add_argument("--format", choices=FORMATS, default=None, help="data set layout (default: guessed)")
+    p.add_argument("--valid", help="validation set; default: the data set's own validation split "
+                   "(FER+ FER2013Valid, fer2013.csv PublicTest) or a held-out fraction of the training data")
+    p.add_argument("--valid-fraction", type=float, default=0.1,
+                   help="fraction held out for validation when the data set has no validation split")
     p.add_argument("--out", required=True, help="run folder: checkpoints, log, exported model")
     p.add_argument("--arch", default=d.arch)
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -42,6 +46,17 @@ def _load(data, size: int) -> np.ndarray:  # noqa: ANN001
     return load_gray_stack(data, size)
 
 
+def holdout(data, fraction: float, seed: int):  # noqa: ANN001, ANN201
+    """Split ``data`` into (train, valid) with ``fraction`` of each class held out (seeded)."""
+    rng = np.random.default_rng(seed)
+    valid = np.zeros(len(data), bool)
+    for c in np.unique(data.labels):
+        idx = np.flatnonzero(data.labels == c)
+        k = int(round(len(idx) * fraction))
+        valid[rng.choice(idx, size=min(k, len(idx) - 1), replace=False) if len(idx) > 1 else []] = True
+    return data.subset(~valid), data.subset(valid)
+
+
 def ensure_template(path: Path, crops: np.ndarray, seed: int, n: int) -> dict:
     """Measure (once; cached in ``path``) the crop template on ``n`` random training crops."""
     from ..components.landmarks import FaceMesh
@@ -56,8 +71,8 @@ def ensure_template(path: Path, crops: np.ndarray, seed: int, n: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..eval.datasets import read_ferplus
-    from ..eval.evaluate import read_dataset
+    from ..eval.datasets import read_ferplus, relabel
+    from ..eval.evaluate import _guess_format, read_dataset
     from .export import export_onnx, fit_temperature
     from .nets import build
     from .recipe import TrainConfig, predict_logits, train
@@ -68,12 +83,17 @@ def run(args: argparse.Namespace) -> int:
         tr, va = read_ferplus(args.data, "train"), read_ferplus(args.data, "valid")
         soft = tr.soft
     else:
-        tr = read_dataset(args.data, fmt)
-        if not args.valid:
-            raise SystemExit("--valid is required for this format")
-        va = read_dataset(args.valid, fmt)
+        if fmt is None:
+            fmt, _ = _guess_format(Path(args.data))
+        tr = read_dataset(args.data, fmt, split="train", classes=None)
         tr = tr.subset(tr.labels >= 0)
-        soft = np.eye(len(tr.classes), dtype=np.float32)[tr.labels]
+        if args.valid:
+            va = relabel(read_dataset(args.valid, fmt, split="valid", classes=None), tr.classes)
+        elif fmt == "fer2013":  # fer2013.csv has its own validation split (PublicTest)
+            va = relabel(read_dataset(args.data, fmt, split="valid", classes=None), tr.classes)
+        else:  # hold out a seeded, stratified fraction of the training set
+            tr, va = holdout(tr, args.valid_fraction, args.seed)
+        soft = tr.soft if tr.soft is not None else np.eye(len(tr.classes), dtype=np.float32)[tr.labels]
     cfg_fields = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in dict(
         arch=args.arch, classes=tr.classes, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
