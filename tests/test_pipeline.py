@@ -196,3 +196,13 @@ def test_faces_struct_masking_and_records(analyzer):
     assert recs[0]["label"] == faces.labels[0]
     df = res.to_dataframe()
     assert len(df) == len(faces) and "yaw" in df.columns
+
+
+def test_top_level_api_is_lazy_and_complete():
+    import openfer
+
+    assert openfer.Analyzer.__name__ == "Analyzer"
+    assert openfer.Faces.empty().expressions.shape == (0, 8)
+    assert set(openfer.__all__) <= set(dir(openfer)) | {"__version__"}
+    with pytest.raises(AttributeError):
+        openfer.no_such_name  # noqa: B018
