@@ -25,7 +25,10 @@ from openfer.io.tables import write_json
 from openfer.pipeline import Analyzer
 
 ASSETS = Path(__file__).resolve().parent.parent / "tests" / "assets" / "photos"
-IMAGES = {"frame_640x360_1face": ASSETS / "frame_640x360.jpg", "photo_1000x667_5faces": ASSETS / "multi_face.jpg"}
+IMAGES = {
+    "frame_640x360_1face": ASSETS / "frame_640x360.jpg",
+    "photo_1000x667_5faces": ASSETS / "multi_face.jpg",
+}
 
 
 def timed(fn, warmup: int, repeats: int) -> dict:
@@ -37,8 +40,12 @@ def timed(fn, warmup: int, repeats: int) -> dict:
         fn()
         ts.append((time.perf_counter() - t) * 1000)
     q25, med, q75 = np.percentile(ts, [25, 50, 75])
-    return {"median_ms": round(float(med), 3), "iqr_ms": [round(float(q25), 3), round(float(q75), 3)],
-            "per_second": round(1000.0 / float(med), 1), "repeats": repeats}
+    return {
+        "median_ms": round(float(med), 3),
+        "iqr_ms": [round(float(q25), 3), round(float(q75), 3)],
+        "per_second": round(1000.0 / float(med), 1),
+        "repeats": repeats,
+    }
 
 
 def machine() -> dict:
@@ -51,13 +58,22 @@ def machine() -> dict:
     except OSError:
         pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip()
     except OSError:
         commit = ""
-    return {"cpu": cpu, "logical_cores": os.cpu_count(), "os": platform.platform(), "python": platform.python_version(),
-            "numpy": np.__version__, "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__,
-            "openfer": openfer.__version__, "commit": commit}
+    return {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "opencv": cv2.__version__,
+        "openfer": openfer.__version__,
+        "commit": commit,
+    }
 
 
 def bench(threads: int, warmup: int, repeats: int) -> dict:
@@ -85,8 +101,11 @@ def bench(threads: int, warmup: int, repeats: int) -> dict:
     crops = an.expression.crops(rgb, r.faces.landmarks)
     batch = np.concatenate([crops] * (256 // max(len(crops), 1) + 1))[:256]
     t = timed(lambda: an.expression.predict_crops(batch), max(warmup // 2, 1), max(repeats // 5, 5))
-    out["classify_batch256"] = {**t, "faces_per_second": round(256 * 1000 / t["median_ms"], 1),
-                                "flip_tta": an.expression.flip}
+    out["classify_batch256"] = {
+        **t,
+        "faces_per_second": round(256 * 1000 / t["median_ms"], 1),
+        "flip_tta": an.expression.flip,
+    }
     an_fast = Analyzer(threads=threads, flip=False)
     t = timed(lambda: an_fast.expression.predict_crops(batch), max(warmup // 2, 1), max(repeats // 5, 5))
     out["classify_batch256_noflip"] = {**t, "faces_per_second": round(256 * 1000 / t["median_ms"], 1)}
@@ -100,12 +119,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "pipeline.json"))
     a = ap.parse_args()
-    res = {"suite": "pipeline", "machine": machine(), "settings": {"warmup": a.warmup, "repeats": a.repeats,
-           "preset": "default"}, "threads": {}}
+    res = {
+        "suite": "pipeline",
+        "machine": machine(),
+        "settings": {"warmup": a.warmup, "repeats": a.repeats, "preset": "default"},
+        "threads": {},
+    }
     for t in a.threads:
         res["threads"][str(t)] = bench(t, a.warmup, a.repeats)
         e2e = res["threads"][str(t)]["frame_640x360_1face"]["end_to_end"]
-        print(f"threads={t}: 640x360 one face end-to-end {e2e['median_ms']:.1f} ms ({e2e['per_second']:.1f} images/s)")
+        print(
+            f"threads={t}: 640x360 one face end-to-end {e2e['median_ms']:.1f} ms ({e2e['per_second']:.1f} images/s)"
+        )
     write_json(res, a.out)
     print(json.dumps({k: v for k, v in res.items() if k != "threads"}, indent=1))
 

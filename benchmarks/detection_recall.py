@@ -44,14 +44,27 @@ def main() -> None:
             small = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
             sh, sw = small.shape[:2]
             mosaic = np.concatenate([np.concatenate([small] * 3, 1)] * 3, 0)
-            truth = np.concatenate([ref.boxes * s + [dx * sw, dy * sh, dx * sw, dy * sh]
-                                    for dy in range(3) for dx in range(3)])
+            truth = np.concatenate(
+                [ref.boxes * s + [dx * sw, dy * sh, dx * sw, dy * sh] for dy in range(3) for dx in range(3)]
+            )
             faces = an.analyze_rgb(mosaic).faces
             c = (faces.boxes[:, :2] + faces.boxes[:, 2:]) / 2
-            hit = np.array([((c[:, 0] > b[0]) & (c[:, 0] < b[2]) & (c[:, 1] > b[1]) & (c[:, 1] < b[3])).any() for b in truth])
-            row = {"min_face": mf, "face_height_px": h, "image": f"{mosaic.shape[1]}x{mosaic.shape[0]}",
-                   "faces": len(truth), "found": int(hit.sum()), "recall": round(float(hit.mean()), 3),
-                   "detections": int(len(faces)), "extra_detections": int(len(faces) - hit.sum())}
+            hit = np.array(
+                [
+                    ((c[:, 0] > b[0]) & (c[:, 0] < b[2]) & (c[:, 1] > b[1]) & (c[:, 1] < b[3])).any()
+                    for b in truth
+                ]
+            )
+            row = {
+                "min_face": mf,
+                "face_height_px": h,
+                "image": f"{mosaic.shape[1]}x{mosaic.shape[0]}",
+                "faces": len(truth),
+                "found": int(hit.sum()),
+                "recall": round(float(hit.mean()), 3),
+                "detections": int(len(faces)),
+                "extra_detections": int(len(faces) - hit.sum()),
+            }
             out["results"].append(row)
             print(json.dumps(row))
     write_json(out, a.out)

@@ -62,8 +62,14 @@ def main() -> None:
         clf.spec = dataclasses.replace(base, template=tuple(map(tuple, c + (t - c) / fac)))
         probs = np.concatenate([clf(img, lm) for img, lm in zip(images, lms, strict=True)])
         rep = classification_report(probs, np.asarray(ys), clf.classes)
-        out["factors"][str(fac)] = {"accuracy": rep["accuracy"], "uar": rep["uar"], "macro_f1": rep["macro_f1"]}
-        print(f"crop scale {fac:4.2f}: accuracy {rep['accuracy']:.4f}  UAR {rep['uar']:.4f}  macro F1 {rep['macro_f1']:.4f}  (n={len(ys)})")
+        out["factors"][str(fac)] = {
+            "accuracy": rep["accuracy"],
+            "uar": rep["uar"],
+            "macro_f1": rep["macro_f1"],
+        }
+        print(
+            f"crop scale {fac:4.2f}: accuracy {rep['accuracy']:.4f}  UAR {rep['uar']:.4f}  macro F1 {rep['macro_f1']:.4f}  (n={len(ys)})"
+        )
     clf.spec = base
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1))

@@ -206,7 +206,7 @@ def canonicalize_names(model: Any) -> None:
         t.name = rename(t.name)
     ordered = sorted(g.initializer, key=lambda t: t.name)
     copies = [type(t)() for t in ordered]
-    for c, t in zip(copies, ordered):
+    for c, t in zip(copies, ordered, strict=True):
         c.CopyFrom(t)
     del g.initializer[:]
     g.initializer.extend(copies)
@@ -404,7 +404,7 @@ def check_parity(
         ref = tfl(x)
         if set(ref) != set(names):
             raise SystemExit(f"output names differ: TFLite {sorted(ref)} vs ONNX {names}")
-        got = dict(zip(names, sess.run(None, {in_name: x})))
+        got = dict(zip(names, sess.run(None, {in_name: x}), strict=True))
         per_case[case] = {n: max_abs_diff(ref[n], got[n]) for n in names}
         for n in names:
             worst[n] = max(worst[n], per_case[case][n])

@@ -79,7 +79,12 @@ def main() -> None:
     block = "\n".join(lines) + "\n"
     readme = ROOT / "README.md"
     text = readme.read_text()
-    text = re.sub(r"<!-- RESULTS -->.*?(<!-- /RESULTS -->\n)?(?=\n## Layout)", f"<!-- RESULTS -->\n{block}<!-- /RESULTS -->\n", text, flags=re.S)
+    text = re.sub(
+        r"<!-- RESULTS -->.*?(<!-- /RESULTS -->\n)?(?=\n## Layout)",
+        f"<!-- RESULTS -->\n{block}<!-- /RESULTS -->\n",
+        text,
+        flags=re.S,
+    )
     readme.write_text(text)
     print(block)
 

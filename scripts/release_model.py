@@ -44,8 +44,10 @@ def install(onnx: Path, name: str, source: str, license_: str) -> str:
     digest = hashlib.sha256(dst.read_bytes()).hexdigest()
     toml = MODELS / "models.toml"
     text = re.sub(rf"# BEGIN {name}\n.*?# END {name}\n", "", toml.read_text(), flags=re.S).rstrip("\n")
-    text += (f"\n\n# BEGIN {name}\n[{name}]\nfile = \"{name}.onnx\"\nsha256 = \"{digest}\"\n"
-             f"source = \"{source}\"\nlicense = \"{license_}\"\ncard = \"cards/{name}.md\"\n# END {name}\n")
+    text += (
+        f'\n\n# BEGIN {name}\n[{name}]\nfile = "{name}.onnx"\nsha256 = "{digest}"\n'
+        f'source = "{source}"\nlicense = "{license_}"\ncard = "cards/{name}.md"\n# END {name}\n'
+    )
     toml.write_text(text)
     registry.cache_clear()
     return digest
@@ -56,7 +58,9 @@ def confusion_md(rep: dict) -> str:
     head = "| true \\ pred | " + " | ".join(labels) + " | recall |\n|---|" + "---|" * (len(labels) + 1) + "\n"
     rows = []
     for c, row in zip(labels, rep["confusion"]["matrix"], strict=True):
-        rows.append(f"| **{c}** | " + " | ".join(str(v) for v in row) + f" | {rep['per_class'][c]['recall']:.3f} |")
+        rows.append(
+            f"| **{c}** | " + " | ".join(str(v) for v in row) + f" | {rep['per_class'][c]['recall']:.3f} |"
+        )
     return head + "\n".join(rows) + "\n"
 
 
@@ -86,7 +90,12 @@ def main() -> None:
     cfg = json.loads((a.run / "config.json").read_text())
     name = a.name or cfg["arch"]
     lic = "MIT (openfer weights); trained on FER2013 images (research use only) with FER+ labels (MIT)"
-    digest = install(a.run / f"{cfg['arch']}.onnx", name, f"openfer: trained from scratch on FER2013Train, run {a.run.name}", lic)
+    digest = install(
+        a.run / f"{cfg['arch']}.onnx",
+        name,
+        f"openfer: trained from scratch on FER2013Train, run {a.run.name}",
+        lic,
+    )
     DOCS.mkdir(parents=True, exist_ok=True)
     clf = ExpressionClassifier(name)
     reps = {}
@@ -98,7 +107,9 @@ def main() -> None:
     reps["test_noflip"] = evaluate_crops(read_ferplus(a.ferplus, "test"), clf)
     an = Analyzer(expression_model=name)
     reps["photos_dev"] = evaluate_detect(read_dataset(a.photos, "csv"), an)
-    reps["fixtures_labeled"] = evaluate_detect(read_dataset(ROOT / "tests" / "assets" / "photos" / "labeled", "csv"), an)
+    reps["fixtures_labeled"] = evaluate_detect(
+        read_dataset(ROOT / "tests" / "assets" / "photos" / "labeled", "csv"), an
+    )
     for k, r in reps.items():
         write_json({"model": name, "sha256": digest, **r}, DOCS / f"{name}_{k}.json")
     sp = speed(name)
@@ -172,8 +183,19 @@ spontaneous web photos, not clinical data: do not use for diagnosis or decisions
     cards = MODELS / "cards"
     cards.mkdir(exist_ok=True)
     (cards / f"{name}.md").write_text(card)
-    print(json.dumps({"test_accuracy": t["accuracy"], "valid_accuracy": v["accuracy"], "ece": t["ece"],
-                      "photos_dev_accuracy": pd_["accuracy"], "photos_dev_uar": pd_["uar"], "speed": sp}, indent=1))
+    print(
+        json.dumps(
+            {
+                "test_accuracy": t["accuracy"],
+                "valid_accuracy": v["accuracy"],
+                "ece": t["ece"],
+                "photos_dev_accuracy": pd_["accuracy"],
+                "photos_dev_uar": pd_["uar"],
+                "speed": sp,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

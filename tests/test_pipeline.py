@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import FAILURES, PHOTOS, load_or_write_golden
+
 from openfer.errors import InputError
 from openfer.types import EXPRESSIONS, Faces
 
@@ -86,8 +86,10 @@ def test_landmarks_lie_inside_the_detected_face(analyzer):
         x1, y1, x2, y2 = f.box
         w, h = x2 - x1, y2 - y1
         inside = (
-            (f.landmarks[:, 0] > x1 - 0.3 * w) & (f.landmarks[:, 0] < x2 + 0.3 * w)
-            & (f.landmarks[:, 1] > y1 - 0.5 * h) & (f.landmarks[:, 1] < y2 + 0.3 * h)
+            (f.landmarks[:, 0] > x1 - 0.3 * w)
+            & (f.landmarks[:, 0] < x2 + 0.3 * w)
+            & (f.landmarks[:, 1] > y1 - 0.5 * h)
+            & (f.landmarks[:, 1] < y2 + 0.3 * h)
         )
         assert inside.mean() > 0.98
         # iris centres (468, 473) sit between the corners of their eyes
@@ -142,12 +144,19 @@ def test_array_inputs_gray_and_rgba(analyzer):
     gray = rgb.mean(2).astype(np.uint8)
     rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], 2)
     assert len(analyzer.analyze(gray).faces) == 1
-    np.testing.assert_allclose(analyzer.analyze(rgba).faces.boxes, analyzer.analyze(rgb).faces.boxes, atol=1e-3)
+    np.testing.assert_allclose(
+        analyzer.analyze(rgba).faces.boxes, analyzer.analyze(rgb).faces.boxes, atol=1e-3
+    )
 
 
 def test_bad_array_inputs_raise_input_error(analyzer):
-    for bad in (np.zeros((0, 10, 3), np.uint8), np.zeros((10, 10, 5), np.uint8), np.zeros((4, 4, 4, 4), np.uint8),
-                np.full((10, 10, 3), np.nan), "no/such/file.jpg"):
+    for bad in (
+        np.zeros((0, 10, 3), np.uint8),
+        np.zeros((10, 10, 5), np.uint8),
+        np.zeros((4, 4, 4, 4), np.uint8),
+        np.full((10, 10, 3), np.nan),
+        "no/such/file.jpg",
+    ):
         with pytest.raises(InputError):
             analyzer.analyze(bad)
 

@@ -50,11 +50,21 @@ def annotate(image_rgb: np.ndarray, faces: Faces, mesh: str = "points", bars: bo
         cv2.rectangle(out, (x1, ty - tht - 4), (x1 + tw + 4, ty + base - 2), col, -1)
         cv2.putText(out, text, (x1 + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, fs, (0, 0, 0), th, cv2.LINE_AA)
         if bars:
-            _bars(out, f.expression, faces.classes, x2 + 4, y1, max(int((y2 - y1) / len(faces.classes)), 6), scale)
+            _bars(
+                out,
+                f.expression,
+                faces.classes,
+                x2 + 4,
+                y1,
+                max(int((y2 - y1) / len(faces.classes)), 6),
+                scale,
+            )
     return out
 
 
-def _bars(img: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], x: int, y: int, row: int, scale: float) -> None:
+def _bars(
+    img: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], x: int, y: int, row: int, scale: float
+) -> None:
     """A compact table beside the face: class name, then a bar of its probability."""
     h, w = img.shape[:2]
     row = int(np.clip(row, 9, 16 * scale + 4))
@@ -69,8 +79,12 @@ def _bars(img: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], x: int, 
     panel[:] = (panel * 0.35).astype(img.dtype)  # darken, keep some context
     for k, (c, p) in enumerate(zip(classes, probs, strict=True)):
         yy = y + k * row
-        cv2.putText(img, c[:9], (x + 2, yy + row - 3), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), 1, cv2.LINE_AA)
-        cv2.rectangle(img, (x + text_w, yy + 2), (x + text_w + int(bar_w * float(p)), yy + row - 2), _color(c), -1)
+        cv2.putText(
+            img, c[:9], (x + 2, yy + row - 3), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), 1, cv2.LINE_AA
+        )
+        cv2.rectangle(
+            img, (x + text_w, yy + 2), (x + text_w + int(bar_w * float(p)), yy + row - 2), _color(c), -1
+        )
 
 
 def save_image(image_rgb: np.ndarray, path: str | Path) -> Path:

@@ -43,7 +43,7 @@ def _check(name: str, arr: np.ndarray, n: int, tail: tuple[int | None, ...], dty
     ok = a.ndim == 1 + len(tail) and a.shape[0] == n
     ok = ok and all(t is None or t == s for t, s in zip(tail, a.shape[1:], strict=False))
     if not ok:
-        want = "(" + ", ".join(["N=%d" % n] + ["K" if t is None else str(t) for t in tail]) + ")"
+        want = "(" + ", ".join([f"N={n}"] + ["K" if t is None else str(t) for t in tail]) + ")"
         raise ShapeError(name, want, a.shape)
     a = np.ascontiguousarray(a)
     a.setflags(write=False)
@@ -103,7 +103,9 @@ class Faces:
         set_(self, "landmarks", _check("landmarks", self.landmarks, n, (None, 3), np.float32))
         set_(self, "landmark_scores", _check("landmark_scores", self.landmark_scores, n, (), np.float32))
         set_(self, "poses", _check("poses", self.poses, n, (3,), np.float32))
-        set_(self, "expressions", _check("expressions", self.expressions, n, (len(self.classes),), np.float32))
+        set_(
+            self, "expressions", _check("expressions", self.expressions, n, (len(self.classes),), np.float32)
+        )
         set_(self, "classes", tuple(self.classes))
 
     @classmethod

@@ -8,13 +8,15 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import PHOTOS
+
 from openfer.cli import EXIT_INPUT, EXIT_OK, EXIT_USAGE, main
 
 
 def test_version_is_fast_and_prints():
-    out = subprocess.run([sys.executable, "-m", "openfer", "--version"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "openfer", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and out.stdout.startswith("openfer ")
 
 
@@ -35,9 +37,22 @@ def test_analyze_writes_json_csv_parquet_and_annotations(tmp_path, capsys):
     pytest.importorskip("pyarrow")
     import pandas as pd
 
-    rc = main(["analyze", str(PHOTOS / "single_face.jpg"), str(PHOTOS / "no_face_landscape.jpg"),
-               "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv"),
-               "--parquet", str(tmp_path / "r.parquet"), "--annotate", str(tmp_path / "ann"), "-q"])
+    rc = main(
+        [
+            "analyze",
+            str(PHOTOS / "single_face.jpg"),
+            str(PHOTOS / "no_face_landscape.jpg"),
+            "--json",
+            str(tmp_path / "r.json"),
+            "--csv",
+            str(tmp_path / "r.csv"),
+            "--parquet",
+            str(tmp_path / "r.parquet"),
+            "--annotate",
+            str(tmp_path / "ann"),
+            "-q",
+        ]
+    )
     assert rc == EXIT_OK
     doc = json.loads((tmp_path / "r.json").read_text())
     assert [len(i["faces"]) for i in doc["images"]] == [1, 0]
@@ -47,11 +62,25 @@ def test_analyze_writes_json_csv_parquet_and_annotations(tmp_path, capsys):
     assert len(csv) == len(pq) == 1
     assert csv.loc[0, "label"] == pq.loc[0, "label"] == doc["images"][0]["faces"][0]["label"]
     assert sorted(p.name for p in (tmp_path / "ann").iterdir()) == [
-        "no_face_landscape_annotated.jpg", "single_face_annotated.jpg"]
+        "no_face_landscape_annotated.jpg",
+        "single_face_annotated.jpg",
+    ]
 
 
 def test_landmarks_flag_adds_mesh_to_json(tmp_path):
-    assert main(["analyze", str(PHOTOS / "single_face.jpg"), "--landmarks", "--json", str(tmp_path / "r.json"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                str(PHOTOS / "single_face.jpg"),
+                "--landmarks",
+                "--json",
+                str(tmp_path / "r.json"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     face = json.loads((tmp_path / "r.json").read_text())["images"][0]["faces"][0]
     assert len(face["landmarks"]) == 478 and len(face["landmarks"][0]) == 3
 
@@ -97,7 +126,12 @@ def test_huge_image_header_is_refused_quickly(tmp_path, capsys):
 
     # a complete PNG whose header claims 30000x30000 (the pixel data is not needed to refuse it)
     ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
     (tmp_path / "huge.png").write_bytes(png)
     assert main(["analyze", str(tmp_path / "huge.png")]) == EXIT_INPUT
     assert "30000x30000" in capsys.readouterr().err

@@ -24,8 +24,11 @@ def test_tiles_cover_the_image_and_any_small_face(h, w, min_face):
     rng = np.random.default_rng(0)
     for _ in range(20):
         fx, fy = rng.integers(0, max(w - face, 1)), rng.integers(0, max(h - face, 1))
-        assert any(x0 <= fx and fx + face <= x0 + s and y0 <= fy and fy + face <= y0 + s
-                   for x0, y0, s in tiles if s == finest)
+        assert any(
+            x0 <= fx and fx + face <= x0 + s and y0 <= fy and fy + face <= y0 + s
+            for x0, y0, s in tiles
+            if s == finest
+        )
 
 
 def test_window_matrices_letterbox_and_tiles():
@@ -35,7 +38,9 @@ def test_window_matrices_letterbox_and_tiles():
     c = apply_affine(m[0], np.array([[0.0, 0.0], [640.0, 360.0]]))
     np.testing.assert_allclose(c, [[0, 28], [128, 100]])  # 360 * 128/640 = 72 rows, 28 above and below
     x0, y0, side = wins[1]
-    np.testing.assert_allclose(apply_affine(m[1], np.array([[x0 + side, y0 + side]], float)), [[INPUT_SIZE, INPUT_SIZE]])
+    np.testing.assert_allclose(
+        apply_affine(m[1], np.array([[x0 + side, y0 + side]], float)), [[INPUT_SIZE, INPUT_SIZE]]
+    )
 
 
 def _raw_for(box_norm, anchors, anchor_idx, score=5.0):
@@ -43,7 +48,12 @@ def _raw_for(box_norm, anchors, anchor_idx, score=5.0):
     raw_s = np.full((len(anchors), 1), -10.0)
     cx, cy = (box_norm[0] + box_norm[2]) / 2, (box_norm[1] + box_norm[3]) / 2
     a = anchors[anchor_idx]
-    raw_b[anchor_idx, :4] = [(cx - a[0]) * 128, (cy - a[1]) * 128, (box_norm[2] - box_norm[0]) * 128, (box_norm[3] - box_norm[1]) * 128]
+    raw_b[anchor_idx, :4] = [
+        (cx - a[0]) * 128,
+        (cy - a[1]) * 128,
+        (box_norm[2] - box_norm[0]) * 128,
+        (box_norm[3] - box_norm[1]) * 128,
+    ]
     raw_b[anchor_idx, 4:] = np.tile([(cx - a[0]) * 128, (cy - a[1]) * 128], 6)
     raw_s[anchor_idx] = score
     return raw_b, raw_s

@@ -40,8 +40,15 @@ def test_rois_from_landmarks_roundtrip_angle():
 
 
 def _spec():
-    return ExpressionSpec(arch="x", classes=("a", "b"), size=48, mean=0.5, std=0.25,
-                          template_index=(0, 1, 2), template=((0.3, 0.4), (0.7, 0.4), (0.5, 0.75)))
+    return ExpressionSpec(
+        arch="x",
+        classes=("a", "b"),
+        size=48,
+        mean=0.5,
+        std=0.25,
+        template_index=(0, 1, 2),
+        template=((0.3, 0.4), (0.7, 0.4), (0.5, 0.75)),
+    )
 
 
 def test_align_maps_template_landmarks_exactly():

@@ -24,7 +24,9 @@ def test_roi_forward_inverse_roundtrip(cx, cy, side, ang, size):
     back = apply_affine(inv, apply_affine(fwd, pts))
     np.testing.assert_allclose(back, pts, atol=1e-6)
     # the ROI centre maps to the crop centre, and the crop's x axis follows the angle
-    np.testing.assert_allclose(apply_affine(fwd, np.array([[[cx, cy]]]))[0, 0], [size / 2, size / 2], atol=1e-6)
+    np.testing.assert_allclose(
+        apply_affine(fwd, np.array([[[cx, cy]]]))[0, 0], [size / 2, size / 2], atol=1e-6
+    )
     e = apply_affine(inv, np.array([[[size, size / 2]]]))[0, 0] - [cx, cy]
     np.testing.assert_allclose(e, side / 2 * np.array([np.cos(ang), np.sin(ang)]), atol=1e-6)
 

@@ -8,7 +8,8 @@ from openfer.core.boxes import iou_matrix, nms, weighted_nms
 def boxes_strategy(n_max=12):
     return st.lists(
         st.tuples(st.floats(0, 100), st.floats(0, 100), st.floats(1, 50), st.floats(1, 50)),
-        min_size=1, max_size=n_max,
+        min_size=1,
+        max_size=n_max,
     ).map(lambda t: np.array([[x, y, x + w, y + h] for x, y, w, h in t]))
 
 

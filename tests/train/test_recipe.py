@@ -21,8 +21,18 @@ def _data(n=96, size=24, seed=0):
 
 
 def _cfg(epochs):
-    return TrainConfig(arch="fernet_xs", classes=("a", "b", "c"), size=24, epochs=epochs, batch_size=32,
-                       lr=0.05, warmup_epochs=0.5, bf16=False, threads=1, seed=3)
+    return TrainConfig(
+        arch="fernet_xs",
+        classes=("a", "b", "c"),
+        size=24,
+        epochs=epochs,
+        batch_size=32,
+        lr=0.05,
+        warmup_epochs=0.5,
+        bf16=False,
+        threads=1,
+        seed=3,
+    )
 
 
 def test_resume_after_interruption_is_exact(tmp_path):

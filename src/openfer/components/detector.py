@@ -35,7 +35,9 @@ class Detections:
         return len(self.scores)
 
 
-def tile_windows(height: int, width: int, min_face: float | None, overlap: float = 0.3) -> list[tuple[int, int, int]]:
+def tile_windows(
+    height: int, width: int, min_face: float | None, overlap: float = 0.3
+) -> list[tuple[int, int, int]]:
     """Square windows ``(x0, y0, side)``: the whole image (letterboxed) first, then levels of
     overlapping tiles of halving side until a face of ``min_face`` pixels is at least
     ``MIN_REL_FACE`` of the tile side (and tiles stay >= 64 px)."""
@@ -166,8 +168,14 @@ class FaceDetector:
             min_face *= 1.25
             wins = tile_windows(height, width, min_face)
         if min_face != self.min_face:
-            log.info("%dx%d image: smallest face searched raised from %.0f to %.0f px (%d windows)",
-                     width, height, self.min_face, min_face, len(wins))
+            log.info(
+                "%dx%d image: smallest face searched raised from %.0f to %.0f px (%d windows)",
+                width,
+                height,
+                self.min_face,
+                min_face,
+                len(wins),
+            )
         return wins
 
     def __call__(self, image_rgb: np.ndarray) -> Detections:

@@ -68,10 +68,16 @@ def crop_faces(gray: np.ndarray, mats: np.ndarray, size: int) -> np.ndarray:
         if scale < 0.5:  # shrink by a lot: pre-blur via a pyramid step to avoid aliasing
             f = int(np.floor(1.0 / scale / 1.5)) or 1
             if f > 1:
-                src = cv2.resize(gray, (max(gray.shape[1] // f, 1), max(gray.shape[0] // f, 1)), interpolation=cv2.INTER_AREA)
+                src = cv2.resize(
+                    gray,
+                    (max(gray.shape[1] // f, 1), max(gray.shape[0] // f, 1)),
+                    interpolation=cv2.INTER_AREA,
+                )
                 sx, sy = gray.shape[1] / src.shape[1], gray.shape[0] / src.shape[0]
                 mm = m @ np.array([[sx, 0, 0], [0, sy, 0], [0, 0, 1.0]])
-        out[i] = cv2.warpAffine(src, cv2_matrix(mm), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out[i] = cv2.warpAffine(
+            src, cv2_matrix(mm), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
     return out
 
 

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.align import apply_affine, crop_rois, normalize_angle, roi_matrices, rotated_extent, rois_from_keypoints
+from ..core.align import (
+    apply_affine,
+    crop_rois,
+    normalize_angle,
+    roi_matrices,
+    rois_from_keypoints,
+    rotated_extent,
+)
 from ..runtime import OnnxModel
 
 MESH_SIZE = 192
@@ -23,7 +30,9 @@ RIGHT_EYE_CORNERS = (33, 133)
 LEFT_EYE_CORNERS = (362, 263)
 
 
-def rois_from_detections(boxes: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rois_from_detections(
+    boxes: np.ndarray, keypoints: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mesh ROIs ``(center (N, 2), side (N,), angle (N,))`` from detector boxes and keypoints."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     center = (boxes[:, :2] + boxes[:, 2:]) / 2
@@ -48,7 +57,9 @@ def mesh_preprocess(image_rgb: np.ndarray, center, side, angle) -> tuple[np.ndar
     return crops, inv
 
 
-def mesh_postprocess(raw: np.ndarray, flags: np.ndarray, inv: np.ndarray, side: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mesh_postprocess(
+    raw: np.ndarray, flags: np.ndarray, inv: np.ndarray, side: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Landmarks ``(N, 468, 3)`` in image pixels and presence scores ``(N,)`` in [0, 1]."""
     pts = np.asarray(raw, dtype=np.float64).reshape(len(inv), -1, 3)
     xy = apply_affine(inv, pts[..., :2])
@@ -63,7 +74,9 @@ def iris_rois(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     centers, sides, angles = [], [], []
     for a, b in (RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS):
         p0, p1 = lm[:, a], lm[:, b]
-        c, s, ang = rois_from_keypoints(p0, p1, (p0 + p1) / 2, np.linalg.norm(p1 - p0, axis=-1), IRIS_ROI_SCALE)
+        c, s, ang = rois_from_keypoints(
+            p0, p1, (p0 + p1) / 2, np.linalg.norm(p1 - p0, axis=-1), IRIS_ROI_SCALE
+        )
         centers.append(c)
         sides.append(s)
         angles.append(ang)

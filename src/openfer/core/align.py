@@ -68,12 +68,12 @@ def cv2_matrix(m: np.ndarray) -> np.ndarray:
     return out
 
 
-def crop_rois(image: np.ndarray, fwd: np.ndarray, out_size: int, border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
+def crop_rois(
+    image: np.ndarray, fwd: np.ndarray, out_size: int, border: int = cv2.BORDER_CONSTANT
+) -> np.ndarray:
     """Warp each ROI of ``image`` into an ``out_size`` square: ``(N, S, S, C)`` (same dtype)."""
     crops = [
-        cv2.warpAffine(
-            image, cv2_matrix(m), (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=border
-        )
+        cv2.warpAffine(image, cv2_matrix(m), (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=border)
         for m in np.asarray(fwd).reshape(-1, 2, 3)
     ]
     if not crops:

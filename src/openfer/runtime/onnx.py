@@ -67,7 +67,7 @@ class OnnxModel:
         import onnxruntime as ort
 
         p = Path(name_or_path)
-        if p.suffix == ".onnx" and (p.is_file() or not str(name_or_path) in registry()):
+        if p.suffix == ".onnx" and (p.is_file() or str(name_or_path) not in registry()):
             if not p.is_file():
                 raise ModelError(f"{p}: model file not found")
             name, path, digest = p.stem, p, sha256_file(p)
@@ -79,7 +79,9 @@ class OnnxModel:
             digest = sha256_file(path)
             want = registry()[name].get("sha256")
             if want != digest:
-                raise WeightsError(f"{path}: sha256 {digest[:12]}… does not match the registry ({str(want)[:12]}…)")
+                raise WeightsError(
+                    f"{path}: sha256 {digest[:12]}… does not match the registry ({str(want)[:12]}…)"
+                )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1

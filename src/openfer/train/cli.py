@@ -24,10 +24,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     p.add_argument("data", help="data set: FER+ root, a CSV (path,label) or an ImageFolder")
     p.add_argument("--format", choices=FORMATS, default=None, help="data set layout (default: guessed)")
-    p.add_argument("--valid", help="validation set; default: the data set's own validation split "
-                   "(FER+ FER2013Valid, fer2013.csv PublicTest) or a held-out fraction of the training data")
-    p.add_argument("--valid-fraction", type=float, default=0.1,
-                   help="fraction held out for validation when the data set has no validation split")
+    p.add_argument(
+        "--valid",
+        help="validation set; default: the data set's own validation split "
+        "(FER+ FER2013Valid, fer2013.csv PublicTest) or a held-out fraction of the training data",
+    )
+    p.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.1,
+        help="fraction held out for validation when the data set has no validation split",
+    )
     p.add_argument("--out", required=True, help="run folder: checkpoints, log, exported model")
     p.add_argument("--arch", default=d.arch)
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -36,8 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--init-from", default="", help="fine-tune from a checkpoint (.pt)")
-    p.add_argument("--template-images", type=int, default=2000,
-                   help="training images used to measure the crop template")
+    p.add_argument(
+        "--template-images", type=int, default=2000, help="training images used to measure the crop template"
+    )
 
 
 def _load(data, size: int) -> np.ndarray:  # noqa: ANN001
@@ -71,12 +79,13 @@ def ensure_template(path: Path, crops: np.ndarray, seed: int, n: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..eval.datasets import read_ferplus, relabel
     from ..eval.evaluate import _guess_format, read_dataset
     from .export import export_onnx, fit_temperature
     from .nets import build
     from .recipe import TrainConfig, predict_logits, train
-    import torch
 
     fmt = args.format
     if fmt == "ferplus" or (fmt is None and (Path(args.data) / "FER2013Train").is_dir()):
@@ -95,9 +104,22 @@ def run(args: argparse.Namespace) -> int:
             tr, va = holdout(tr, args.valid_fraction, args.seed)
         soft = tr.soft if tr.soft is not None else np.eye(len(tr.classes), dtype=np.float32)[tr.labels]
     cfg_fields = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in dict(
-        arch=args.arch, classes=tr.classes, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed, threads=args.threads, init_from=args.init_from).items() if k in cfg_fields})
+    cfg = TrainConfig(
+        **{
+            k: v
+            for k, v in dict(
+                arch=args.arch,
+                classes=tr.classes,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                seed=args.seed,
+                threads=args.threads,
+                init_from=args.init_from,
+            ).items()
+            if k in cfg_fields
+        }
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log.info("train %d images, valid %d, classes %s", len(tr), len(va), tr.classes)
@@ -116,16 +138,30 @@ def run(args: argparse.Namespace) -> int:
     logits = predict_logits(model, xv, cfg)
     temperature = fit_temperature(logits, va.labels)
     spec = {
-        "arch": cfg.arch, "classes": list(cfg.classes), "size": cfg.size, "color": "gray",
-        "mean": cfg.mean, "std": cfg.std, "temperature": temperature,
-        "template_index": template["template_index"], "template": template["template"],
+        "arch": cfg.arch,
+        "classes": list(cfg.classes),
+        "size": cfg.size,
+        "color": "gray",
+        "mean": cfg.mean,
+        "std": cfg.std,
+        "temperature": temperature,
+        "template_index": template["template_index"],
+        "template": template["template"],
         "crop": "similarity transform of the face mesh's rigid points onto 'template' (x, y in [0, 1])",
-        "trained_on": summary.get("data", tr.name), "seed": cfg.seed, "epochs": cfg.epochs,
+        "trained_on": summary.get("data", tr.name),
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
         "best_valid_acc": summary["best_valid_acc"],
     }
     onnx_path = export_onnx(out / "best.pt", spec, out / f"{cfg.arch}.onnx")
-    (out / "summary.json").write_text(json.dumps({**summary, "temperature": temperature, "config": asdict(cfg)},
-                                                 indent=1, default=str))
-    log.info("best valid acc %.4f, temperature %.3f, exported %s", summary["best_valid_acc"], temperature, onnx_path)
+    (out / "summary.json").write_text(
+        json.dumps({**summary, "temperature": temperature, "config": asdict(cfg)}, indent=1, default=str)
+    )
+    log.info(
+        "best valid acc %.4f, temperature %.3f, exported %s",
+        summary["best_valid_acc"],
+        temperature,
+        onnx_path,
+    )
     print(f"exported {onnx_path} (valid accuracy {summary['best_valid_acc']:.4f})")
     return 0

@@ -55,8 +55,14 @@ def export_onnx(weights: str | Path, spec: dict, out: str | Path, opset: int = 1
     out = Path(out)
     tmp = out.with_suffix(".tmp.onnx")
     torch.onnx.export(
-        model, x, str(tmp), input_names=["input"], output_names=["logits"],
-        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=opset, dynamo=False,
+        model,
+        x,
+        str(tmp),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+        opset_version=opset,
+        dynamo=False,
     )
     m = onnx.load(str(tmp))
     del m.metadata_props[:]

@@ -76,9 +76,11 @@ def mix(
     """Mixup or CutMix on a batch with soft targets ``y`` (applied with probability ``mix_p``)."""
     if cfg.mix_p <= 0 or float(torch.rand(1, generator=gen)) >= cfg.mix_p:
         return x, y
-    lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=gen))).beta(
-        cfg.mix_alpha, cfg.mix_alpha
-    ))
+    lam = float(
+        np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=gen))).beta(
+            cfg.mix_alpha, cfg.mix_alpha
+        )
+    )
     perm = torch.randperm(x.shape[0], generator=gen)
     if float(torch.rand(1, generator=gen)) < 0.5:
         return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
@@ -168,7 +170,7 @@ def train(
     for p in ema.parameters():
         p.requires_grad_(False)
     decay, no_decay = [], []
-    for n_, p in model.named_parameters():
+    for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     opt = torch.optim.SGD(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -238,10 +240,14 @@ def train(
             "seconds": time.time() - t0,
         }
         history.append(row)
-        log.info("epoch %d: loss %.4f valid %.4f (%.0fs)", epoch + 1, row["train_loss"], val_acc, row["seconds"])
+        log.info(
+            "epoch %d: loss %.4f valid %.4f (%.0fs)", epoch + 1, row["train_loss"], val_acc, row["seconds"]
+        )
         if val_acc > best_acc:
             best_acc = val_acc
-            _atomic_torch_save({"model": ema.state_dict(), "epoch": epoch, "valid_acc": val_acc}, out / "best.pt")
+            _atomic_torch_save(
+                {"model": ema.state_dict(), "epoch": epoch, "valid_acc": val_acc}, out / "best.pt"
+            )
         _atomic_torch_save(
             {
                 "model": model.state_dict(),

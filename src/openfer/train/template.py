@@ -15,8 +15,33 @@ from ..components.landmarks import FaceMesh, rois_from_landmarks
 
 # Rigid mesh points (eye corners, nose, forehead, temples, cheek edges): expressions barely move them.
 TEMPLATE_INDEX: tuple[int, ...] = (
-    33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 10, 151, 9, 8, 127, 356, 234, 454, 93, 323,
-    54, 284, 103, 332, 67, 297,
+    33,
+    133,
+    362,
+    263,
+    168,
+    6,
+    197,
+    195,
+    5,
+    4,
+    1,
+    10,
+    151,
+    9,
+    8,
+    127,
+    356,
+    234,
+    454,
+    93,
+    323,
+    54,
+    284,
+    103,
+    332,
+    67,
+    297,
 )
 UPSCALE = 4  # 48 -> 192 px, the face-mesh input size
 PAD = 0.25  # border added around the crop so the face fits the mesh ROI
