@@ -1,0 +1,402 @@
+"""Facial action unit (AU) intensity estimates from the 3D face mesh (pure numpy).
+
+Each face is *frontalized*: its rigid points (eye corners, nose ridge, forehead, temples: points that
+expressions barely move, the set used to build the reference face) are aligned to the reference face
+(openfer's mean neutral FER2013Train mesh) by a similarity transform, which removes head pose and face
+size. Measurements are then in the reference frame: X to the image's right (the subject's left), Y up,
+Z towards the camera, in units of the inter-ocular distance (outer eye corners 33-263 = 1).
+
+Geometric features (:data:`FEATURE_NAMES`); ``R``/``L`` are the subject's right/left side (image left/
+right for a frontal face); ``y(i)`` is the Y of mesh point ``i``, ``y{a, b}`` the mean Y of points
+``a, b``; ``|i-j|`` a 3D distance. Bilateral features are the mean of the two sides.
+
+=====================  ===================================================================  ==================
+feature                definition (per side: R / L)                                         used by
+=====================  ===================================================================  ==================
+inner_brow_height      y{107, 66, 55, 65} - y(133)  /  y{336, 296, 285, 295} - y(362)       AU1 (+)
+outer_brow_height      y{70, 63, 46, 53} - y(33)  /  y{300, 293, 276, 283} - y(263)         AU2 (+)
+brow_eye_distance      mean |b-133| for b in {107, 55}  /  |b-362| for b in {336, 285}      AU4 (-)
+                       (inner brow to inner eye corner: lowered and knitted brows)
+upper_lid_height       (y{158, 159, 160} - y{33, 133}) / |33-133|                           AU5 (+)
+                       (y{385, 386, 387} - y{263, 362}) / |263-362|
+cheek_height           y{50, 101, 117, 118} - y{33, 133}  /  y{280, 330, 346, 347} - y{263, 362}   AU6 (+)
+lower_lid_height       (y{144, 145, 153} - y{33, 133}) / |33-133|                           AU7 (+)
+                       (y{373, 374, 380} - y{263, 362}) / |263-362|
+nose_wing_height       y{129, 64, 98} - y{195, 5, 4}  /  y{358, 294, 327} - y{195, 5, 4}    AU9 (+)
+                       (nose wings relative to the nasal ridge)
+nose_lip_distance      y(2) - y{0, 37, 267}  (subnasale to the top of the upper lip)         AU10 (-)
+lip_corner_height      y(61) - y{13, 14}  /  y(291) - y{13, 14}  (lip corner above the lip   AU12 (+), AU15 (-)
+                       midline: the mean of the inner-lip midpoints)
+lip_corner_depth       z(61) - z{0, 17, 13, 14}  /  z(291) - z{0, 17, 13, 14}  (corner depth  AU14 (-)
+                       relative to the lip centre: the dimpler pulls the corners back)
+chin_height            y{152, 175, 199}  (chin boss height in the head frame)               AU17 (+)
+mouth_width            |61-291|  (lip corners)                                               AU20 (+)
+lip_red_height         (y(0) - y(13)) + (y(14) - y(17))  (visible red of both lips)          AU23 (-)
+mouth_height           y(0) - y(17)  (outer lip height, aperture included)                   AU24 (-)
+lip_aperture           y{82, 13, 312} - y{87, 14, 317}  (inner lip gap)                      AU25 (+)
+lower_face_height      (|1-17| + |1-152|) / 2  (nose tip to lower lip and to chin)           AU26 (+)
+eye_aperture           (y{158, 159, 160} - y{144, 145, 153}) / |33-133|                     AU43 (-)
+                       (y{385, 386, 387} - y{373, 374, 380}) / |263-362|
+lip_corner_height_R/L  the two sides of ``lip_corner_height``                                AU12 asymmetry
+lip_corner_depth_R/L   the two sides of ``lip_corner_depth``                                 AU14 asymmetry
+=====================  ===================================================================  ==================
+
+Intensity of each AU: ``clip(scale * sign * (feature - neutral), 0, 5)`` on the FACS A-E scale mapped to
+1-5 (0: absent), where ``neutral`` is the feature of the reference face or, for video, of a per-person
+neutral ``baseline`` (:func:`neutral_baseline`). The scales are fitted on FER2013Train faces by
+``scripts/validate_aus.py --fit-scales`` so that 5 is a strong expression (see :data:`AU_SCALES`).
+
+These are *geometric* estimates from landmarks, not a FACS coder: AUs that change texture more than
+shape (AU6 wrinkles, AU9 nose wrinkles, AU14 dimples) and AUs that share one movement (AU23/AU24,
+AU6/AU7, AU25/AU26) are only approximated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError, ShapeError
+from .pose import landmarks_to_pose_frame, umeyama_3d
+
+AU_NAMES: tuple[str, ...] = (
+    "AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9", "AU10", "AU12",
+    "AU14", "AU15", "AU17", "AU20", "AU23", "AU24", "AU25", "AU26", "AU43",
+)  # fmt: skip
+AU_DESCRIPTIONS: dict[str, str] = {
+    "AU1": "inner brow raiser",
+    "AU2": "outer brow raiser",
+    "AU4": "brow lowerer",
+    "AU5": "upper lid raiser",
+    "AU6": "cheek raiser",
+    "AU7": "lid tightener",
+    "AU9": "nose wrinkler",
+    "AU10": "upper lip raiser",
+    "AU12": "lip corner puller",
+    "AU14": "dimpler",
+    "AU15": "lip corner depressor",
+    "AU17": "chin raiser",
+    "AU20": "lip stretcher",
+    "AU23": "lip tightener",
+    "AU24": "lip pressor",
+    "AU25": "lips part",
+    "AU26": "jaw drop",
+    "AU43": "eyes closed (AU45 blink in video)",
+}
+FEATURE_NAMES: tuple[str, ...] = (
+    "inner_brow_height",
+    "outer_brow_height",
+    "brow_eye_distance",
+    "upper_lid_height",
+    "cheek_height",
+    "lower_lid_height",
+    "nose_wing_height",
+    "nose_lip_distance",
+    "lip_corner_height",
+    "lip_corner_depth",
+    "chin_height",
+    "mouth_width",
+    "lip_red_height",
+    "mouth_height",
+    "lip_aperture",
+    "lower_face_height",
+    "eye_aperture",
+    "lip_corner_height_R",
+    "lip_corner_height_L",
+    "lip_corner_depth_R",
+    "lip_corner_depth_L",
+)
+# Rigid points for frontalization: eye corners, nose ridge and tip, forehead, temples (as in
+# scripts/build_mean_face.py, which aligned the reference face on the same points). No chin, lips,
+# brows or lids, so expressions barely move the fit.
+RIGID_INDEX = np.array(
+    [33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 10, 151, 9, 8, 127, 356, 234, 454, 93, 323]
+)
+
+# (AU, feature, sign): intensity = scale * sign * (feature - neutral)
+AU_FEATURES: tuple[tuple[str, str, int], ...] = (
+    ("AU1", "inner_brow_height", +1),
+    ("AU2", "outer_brow_height", +1),
+    ("AU4", "brow_eye_distance", -1),
+    ("AU5", "upper_lid_height", +1),
+    ("AU6", "cheek_height", +1),
+    ("AU7", "lower_lid_height", +1),
+    ("AU9", "nose_wing_height", +1),
+    ("AU10", "nose_lip_distance", -1),
+    ("AU12", "lip_corner_height", +1),
+    ("AU14", "lip_corner_depth", -1),
+    ("AU15", "lip_corner_height", -1),
+    ("AU17", "chin_height", +1),
+    ("AU20", "mouth_width", +1),
+    ("AU23", "lip_red_height", -1),
+    ("AU24", "mouth_height", -1),
+    ("AU25", "lip_aperture", +1),
+    ("AU26", "lower_face_height", +1),
+    ("AU43", "eye_aperture", -1),
+)
+# Intensity per unit of feature change (feature units: inter-ocular distance, or eye widths for the
+# lid features). Derived by ``python scripts/validate_aus.py --fit-scales``: 5 / the 95th percentile
+# of sign * (feature - reference feature) over FER2013Train faces of the classes for which the AU is
+# prototypical (``PROTOTYPE_CLASSES``; FER+ majority labels; 1415 meshed faces of a class-stratified
+# sample of 1496, seed 1, disjoint from the validation images), rounded to 3 significant digits. AU43 is in no FER+ prototype and has no
+# entry: its scale is analytic (``AU43_CLOSED_FRACTION``).
+AU_SCALES: dict[str, float] = {
+    # BEGIN fitted scales
+    "AU1": 56.9,
+    "AU2": 69.2,
+    "AU4": 140.0,
+    "AU5": 75.7,
+    "AU6": 108.0,
+    "AU7": 119.0,
+    "AU9": 200.0,
+    "AU10": 130.0,
+    "AU12": 62.5,
+    "AU14": 139.0,
+    "AU15": 287.0,
+    "AU17": 42.8,
+    "AU20": 42.2,
+    "AU23": 146.0,
+    "AU24": 124.0,
+    "AU25": 28.0,
+    "AU26": 27.6,
+    # END fitted scales
+}
+# AU43 = 5 when the eye aperture has fallen to this fraction of the neutral one (lids meeting: the
+# mesh's closed-eye aperture is not exactly 0), i.e. scale = 5 / ((1 - fraction) * neutral aperture).
+AU43_CLOSED_FRACTION = 0.15
+# Basic expressions -> the AUs of their EMFACS prototypes that the mesh measures (AU16 of disgust and
+# the unilateral AU12/AU14 of contempt aside); used to fit the scales and in the validation.
+PROTOTYPE_AUS: dict[str, tuple[str, ...]] = {
+    "happiness": ("AU6", "AU12"),
+    "sadness": ("AU1", "AU4", "AU15"),
+    "surprise": ("AU1", "AU2", "AU5", "AU26"),
+    "fear": ("AU1", "AU2", "AU4", "AU5", "AU7", "AU20", "AU26"),
+    "anger": ("AU4", "AU5", "AU7", "AU23"),
+    "disgust": ("AU9", "AU15"),
+    "contempt": ("AU12", "AU14"),
+}
+# AU -> classes whose faces set its scale: its EMFACS prototypes, plus common EMFACS variants for the
+# AUs no prototype above names (AU10, AU17 with disgust/sadness; AU24 with anger; AU25 with the
+# open-mouth expressions).
+PROTOTYPE_CLASSES: dict[str, tuple[str, ...]] = {
+    **{au: tuple(c for c, aus in PROTOTYPE_AUS.items() if au in aus) for au in AU_NAMES},
+    "AU10": ("disgust",),
+    "AU12": ("happiness",),  # contempt's AU12 is one-sided: see au_asymmetry
+    "AU17": ("sadness", "disgust"),
+    "AU24": ("anger",),
+    "AU25": ("surprise", "fear", "happiness"),
+    "AU43": (),
+}
+ASYMMETRY_NAMES: tuple[str, ...] = ("AU12", "AU14")
+
+_R, _L = 0, 1
+# per side: (subject's right, subject's left)
+_INNER_BROW = ((107, 66, 55, 65), (336, 296, 285, 295))
+_OUTER_BROW = ((70, 63, 46, 53), (300, 293, 276, 283))
+_BROW_KNIT = ((107, 55), (336, 285))
+_EYE_CORNERS = ((33, 133), (263, 362))  # (outer, inner)
+_UPPER_LID = ((158, 159, 160), (385, 386, 387))
+_LOWER_LID = ((144, 145, 153), (373, 374, 380))
+_CHEEK = ((50, 101, 117, 118), (280, 330, 346, 347))
+_NOSE_WING = ((129, 64, 98), (358, 294, 327))
+_NASAL_RIDGE = (195, 5, 4)
+_LIP_CORNER = (61, 291)
+_SUBNASALE = 2
+_NOSE_TIP = 1
+_UPPER_LIP_TOP = (0, 37, 267)
+_UPPER_LIP_INNER = (82, 13, 312)
+_LOWER_LIP_INNER = (87, 14, 317)
+_CHIN = (152, 175, 199)
+_SIDED = (
+    "inner_brow_height", "outer_brow_height", "brow_eye_distance", "upper_lid_height", "cheek_height",
+    "lower_lid_height", "nose_wing_height", "lip_corner_height", "lip_corner_depth", "eye_aperture",
+)  # fmt: skip
+_COL = {k: i for i, k in enumerate(FEATURE_NAMES)}
+
+
+def _check_landmarks(landmarks: np.ndarray, name: str = "landmarks") -> np.ndarray:
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.ndim != 3 or lm.shape[1] < 468 or lm.shape[2] != 3:
+        raise ShapeError(name, "(N, 468 or 478, 3)", lm.shape)
+    if not np.isfinite(lm[:, :468]).all():
+        raise InputError(f"{name}: contains NaN or infinite values")
+    return lm[:, :468]
+
+
+def _check_reference(reference: np.ndarray) -> np.ndarray:
+    ref = np.asarray(reference, dtype=np.float64)
+    if ref.shape != (468, 3):
+        raise ShapeError("reference", "(468, 3)", ref.shape)
+    if not np.isfinite(ref).all():
+        raise InputError("reference: contains NaN or infinite values")
+    return ref
+
+
+def frontalize(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Remove head pose and face size: ``(N, 468+, 3)`` image-space landmarks (x right, y down,
+    z smaller = nearer; iris points ignored) -> ``(N, 468, 3)`` in the reference frame (X right,
+    Y up, Z to camera, inter-ocular distance ~1), each face similarity-aligned to ``reference``
+    ``(468, 3)`` on :data:`RIGID_INDEX`."""
+    lm = _check_landmarks(landmarks)
+    ref = _check_reference(reference)
+    out = np.empty_like(lm)
+    for i, face in enumerate(landmarks_to_pose_frame(lm)):
+        r, s, t = umeyama_3d(face[RIGID_INDEX], ref[RIGID_INDEX])
+        out[i] = s * face @ r.T + t
+    return out
+
+
+def _y(p: np.ndarray, idx: int | tuple[int, ...]) -> np.ndarray:
+    return p[:, np.atleast_1d(idx), 1].mean(1)
+
+
+def _z(p: np.ndarray, idx: int | tuple[int, ...]) -> np.ndarray:
+    return p[:, np.atleast_1d(idx), 2].mean(1)
+
+
+def _dist(p: np.ndarray, a: int, b: int) -> np.ndarray:
+    return np.linalg.norm(p[:, a] - p[:, b], axis=-1)
+
+
+def au_features(frontal: np.ndarray) -> np.ndarray:
+    """``(N, F)`` geometric features (:data:`FEATURE_NAMES`, defined in the module docstring) of
+    frontalized ``(N, 468, 3)`` meshes (see :func:`frontalize`)."""
+    p = np.asarray(frontal, dtype=np.float64)
+    if p.ndim != 3 or p.shape[1:] != (468, 3):
+        raise ShapeError("frontal", "(N, 468, 3)", p.shape)
+    side: dict[str, list[np.ndarray]] = {k: [] for k in _SIDED}
+    lip_mid_y = _y(p, (13, 14))
+    lip_mid_z = _z(p, (0, 17, 13, 14))
+    ridge_y = _y(p, _NASAL_RIDGE)
+    for s in (_R, _L):
+        outer, inner = _EYE_CORNERS[s]
+        eye_y = _y(p, (outer, inner))
+        eye_w = _dist(p, outer, inner)
+        upper, lower = _y(p, _UPPER_LID[s]), _y(p, _LOWER_LID[s])
+        side["inner_brow_height"].append(_y(p, _INNER_BROW[s]) - _y(p, inner))
+        side["outer_brow_height"].append(_y(p, _OUTER_BROW[s]) - _y(p, outer))
+        side["brow_eye_distance"].append(np.mean([_dist(p, b, inner) for b in _BROW_KNIT[s]], 0))
+        side["upper_lid_height"].append((upper - eye_y) / eye_w)
+        side["lower_lid_height"].append((lower - eye_y) / eye_w)
+        side["eye_aperture"].append((upper - lower) / eye_w)
+        side["cheek_height"].append(_y(p, _CHEEK[s]) - eye_y)
+        side["nose_wing_height"].append(_y(p, _NOSE_WING[s]) - ridge_y)
+        side["lip_corner_height"].append(_y(p, _LIP_CORNER[s]) - lip_mid_y)
+        side["lip_corner_depth"].append(_z(p, _LIP_CORNER[s]) - lip_mid_z)
+    f = {k: (v[_R] + v[_L]) / 2 for k, v in side.items()}
+    f["nose_lip_distance"] = _y(p, _SUBNASALE) - _y(p, _UPPER_LIP_TOP)
+    f["chin_height"] = _y(p, _CHIN)
+    f["mouth_width"] = _dist(p, *_LIP_CORNER)
+    f["lip_red_height"] = (_y(p, 0) - _y(p, 13)) + (_y(p, 14) - _y(p, 17))
+    f["mouth_height"] = _y(p, 0) - _y(p, 17)
+    f["lip_aperture"] = _y(p, _UPPER_LIP_INNER) - _y(p, _LOWER_LIP_INNER)
+    f["lower_face_height"] = (_dist(p, _NOSE_TIP, 17) + _dist(p, _NOSE_TIP, 152)) / 2
+    for k in ("lip_corner_height", "lip_corner_depth"):
+        f[k + "_R"], f[k + "_L"] = side[k][_R], side[k][_L]
+    return np.stack([f[k] for k in FEATURE_NAMES], 1)
+
+
+def neutral_baseline(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``(F,)`` per-person neutral features: the median features of ``(N, 468+, 3)`` landmarks of one
+    person's neutral (resting) frames, for ``baseline=`` of :func:`au_intensities`."""
+    lm = _check_landmarks(landmarks)
+    if len(lm) == 0:
+        raise InputError("landmarks: a baseline needs at least one face")
+    return np.median(au_features(frontalize(lm, reference)), 0)
+
+
+def feature_changes(
+    landmarks: np.ndarray, reference: np.ndarray, baseline: np.ndarray | None = None
+) -> np.ndarray:
+    """``(N, F)`` features of the frontalized landmarks minus the neutral ones (``baseline`` ``(F,)``
+    or ``(N, F)``, or the reference face's features when ``None``)."""
+    ref = _check_reference(reference)
+    feats = au_features(frontalize(landmarks, ref))
+    return feats - _neutral(ref, baseline, len(feats))
+
+
+def _neutral(reference: np.ndarray, baseline: np.ndarray | None, n: int) -> np.ndarray:
+    nf = len(FEATURE_NAMES)
+    if baseline is None:
+        return au_features(reference[None])
+    b = np.asarray(baseline, dtype=np.float64)
+    if b.shape not in ((nf,), (n, nf)):
+        raise ShapeError("baseline", f"({nf},) or (N={n}, {nf})", b.shape)
+    if not np.isfinite(b).all():
+        raise InputError("baseline: contains NaN or infinite values")
+    return b.reshape(-1, nf)
+
+
+def au_scales(neutral: np.ndarray) -> np.ndarray:
+    """``(M, len(AU_NAMES))`` signed intensity per unit feature change, for neutral features
+    ``(M, F)`` (only AU43's scale depends on them: the neutral eye aperture)."""
+    neutral = np.atleast_2d(neutral)
+    w = np.array([s * AU_SCALES.get(au, 0.0) for au, _, s in AU_FEATURES])
+    w = np.repeat(w[None], len(neutral), 0)
+    aperture = np.maximum(neutral[:, _COL["eye_aperture"]], 1e-6)
+    w[:, AU_NAMES.index("AU43")] = -5.0 / ((1.0 - AU43_CLOSED_FRACTION) * aperture)
+    return w
+
+
+def au_intensities(
+    landmarks: np.ndarray, reference: np.ndarray, baseline: np.ndarray | None = None
+) -> np.ndarray:
+    """``(N, len(AU_NAMES))`` AU intensities in [0, 5] (0 absent, 1-5 ~ FACS A-E) for ``(N, 468+, 3)``
+    image-space landmarks.
+
+    ``reference``: the ``(468, 3)`` reference face (``openfer.components.pose.reference_face()``); its
+    features are the neutral ones unless ``baseline`` gives a person's neutral features, ``(F,)`` or
+    ``(N, F)`` (see :func:`neutral_baseline`): use one for video of a known person.
+    """
+    ref = _check_reference(reference)
+    feats = au_features(frontalize(landmarks, ref))
+    neutral = _neutral(ref, baseline, len(feats))
+    idx = np.array([_COL[f] for _, f, _ in AU_FEATURES])
+    return np.clip((feats - neutral)[:, idx] * au_scales(neutral), 0.0, 5.0)
+
+
+def au_asymmetry(
+    landmarks: np.ndarray, reference: np.ndarray, baseline: np.ndarray | None = None
+) -> np.ndarray:
+    """``(N, 2)`` signed unilateral intensity of AU12 and AU14 (:data:`ASYMMETRY_NAMES`): the
+    subject's left side minus the right side, on each AU's intensity scale, clipped to [-5, 5].
+    A one-sided smirk (contempt) gives a large magnitude, a symmetric smile about 0."""
+    d = feature_changes(landmarks, reference, baseline)
+    h = d[:, _COL["lip_corner_height_L"]] - d[:, _COL["lip_corner_height_R"]]
+    z = d[:, _COL["lip_corner_depth_L"]] - d[:, _COL["lip_corner_depth_R"]]
+    return np.clip(np.stack([AU_SCALES["AU12"] * h, -AU_SCALES["AU14"] * z], 1), -5.0, 5.0)
+
+
+def pspi(aus: np.ndarray) -> np.ndarray:
+    """``(N,)`` Prkachin-Solomon pain intensity ``AU4 + max(AU6, AU7) + max(AU9, AU10) + AU43``, 0-16.
+
+    ``aus``: ``(N, len(AU_NAMES))`` intensities (0-5) from :func:`au_intensities`. PSPI scores AU43 as
+    0/1 (eyes closed or not); here it enters as ``AU43 / 5`` (0 open as at rest, 1 lids meeting),
+    continuous, so the score does not jump as the eyes close.
+    """
+    a = np.asarray(aus, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != len(AU_NAMES):
+        raise ShapeError("aus", f"(N, {len(AU_NAMES)})", a.shape)
+    c = {k: a[:, i] for i, k in enumerate(AU_NAMES)}
+    return c["AU4"] + np.maximum(c["AU6"], c["AU7"]) + np.maximum(c["AU9"], c["AU10"]) + c["AU43"] / 5.0
+
+
+__all__ = [
+    "ASYMMETRY_NAMES",
+    "AU43_CLOSED_FRACTION",
+    "AU_DESCRIPTIONS",
+    "AU_FEATURES",
+    "AU_NAMES",
+    "AU_SCALES",
+    "FEATURE_NAMES",
+    "PROTOTYPE_AUS",
+    "PROTOTYPE_CLASSES",
+    "RIGID_INDEX",
+    "au_asymmetry",
+    "au_features",
+    "au_intensities",
+    "au_scales",
+    "feature_changes",
+    "frontalize",
+    "neutral_baseline",
+    "pspi",
+]
