@@ -63,10 +63,19 @@ class Face:
     expression: np.ndarray
     label: str
     classes: tuple[str, ...]
+    aus: np.ndarray | None = None
+    au_names: tuple[str, ...] = ()
 
     @property
     def probabilities(self) -> dict[str, float]:
         return {c: float(p) for c, p in zip(self.classes, self.expression, strict=True)}
+
+    @property
+    def action_units(self) -> dict[str, float]:
+        """AU intensities (0-5) by name; empty when AUs were not computed."""
+        if self.aus is None:
+            return {}
+        return {n: float(v) for n, v in zip(self.au_names, self.aus, strict=True)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +92,9 @@ class Faces:
         poses: ``(N, 3)`` yaw, pitch, roll in degrees (see ``openfer.core.pose``).
         expressions: ``(N, C)`` expression probabilities over ``classes``.
         classes: the expression class names.
+        aus: ``(N, A)`` action-unit intensities in [0, 5] over ``au_names`` (landmark-based
+            estimates, see ``openfer.core.au``), or ``None`` when not computed.
+        au_names: the AU names, e.g. ``("AU1", "AU2", ...)``.
     """
 
     boxes: np.ndarray
@@ -93,6 +105,8 @@ class Faces:
     poses: np.ndarray
     expressions: np.ndarray
     classes: tuple[str, ...] = EXPRESSIONS
+    aus: np.ndarray | None = None
+    au_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = np.asarray(self.boxes).reshape(-1, 4).shape[0] if np.size(self.boxes) else 0
@@ -107,9 +121,15 @@ class Faces:
             self, "expressions", _check("expressions", self.expressions, n, (len(self.classes),), np.float32)
         )
         set_(self, "classes", tuple(self.classes))
+        set_(self, "au_names", tuple(self.au_names))
+        if self.aus is not None:
+            set_(self, "aus", _check("aus", self.aus, n, (len(self.au_names),), np.float32))
 
     @classmethod
-    def empty(cls, classes: tuple[str, ...] = EXPRESSIONS, num_landmarks: int = 478) -> Faces:
+    def empty(
+        cls, classes: tuple[str, ...] = EXPRESSIONS, num_landmarks: int = 478, au_names: tuple[str, ...] | None = None
+    ) -> Faces:
+        """No faces; ``au_names`` given: an empty ``aus`` array with those columns."""
         return cls(
             boxes=np.zeros((0, 4)),
             scores=np.zeros(0),
@@ -119,6 +139,8 @@ class Faces:
             poses=np.zeros((0, 3)),
             expressions=np.zeros((0, len(classes))),
             classes=classes,
+            aus=None if au_names is None else np.zeros((0, len(au_names))),
+            au_names=au_names or (),
         )
 
     def __len__(self) -> int:
@@ -149,6 +171,8 @@ class Faces:
                 expression=self.expressions[i],
                 label=self.classes[int(self.expressions[i].argmax())],
                 classes=self.classes,
+                aus=None if self.aus is None else self.aus[i],
+                au_names=self.au_names,
             )
         idx = np.asarray(index) if not isinstance(index, slice) else index
         if isinstance(idx, np.ndarray) and idx.dtype == bool and idx.shape != (len(self),):
@@ -162,6 +186,8 @@ class Faces:
             poses=self.poses[idx],
             expressions=self.expressions[idx],
             classes=self.classes,
+            aus=None if self.aus is None else self.aus[idx],
+            au_names=self.au_names,
         )
 
     def __iter__(self) -> Iterator[Face]:
@@ -187,6 +213,7 @@ class Faces:
                 "label_score": float(f.expression.max()),
             }
             r.update({c: float(p) for c, p in zip(self.classes, f.expression, strict=True)})
+            r.update(f.action_units)
             if landmarks:
                 r["landmarks"] = np.round(f.landmarks, 2).tolist()
             recs.append(r)
