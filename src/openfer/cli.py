@@ -119,6 +119,145 @@ def _print_table(path: Path, res) -> None:  # noqa: ANN001
         print(f"  {i:>2} {box:>24} {f.score:5.2f} {f.pose[0]:6.1f} {f.pose[1]:6.1f} {f.pose[2]:6.1f}  {f.label:<10} ({tops})")
 
 
+def _add_video(sub: argparse._SubParsersAction) -> None:
+    from .pipeline import PRESETS, AnalyzerOptions
+    from .video.analyzer import VideoOptions
+
+    d, v = AnalyzerOptions(), VideoOptions()
+    p = sub.add_parser("video", help="analyse videos or image sequences: per-frame timeline with track ids")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders of images or image globs")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--every", type=int, default=v.every, metavar="N", help="analyse every N-th frame")
+    g.add_argument(
+        "--fps", type=float, default=v.fps, metavar="F", help="analyse at most F frames per second"
+    )
+    p.add_argument("--start", type=float, default=v.start, metavar="S", help="start at S seconds")
+    p.add_argument("--end", type=float, default=v.end, metavar="S", help="stop at S seconds")
+    p.add_argument(
+        "--out",
+        default="openfer-video",
+        metavar="DIR",
+        help="output folder; each input writes DIR/<name>/ (default: %(default)s)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue unfinished runs in the output folders")
+    p.add_argument(
+        "--annotate", action="store_true", help="also write annotated.mp4 (boxes, track ids, labels)"
+    )
+    p.add_argument(
+        "--detect-every",
+        type=int,
+        default=v.detect_every,
+        metavar="N",
+        help=f"run the face detector every N analysed frames (default {v.detect_every})",
+    )
+    p.add_argument(
+        "--sequence-fps",
+        type=float,
+        default=v.sequence_fps,
+        metavar="F",
+        help=f"frame rate of image sequences (default {v.sequence_fps:g})",
+    )
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    p.add_argument(
+        "--min-face",
+        type=float,
+        default=None,
+        help=f"smallest face height in pixels to search for (default {d.min_face:g}; 0: whole image only)",
+    )
+    p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads (0: default)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no per-track summary on the terminal")
+
+
+def _video_out_dirs(inputs: list[str], out: Path) -> list[Path]:
+    """One folder per input, named after it; repeated names get -2, -3..."""
+    dirs, seen = [], {}
+    for text in inputs:
+        stem = Path(text.rstrip("/\\")).stem or "video"
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
+        seen[stem] = seen.get(stem, 0) + 1
+        dirs.append(out / (stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"))
+    return dirs
+
+
+class _Progress:
+    """``frames done / total, fps, ETA`` on one rewritten stderr line (only when stderr is a TTY)."""
+
+    def __init__(self, name: str) -> None:
+        import time
+
+        self.name, self._time, self.t0, self.last = name, time.monotonic, time.monotonic(), 0.0
+        self.enabled = sys.stderr.isatty()
+        self.start_done: int | None = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        now = self._time()
+        if self.start_done is None:
+            self.start_done = done - 1
+        if now - self.last < 0.25 and done != total:
+            return
+        self.last = now
+        rate = (done - self.start_done) / max(now - self.t0, 1e-9)
+        msg = f"{self.name}: {done}" + (f"/{total}" if total else "") + f" frames, {rate:.1f} fps"
+        if total and rate > 0:
+            eta = max(total - done, 0) / rate
+            msg += f", ETA {int(eta // 60)}:{int(eta % 60):02d}"
+        print("\r" + msg.ljust(70), end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self.start_done is not None:
+            print(file=sys.stderr, flush=True)
+
+
+def _cmd_video(args: argparse.Namespace) -> int:
+    from .video import VideoAnalyzer, analyze_video_to_dir
+
+    overrides: dict = {
+        "threads": args.threads,
+        "every": args.every,
+        "fps": args.fps,
+        "start": args.start,
+        "end": args.end,
+        "detect_every": args.detect_every,
+        "sequence_fps": args.sequence_fps,
+    }
+    if args.min_face is not None:
+        overrides["min_face"] = args.min_face or None
+    video = VideoAnalyzer(args.preset, **overrides)
+    failed = 0
+    for text, out in zip(args.inputs, _video_out_dirs(args.inputs, Path(args.out)), strict=True):
+        progress = _Progress(Path(text).name)
+        try:
+            res = analyze_video_to_dir(
+                video, text, out, resume=args.resume, annotate_video=args.annotate, on_frame=progress
+            )
+        except InputError as e:
+            progress.close()
+            failed += 1
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        progress.close()
+        state = (
+            "already complete, "
+            if res.already_complete
+            else (f"resumed after {res.frames_before} frames, " if res.resumed else "")
+        )
+        print(
+            f"{text}: {state}{res.frames} frame(s), {res.rows} row(s), {len(res.tracks)} track(s) -> {out}",
+            file=sys.stderr,
+        )
+        if not args.quiet:
+            for t in res.tracks:
+                top = sorted(t.shares.items(), key=lambda kv: -kv[1])[:3]
+                shares = ", ".join(f"{c} {p:.0%}" for c, p in top if p > 0)
+                print(
+                    f"  track {t.track:>3}: {t.frames:>6} frames, {t.first_time:8.2f}-{t.last_time:8.2f} s, "
+                    f"mostly {t.dominant} ({shares})"
+                )
+    return EXIT_INPUT if failed else EXIT_OK
+
+
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     from .eval.evaluate import FORMATS
 
@@ -212,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_analyze(sub)
+    _add_video(sub)
     _add_evaluate(sub)
     _add_train(sub)
     return p
@@ -224,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handler = {"analyze": _cmd_analyze, "evaluate": _cmd_evaluate, "train": _cmd_train}[args.command]
+    handler = {"analyze": _cmd_analyze, "video": _cmd_video, "evaluate": _cmd_evaluate,
+               "train": _cmd_train}[args.command]
     try:
         return handler(args)
     except InputError as e:

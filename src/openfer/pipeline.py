@@ -88,20 +88,72 @@ class Analyzer:
             rgb = as_rgb_array(image)
         return self.analyze_rgb(rgb, source=source)
 
-    def analyze_rgb(self, rgb: np.ndarray, source: str | None = None, frame_index: int | None = None,
-                    timestamp: float | None = None) -> FrameResult:
+    def analyze_rgb(
+        self,
+        rgb: np.ndarray,
+        source: str | None = None,
+        frame_index: int | None = None,
+        timestamp: float | None = None,
+    ) -> FrameResult:
         """Analyse a validated RGB uint8 ``(H, W, 3)`` array."""
-        t = {}
         t0 = time.perf_counter()
         det = self.detector(rgb)
-        t["detect"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        timings = {"detect": time.perf_counter() - t0}
         center, side, angle = rois_from_detections(det.boxes, det.keypoints)
+        result, _ = self.analyze_rois(
+            rgb,
+            center,
+            side,
+            angle,
+            boxes=det.boxes,
+            scores=det.scores,
+            keypoints=det.keypoints,
+            source=source,
+            frame_index=frame_index,
+            timestamp=timestamp,
+            timings=timings,
+        )
+        return result
+
+    def analyze_rois(
+        self,
+        rgb: np.ndarray,
+        center: np.ndarray,
+        side: np.ndarray,
+        angle: np.ndarray,
+        boxes: np.ndarray | None = None,
+        scores: np.ndarray | None = None,
+        keypoints: np.ndarray | None = None,
+        *,
+        source: str | None = None,
+        frame_index: int | None = None,
+        timestamp: float | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> tuple[FrameResult, np.ndarray]:
+        """Analyse given face-mesh ROIs ``(center (N, 2), side (N,), angle (N,))``: from detections
+        (:func:`~openfer.components.landmarks.rois_from_detections`) or, when tracking in video, from
+        the previous frame's landmarks (:func:`~openfer.components.landmarks.rois_from_landmarks`).
+
+        ``boxes``, ``scores`` and ``keypoints`` describe the ROIs' detections, row for row. Without
+        ``boxes`` a face's box is the extent of its 468 mesh points; without ``keypoints`` they are
+        the matching mesh points; without ``scores`` the scores are NaN (no detector ran).
+
+        Returns the result and, per face, the index of the ROI it came from (faces whose mesh
+        presence score is below ``landmark_threshold``, duplicates and faces over ``max_faces`` are
+        dropped).
+        """
+        t = dict(timings or {})
+        n = len(np.asarray(side).reshape(-1))
+        t0 = time.perf_counter()
         lm, lm_score = self.mesh(rgb, center, side, angle)
+        det_scores = np.full(n, np.nan) if scores is None else np.asarray(scores, dtype=np.float64).reshape(n)
+        if boxes is None:
+            boxes = mesh_boxes(lm)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(n, 4)
         keep = lm_score >= self.options.landmark_threshold
-        keep = _dedupe(det.boxes, lm, det.scores * lm_score, keep)
+        keep = _dedupe(boxes, lm, np.nan_to_num(det_scores, nan=1.0) * lm_score, keep)
         if self.options.max_faces is not None:
-            area = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
+            area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
             order = np.argsort(-np.where(keep, area, -1.0), kind="stable")[: self.options.max_faces]
             keep = np.isin(np.arange(len(keep)), order) & keep
         t["landmarks"] = time.perf_counter() - t0
@@ -113,18 +165,29 @@ class Analyzer:
             poses = estimate_pose(lm[idx])
             probs = self.expression(rgb, lm[idx])
             t["expression"] = time.perf_counter() - t0
+            kps = (
+                mesh_keypoints(lm[idx]) if keypoints is None else np.asarray(keypoints).reshape(n, 6, 2)[idx]
+            )
             faces = Faces(
-                boxes=det.boxes[idx],
-                scores=det.scores[idx],
-                keypoints=det.keypoints[idx],
+                boxes=boxes[idx],
+                scores=det_scores[idx],
+                keypoints=kps,
                 landmarks=lm[idx],
                 landmark_scores=lm_score[idx],
                 poses=poses,
                 expressions=probs,
                 classes=self.classes,
             )
-        return FrameResult(faces, width=rgb.shape[1], height=rgb.shape[0], source=source,
-                           frame_index=frame_index, timestamp=timestamp, timings=t)
+        result = FrameResult(
+            faces,
+            width=rgb.shape[1],
+            height=rgb.shape[0],
+            source=source,
+            frame_index=frame_index,
+            timestamp=timestamp,
+            timings=t,
+        )
+        return result, idx
 
     def analyze_many(self, paths: Iterable[str | Path]) -> Iterator[tuple[Path, FrameResult | OpenFerError]]:
         """Analyse each path; a bad file yields its error instead of stopping the batch."""
@@ -134,6 +197,25 @@ class Analyzer:
             except OpenFerError as e:
                 log.warning("%s", e)
                 yield Path(p), e
+
+
+# Mesh points standing in for the detector's keypoints (KEYPOINT_NAMES order) when no detector ran:
+# eye centres (between the eye corners), nose tip, mouth centre (inner lips), ear tragions.
+MESH_KEYPOINTS: tuple[tuple[int, ...], ...] = ((33, 133), (362, 263), (4,), (13, 14), (234,), (454,))
+
+
+def mesh_boxes(landmarks: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` extent ``[x1, y1, x2, y2]`` of the 468 mesh points of ``(N, K, 3)`` landmarks."""
+    xy = np.asarray(landmarks, dtype=np.float64)[:, :468, :2]
+    if len(xy) == 0:
+        return np.zeros((0, 4))
+    return np.concatenate([xy.min(1), xy.max(1)], 1)
+
+
+def mesh_keypoints(landmarks: np.ndarray) -> np.ndarray:
+    """``(N, 6, 2)`` detector-style keypoints taken from the mesh (see :data:`MESH_KEYPOINTS`)."""
+    xy = np.asarray(landmarks, dtype=np.float64)[:, :, :2]
+    return np.stack([xy[:, list(ix)].mean(1) for ix in MESH_KEYPOINTS], 1) if len(xy) else np.zeros((0, 6, 2))
 
 
 def _dedupe(boxes: np.ndarray, lm: np.ndarray, scores: np.ndarray, keep: np.ndarray) -> np.ndarray:

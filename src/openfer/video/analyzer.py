@@ -1,0 +1,383 @@
+"""Video analysis: detect faces every few frames, follow them with the face mesh in between, track ids.
+
+Per analysed frame (see :class:`VideoOptions`):
+
+* every ``detect_every`` analysed frames, and whenever no face is followed, the detector runs; a
+  detection that overlaps a followed face only refreshes that face's box and score, the others
+  start new faces (ROIs from the detection, as in :meth:`Analyzer.analyze_rgb`);
+* every followed face gets its mesh ROI from its previous landmarks (``rois_from_landmarks``); a face
+  whose mesh presence score falls below ``landmark_threshold`` is dropped (the pipeline's rule);
+* mesh, head pose and expression run once for all ROIs, through :meth:`Analyzer.analyze_rois`;
+* :class:`~openfer.video.tracker.FaceTracker` gives ids: a followed face keeps its track's id, a new
+  one is matched to recently lost tracks by overlap and distance, else gets a new id.
+
+Boxes stay in the detector's convention on frames without detection: each face keeps the offsets of
+its last detector box from its mesh extent. Scores are the face's last detector score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from ..components.landmarks import rois_from_detections, rois_from_landmarks
+from ..core.boxes import iou_matrix
+from ..errors import InputError, ShapeError
+from ..pipeline import Analyzer, AnalyzerOptions, mesh_boxes
+from ..types import FrameResult
+from .reader import DEFAULT_SEQUENCE_FPS, VideoInfo, VideoReader, _check_selection
+from .tracker import FaceTracker, TrackerState, greedy_pairs
+
+# A detection and a followed face are the same face from this IoU with the face's previous box.
+_ASSOCIATE_IOU = 0.3
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How a video is sampled and tracked (one source of defaults for the API and the CLI).
+
+    Attributes:
+        every: analyse every N-th frame (exclusive with ``fps``).
+        fps: analyse at most this many frames per second.
+        start, end: seconds; analyse frames with ``start <= time < end``.
+        detect_every: run the face detector every N analysed frames (and whenever no face is
+            followed); in between, faces are followed by the face mesh alone.
+        max_missed: analysed frames a lost track survives, so a face that comes back keeps its id;
+            ``None``: about one second of analysed frames.
+        iou_threshold: tracker overlap to match a face to a lost track.
+        sequence_fps: frame rate of image sequences (folders, globs).
+    """
+
+    every: int = 1
+    fps: float | None = None
+    start: float = 0.0
+    end: float | None = None
+    detect_every: int = 10
+    max_missed: int | None = None
+    iou_threshold: float = 0.3
+    sequence_fps: float = DEFAULT_SEQUENCE_FPS
+
+    def __post_init__(self) -> None:
+        _check_selection(self.every, self.fps, self.start, self.end)
+        if (
+            isinstance(self.detect_every, bool)
+            or not isinstance(self.detect_every, int)
+            or self.detect_every < 1
+        ):
+            raise InputError(f"detect_every: expected an integer >= 1, got {self.detect_every!r}")
+        if self.max_missed is not None and self.max_missed < 0:
+            raise InputError(f"max_missed: expected >= 0, got {self.max_missed!r}")
+        if not 0 < self.iou_threshold <= 1:
+            raise InputError(f"iou_threshold: expected in (0, 1], got {self.iou_threshold!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class VideoFrame:
+    """One analysed frame: the :class:`~openfer.types.FrameResult` (``frame_index`` and ``timestamp``
+    set) and ``track_ids``, one int64 per face, stable across frames."""
+
+    result: FrameResult
+    track_ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        ids = (
+            np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
+            if np.size(self.track_ids)
+            else np.zeros(0, np.int64)
+        )
+        n = len(self.result.faces)
+        if ids.shape != (n,):
+            raise ShapeError("track_ids", f"(N={n},)", np.shape(self.track_ids))
+        ids = ids.copy()
+        ids.setflags(write=False)
+        object.__setattr__(self, "track_ids", ids)
+
+    @property
+    def faces(self):  # noqa: ANN201 - Faces
+        return self.result.faces
+
+    @property
+    def frame_index(self) -> int:
+        return int(self.result.frame_index or 0)
+
+    @property
+    def timestamp(self) -> float:
+        return float(self.result.timestamp or 0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class VideoCheckpoint:
+    """The state of a :class:`VideoRun` after a frame: resuming from it gives the same results as
+    not stopping. Serialise with :meth:`to_json` (exact: floats round-trip through JSON)."""
+
+    frame_index: int  # last analysed source frame
+    frames_done: int  # analysed frames so far
+    since_detect: int  # analysed frames since the detector last ran
+    tracker: TrackerState
+    ids: np.ndarray  # (F,) followed faces' track ids
+    landmarks: np.ndarray  # (F, K, 3) float32, their last landmarks
+    boxes: np.ndarray  # (F, 4) their last boxes
+    offsets: np.ndarray  # (F, 4) detector box minus mesh extent, in mesh-extent widths/heights
+    scores: np.ndarray  # (F,) last detector scores
+
+    def to_json(self) -> dict:
+        return {
+            "frame_index": self.frame_index,
+            "frames_done": self.frames_done,
+            "since_detect": self.since_detect,
+            "tracker": self.tracker.to_json(),
+            "ids": self.ids.tolist(),
+            "landmarks": self.landmarks.tolist(),
+            "landmarks_shape": list(self.landmarks.shape),
+            "boxes": self.boxes.tolist(),
+            "offsets": self.offsets.tolist(),
+            "scores": self.scores.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> VideoCheckpoint:
+        return cls(
+            frame_index=int(d["frame_index"]),
+            frames_done=int(d["frames_done"]),
+            since_detect=int(d["since_detect"]),
+            tracker=TrackerState.from_json(d["tracker"]),
+            ids=np.asarray(d["ids"], dtype=np.int64).reshape(-1),
+            landmarks=np.asarray(d["landmarks"], dtype=np.float32).reshape(d["landmarks_shape"]),
+            boxes=np.asarray(d["boxes"], dtype=np.float64).reshape(-1, 4),
+            offsets=np.asarray(d["offsets"], dtype=np.float64).reshape(-1, 4),
+            scores=np.asarray(d["scores"], dtype=np.float64).reshape(-1),
+        )
+
+
+def box_offsets(det_boxes: np.ndarray, extent: np.ndarray) -> np.ndarray:
+    """Detector boxes relative to mesh extents: ``(det - extent) / [w, h, w, h]`` of the extent."""
+    wh = np.clip(extent[:, 2:] - extent[:, :2], 1e-6, None)
+    return (det_boxes - extent) / np.concatenate([wh, wh], 1)
+
+
+def apply_box_offsets(extent: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`box_offsets`: detector-style boxes from mesh extents."""
+    wh = extent[:, 2:] - extent[:, :2]
+    return extent + offsets * np.concatenate([wh, wh], 1)
+
+
+def _inside(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``(P, B)``: point p lies inside box b."""
+    x, y = points[:, None, 0], points[:, None, 1]
+    return (
+        (x > boxes[None, :, 0]) & (x < boxes[None, :, 2]) & (y > boxes[None, :, 1]) & (y < boxes[None, :, 3])
+    )
+
+
+class VideoAnalyzer:
+    """Analyse videos and image sequences: per frame, every face with its track id.
+
+    Keyword arguments are :class:`VideoOptions` fields or :class:`~openfer.pipeline.AnalyzerOptions`
+    fields (``preset`` picks the latter's defaults); ``analyzer`` reuses a loaded :class:`Analyzer`.
+
+    >>> video = VideoAnalyzer(fps=10, threads=2)                 # doctest: +SKIP
+    >>> for frame in video.run("clip.mp4"):                      # doctest: +SKIP
+    ...     print(frame.timestamp, frame.track_ids, frame.faces.labels)
+    """
+
+    def __init__(
+        self,
+        preset: str = "default",
+        options: VideoOptions | None = None,
+        *,
+        analyzer: Analyzer | None = None,
+        **overrides: object,
+    ) -> None:
+        video_keys = {f.name for f in fields(VideoOptions)}
+        analyzer_keys = {f.name for f in fields(AnalyzerOptions)}
+        unknown = set(overrides) - video_keys - analyzer_keys
+        if unknown:
+            raise InputError(f"unknown VideoAnalyzer option(s): {', '.join(sorted(unknown))}")
+        vo = {k: v for k, v in overrides.items() if k in video_keys}
+        ao = {k: v for k, v in overrides.items() if k in analyzer_keys}
+        self.options = dataclasses.replace(options or VideoOptions(), **vo)  # type: ignore[arg-type]
+        if analyzer is not None and ao:
+            raise InputError(
+                f"pass Analyzer options ({', '.join(sorted(ao))}) to the Analyzer, not with analyzer="
+            )
+        self.analyzer = analyzer if analyzer is not None else Analyzer(preset, **ao)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.analyzer.classes
+
+    def reader(self, source: str | os.PathLike[str], after: int | None = None) -> VideoReader:
+        """The frame source this analyzer reads ``source`` with (its sampling options)."""
+        o = self.options
+        return VideoReader(
+            source,
+            every=o.every,
+            fps=o.fps,
+            start=o.start,
+            end=o.end,
+            sequence_fps=o.sequence_fps,
+            after=after,
+        )
+
+    def run(self, source: str | os.PathLike[str], resume: VideoCheckpoint | None = None) -> VideoRun:
+        """A :class:`VideoRun` over ``source`` (iterate it for :class:`VideoFrame` results);
+        ``resume`` continues after a checkpoint of an earlier run with the same options."""
+        return VideoRun(self, source, resume)
+
+
+class VideoRun:
+    """One pass over a source: iterate for :class:`VideoFrame` results; :meth:`checkpoint` is the
+    state after the last frame yielded. Opening the source (and its errors) happens on construction."""
+
+    def __init__(
+        self, video: VideoAnalyzer, source: str | os.PathLike[str], resume: VideoCheckpoint | None = None
+    ) -> None:
+        self.video = video
+        self.source = str(source)
+        self.reader = video.reader(source, after=resume.frame_index if resume else None)
+        o = video.options
+        max_missed = o.max_missed if o.max_missed is not None else max(int(round(self.reader.frame_rate)), 1)
+        self.tracker = FaceTracker(max_missed=max_missed, iou_threshold=o.iou_threshold)
+        k = video.analyzer.mesh.num_landmarks
+        self._index, self._done, self._since = -1, 0, o.detect_every
+        self._ids = np.zeros(0, np.int64)
+        self._lm = np.zeros((0, k, 3), np.float32)
+        self._boxes, self._offsets, self._scores = np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0)
+        self._done_before = resume.frames_done if resume is not None else 0
+        if resume is not None:
+            if resume.landmarks.shape[1:] != (k, 3) and len(resume.ids):
+                raise InputError(
+                    f"checkpoint has {resume.landmarks.shape[1]} landmarks per face, this analyzer {k}"
+                )
+            self.tracker.set_state(resume.tracker)
+            self._index, self._done, self._since = resume.frame_index, resume.frames_done, resume.since_detect
+            self._ids, self._lm = resume.ids.copy(), resume.landmarks.reshape(-1, k, 3).copy()
+            self._boxes, self._offsets, self._scores = (
+                resume.boxes.copy(),
+                resume.offsets.copy(),
+                resume.scores.copy(),
+            )
+
+    @property
+    def info(self) -> VideoInfo:
+        return self.reader.info
+
+    @property
+    def frames_done(self) -> int:
+        return self._done
+
+    def expected_frames(self) -> int | None:
+        """Estimated analysed frames in total (including any done before a resume)."""
+        left = self.reader.expected_frames()
+        return None if left is None else left + self._done_before
+
+    def checkpoint(self) -> VideoCheckpoint:
+        return VideoCheckpoint(
+            self._index,
+            self._done,
+            self._since,
+            self.tracker.state,
+            self._ids.copy(),
+            self._lm.copy(),
+            self._boxes.copy(),
+            self._offsets.copy(),
+            self._scores.copy(),
+        )
+
+    def __iter__(self) -> Iterator[VideoFrame]:
+        for index, t, rgb in self.reader:
+            yield self.step(rgb, index, t)
+
+    def step(self, rgb: np.ndarray, index: int, timestamp: float) -> VideoFrame:
+        """Analyse one frame (in order; timestamps must increase) and advance the state."""
+        if index <= self._index:
+            raise InputError(
+                f"frame {index} is not after frame {self._index}: video frames must come in order"
+            )
+        an, o = self.video.analyzer, self.video.options
+        nf = len(self._ids)
+        timings: dict[str, float] = {}
+        center, side, angle = (
+            rois_from_landmarks(self._lm) if nf else (np.zeros((0, 2)), np.zeros(0), np.zeros(0))
+        )
+        scores = self._scores.copy()
+        det_box = np.full((nf, 4), np.nan)  # a detection paired with a followed face
+        new_boxes, new_kps = np.zeros((0, 4)), np.zeros((0, 6, 2))
+        detect = nf == 0 or self._since >= o.detect_every
+        if detect:
+            t0 = time.perf_counter()
+            det = an.detector(rgb)
+            timings["detect"] = time.perf_counter() - t0
+            boxes = np.asarray(det.boxes, dtype=np.float64).reshape(-1, 4)
+            is_new = np.ones(len(boxes), bool)
+            if nf and len(boxes):
+                iou = iou_matrix(boxes, self._boxes)
+                for r, c in greedy_pairs(iou, iou >= _ASSOCIATE_IOU, descending=True):
+                    det_box[c], scores[c] = boxes[r], float(det.scores[r])
+                    is_new[r] = False
+                is_new &= ~_inside((boxes[:, :2] + boxes[:, 2:]) / 2, self._boxes).any(1)
+            new_boxes, new_kps = boxes[is_new], np.asarray(det.keypoints, dtype=np.float64)[is_new]
+            dc, ds, da = rois_from_detections(new_boxes, new_kps)
+            center, side, angle = (
+                np.concatenate([center, dc]),
+                np.concatenate([side, ds]),
+                np.concatenate([angle, da]),
+            )
+            scores = np.concatenate([scores, np.asarray(det.scores, dtype=np.float64)[is_new]])
+        res, src = an.analyze_rois(
+            rgb,
+            center,
+            side,
+            angle,
+            scores=scores,
+            source=self.source,
+            frame_index=index,
+            timestamp=timestamp,
+            timings=timings,
+        )
+        faces = res.faces
+        extent = mesh_boxes(faces.landmarks)
+        fi, ni = np.flatnonzero(src < nf), np.flatnonzero(src >= nf)
+        ref = np.full((len(src), 4), np.nan)  # this frame's detector box of each face, if any
+        ref[fi] = det_box[src[fi]]
+        ref[ni] = new_boxes[src[ni] - nf]
+        has_ref = ~np.isnan(ref).any(1)
+        offsets = np.empty((len(src), 4))
+        offsets[has_ref] = box_offsets(ref[has_ref], extent[has_ref])
+        offsets[~has_ref] = self._offsets[src[~has_ref]]  # followed faces without a detection now
+        if len(src):
+            kps = faces.keypoints.astype(np.float64)
+            kps[ni] = new_kps[src[ni] - nf]
+            faces = dataclasses.replace(faces, boxes=apply_box_offsets(extent, offsets), keypoints=kps)
+        hints = np.full(len(src), -1, np.int64)
+        hints[fi] = self._ids[src[fi]]
+        ids = self.tracker.update(faces.boxes.astype(np.float64), hints)
+        self._ids, self._lm = ids, faces.landmarks.copy()
+        self._boxes, self._offsets = faces.boxes.astype(np.float64), offsets
+        self._scores = faces.scores.astype(np.float64)
+        self._since = 1 if detect else self._since + 1
+        self._index, self._done = index, self._done + 1
+        return VideoFrame(dataclasses.replace(res, faces=faces), ids)
+
+
+def id_switches(track_ids_per_frame: list[np.ndarray]) -> int:
+    """For one-face footage: how often the id of the face changes from one frame with a face to the next."""
+    seq = [int(ids[0]) for ids in track_ids_per_frame if len(ids)]
+    return sum(a != b for a, b in zip(seq, seq[1:], strict=False))
+
+
+__all__ = [
+    "VideoAnalyzer",
+    "VideoCheckpoint",
+    "VideoFrame",
+    "VideoOptions",
+    "VideoRun",
+    "apply_box_offsets",
+    "box_offsets",
+    "id_switches",
+]

@@ -1,0 +1,118 @@
+"""Video jobs and ``openfer video``: resume after a kill gives the same CSV, zero-face clips give a
+header-only timeline, annotated video, exit codes, progress line."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import cv2
+import pytest
+from video_assets import NO_FACE, SINGLE_FACE, video_analyzer
+
+from openfer.cli import EXIT_INPUT, EXIT_OK, EXIT_USAGE, _Progress, main
+from openfer.video import Timeline, analyze_video_to_dir, timeline_columns
+from openfer.video.timeline import PROGRESS_FILE, TIMELINE_FILE
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_kill_gives_identical_csv(tmp_path):
+    video = video_analyzer()
+    full = analyze_video_to_dir(video, SINGLE_FACE, tmp_path / "full", chunk_frames=10)
+    assert (full.frames, full.rows, len(full.tracks)) == (72, 72, 1)
+
+    def kill_at_35(done, expected):
+        assert expected == 72
+        if done == 35:
+            raise Killed
+
+    with pytest.raises(Killed):
+        analyze_video_to_dir(video, SINGLE_FACE, tmp_path / "run", chunk_frames=10, on_frame=kill_at_35)
+    run_dir = tmp_path / "run"
+    progress = json.loads((run_dir / PROGRESS_FILE).read_text())
+    assert (progress["last_frame"], progress["parts"], progress["complete"]) == (29, 3, False)
+    assert not (run_dir / TIMELINE_FILE).exists()
+    # what a kill leaves: committed parts (kept) and possibly a part written but not yet recorded
+    (run_dir / "part-00004.csv").write_text("half a part")
+    with pytest.raises(Exception, match="unfinished run"):
+        analyze_video_to_dir(video, SINGLE_FACE, run_dir, chunk_frames=10)
+    res = analyze_video_to_dir(video, SINGLE_FACE, run_dir, chunk_frames=10, resume=True)
+    assert res.resumed and res.frames_before == 30 and res.frames == 72
+    assert (run_dir / TIMELINE_FILE).read_bytes() == (tmp_path / "full" / TIMELINE_FILE).read_bytes()
+    assert (
+        json.loads((run_dir / "summary.json").read_text())["tracks"]
+        == json.loads((tmp_path / "full" / "summary.json").read_text())["tracks"]
+    )
+    assert sorted(p.name for p in run_dir.iterdir()) == [PROGRESS_FILE, "summary.json", TIMELINE_FILE]
+    again = analyze_video_to_dir(video, SINGLE_FACE, run_dir, resume=True)
+    assert again.already_complete and again.rows == 72
+
+
+def test_cli_zero_face_video_header_only_and_exit_0(tmp_path, capsys):
+    rc = main(["video", str(NO_FACE), "--fps", "4", "--end", "3", "--threads", "1", "--out", str(tmp_path)])
+    assert rc == EXIT_OK
+    out = tmp_path / "no_face"
+    assert (out / TIMELINE_FILE).read_text() == ",".join(timeline_columns()) + "\n"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tracks"] == [] and summary["frames"] == 12 and summary["rows"] == 0
+    assert "12 frame(s), 0 row(s), 0 track(s)" in capsys.readouterr().err
+
+
+def test_cli_single_face_every_4_with_annotated_video(tmp_path, capsys):
+    rc = main(
+        ["video", str(SINGLE_FACE), "--every", "4", "--annotate", "--threads", "1", "--out", str(tmp_path)]
+    )
+    assert rc == EXIT_OK
+    out = tmp_path / "single_face"
+    tl = Timeline.read_csv(out / TIMELINE_FILE)
+    assert len(tl) == 18 and tl.frames.tolist() == list(range(0, 72, 4)) and tl.track_ids().tolist() == [0]
+    cap = cv2.VideoCapture(str(out / "annotated.mp4"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 18 and (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (640, 360)
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(7.5)
+    assert "track   0:     18 frames" in capsys.readouterr().out
+
+
+def test_cli_bad_inputs_exit_3_naming_the_files(tmp_path, capsys):
+    bad = tmp_path / "fake.mp4"
+    bad.write_text("this is text, not a video\n" * 20)
+    rc = main(["video", str(bad), str(tmp_path / "missing.mov"), "--out", str(tmp_path / "o")])
+    assert rc == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "fake.mp4: cannot open as a video" in err and "missing.mov: no such file" in err
+    assert not (tmp_path / "o").exists()  # nothing written for inputs that cannot be read
+
+
+def test_cli_usage_errors(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["video", str(SINGLE_FACE), "--every", "2", "--fps", "5"])
+    assert e.value.code == EXIT_USAGE
+    with pytest.raises(SystemExit) as e:
+        main(["video", str(SINGLE_FACE), "--evry", "2"])
+    assert e.value.code == EXIT_USAGE and "did you mean --every" in capsys.readouterr().err
+
+
+def test_progress_line_only_on_a_tty(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+    p = _Progress("clip.mp4")
+    for k in range(1, 73):
+        p(k, 72)
+    p.close()
+    text = tty.getvalue()
+    assert "clip.mp4: 72/72 frames" in text and "ETA 0:00" in text and text.startswith("\r")
+    plain = io.StringIO()
+    monkeypatch.setattr("sys.stderr", plain)
+    q = _Progress("clip.mp4")
+    q(1, 72)
+    q.close()
+    assert plain.getvalue() == ""
