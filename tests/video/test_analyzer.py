@@ -105,22 +105,12 @@ def _no_face_timeline(**kw):
 
 
 def test_no_face_video_gives_an_empty_timeline():
-    # the first 3 s: sky and clouds; the title card after it fools the image pipeline (see below)
-    frames, tl = _no_face_timeline(fps=4.0, end=3.0)
-    assert len(frames) == 12
+    # sky, clouds, then a cartoon title card (frames 76-85 once fooled the pipeline: detector
+    # 0.55-0.70, mesh presence 0.57-0.74; real faces score >= 0.99 on the mesh, see AnalyzerOptions)
+    frames, tl = _no_face_timeline(fps=4.0)
+    assert len(frames) >= 12
     assert all(len(f.faces) == 0 for f in frames)
     assert len(tl) == 0 and tl.summary() == ()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="known pipeline false positive: BlazeFace + mesh accept the cartoon title "
-    "of no_face.mp4 (frames 76, 78, 83, 85; detector 0.55-0.70, mesh 0.57-0.74), with or without "
-    "tracking; flip this test when detection no longer does",
-)
-def test_whole_no_face_video_gives_an_empty_timeline():
-    _, tl = _no_face_timeline(fps=4.0)
-    assert len(tl) == 0
 
 
 def test_frames_must_come_in_order(single_frames):
