@@ -215,3 +215,24 @@ def test_top_level_api_is_lazy_and_complete():
     assert set(openfer.__all__) <= set(dir(openfer)) | {"__version__"}
     with pytest.raises(AttributeError):
         openfer.no_such_name  # noqa: B018
+
+
+def test_action_units_on_smiling_faces(analyzer):
+    """Four broad smiles and one half-hidden face behind: AU12 (lip-corner puller) is up on the
+    broad smiles and the opposite movement, AU15 (lip-corner depressor), on none; AUs in [0, 5]."""
+    res = analyzer.analyze(PHOTOS / "multi_face.jpg")
+    f = res.faces
+    assert f.aus is not None and f.aus.shape == (5, len(f.au_names))
+    assert ((f.aus >= 0) & (f.aus <= 5)).all()
+    au12 = f.aus[:, f.au_names.index("AU12")]
+    au15 = f.aus[:, f.au_names.index("AU15")]
+    assert (au12 > 1.0).sum() >= 4, au12
+    assert (au15 < 0.5).all(), au15
+    assert {"AU12", "AU6", "AU26"} <= set(res.to_records()[0])
+
+
+def test_action_units_can_be_switched_off():
+    from openfer.pipeline import Analyzer
+
+    res = Analyzer(aus=False).analyze(PHOTOS / "single_face.jpg")
+    assert res.faces.aus is None and "AU12" not in res.to_records()[0]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .components.detector import FaceDetector
+from .components.au import AU_NAMES, estimate_aus
 from .components.expression import ExpressionClassifier
 from .components.landmarks import FaceMesh, rois_from_detections
 from .components.pose import estimate_pose
@@ -38,6 +39,8 @@ class AnalyzerOptions:
         flip: average the expression over the face and its mirror image.
         threads: ONNX Runtime intra-op threads (0: ONNX Runtime's default).
         max_faces: keep at most this many faces (largest first); ``None``: all.
+        aus: estimate action-unit intensities from the mesh (pure numpy, cheap; see
+            ``openfer.core.au`` for the definitions and their validation).
     """
 
     min_face: float | None = 30.0
@@ -48,6 +51,7 @@ class AnalyzerOptions:
     flip: bool = True
     threads: int = 0
     max_faces: int | None = None
+    aus: bool = True
 
 
 PRESETS: dict[str, AnalyzerOptions] = {
@@ -160,13 +164,18 @@ class Analyzer:
             keep = np.isin(np.arange(len(keep)), order) & keep
         t["landmarks"] = time.perf_counter() - t0
         idx = np.flatnonzero(keep)
+        au_names = AU_NAMES if self.options.aus else None
         if idx.size == 0:
-            faces = Faces.empty(self.classes, self.mesh.num_landmarks)
+            faces = Faces.empty(self.classes, self.mesh.num_landmarks, au_names)
         else:
             t0 = time.perf_counter()
             poses = estimate_pose(lm[idx])
             probs = self.expression(rgb, lm[idx])
             t["expression"] = time.perf_counter() - t0
+            if self.options.aus:
+                t0 = time.perf_counter()
+                aus = estimate_aus(lm[idx])
+                t["aus"] = time.perf_counter() - t0
             kps = (
                 mesh_keypoints(lm[idx]) if keypoints is None else np.asarray(keypoints).reshape(n, 6, 2)[idx]
             )
@@ -179,6 +188,8 @@ class Analyzer:
                 poses=poses,
                 expressions=probs,
                 classes=self.classes,
+                aus=aus if self.options.aus else None,
+                au_names=au_names or (),
             )
         result = FrameResult(
             faces,
