@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime
 
 import openfer
+from openfer.components.au import estimate_aus
 from openfer.components.landmarks import rois_from_detections
 from openfer.components.pose import estimate_pose
 from openfer.io.images import read_image
@@ -91,6 +92,7 @@ def bench(threads: int, warmup: int, repeats: int) -> dict:
             "detect": timed(lambda: an.detector(rgb), warmup, repeats),
             "landmarks": timed(lambda: an.mesh(rgb, c, s, a), warmup, repeats),
             "head_pose": timed(lambda: estimate_pose(lm), warmup, repeats),
+            "action_units": timed(lambda: estimate_aus(lm), warmup, repeats),
             "expression": timed(lambda: an.expression(rgb, lm), warmup, repeats),
             "expression_model_only": timed(lambda: an.expression.predict_crops(crops), warmup, repeats),
             "end_to_end": timed(lambda: an.analyze_rgb(rgb), warmup, repeats),
