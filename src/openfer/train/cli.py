@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger("openfer.train")
+MIN_TEMPLATE_FACES = 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,7 +75,17 @@ def ensure_template(path: Path, crops: np.ndarray, seed: int, n: int) -> dict:
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.choice(len(crops), size=min(n, len(crops)), replace=False))
         lm, sc = mesh_on_crops(crops[pick], FaceMesh(iris=False))
-        path.write_text(json.dumps(fit_template(lm, sc, crops.shape[1]), indent=1))
+        if int((sc >= 0.5).sum()) >= MIN_TEMPLATE_FACES:
+            template = fit_template(lm, sc, crops.shape[1])
+        else:  # not face crops the mesh can read (tiny, synthetic, ...): FER+ framing of the default model
+            from ..components.expression import ExpressionClassifier
+
+            spec = ExpressionClassifier().spec
+            log.warning("face mesh found faces in %d of %d crops: using the default model's crop template",
+                        int((sc >= 0.5).sum()), len(sc))
+            template = {"template_index": list(spec.template_index), "template": [list(t) for t in spec.template],
+                        "n_used": 0, "n_total": len(sc), "source": "default model"}
+        path.write_text(json.dumps(template, indent=1))
     return json.loads(path.read_text())
 
 
