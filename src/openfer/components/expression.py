@@ -45,7 +45,7 @@ class ExpressionSpec:
                 color=str(d.get("color", "gray")),
             )
         except (KeyError, TypeError, ValueError) as e:
-            raise ModelError(f"expression model spec is incomplete or malformed: {e}") from e
+            raise ModelError(f"not an openfer expression model: its openfer.spec lacks or garbles {e}") from e
 
 
 def align_matrices(landmarks: np.ndarray, spec: ExpressionSpec) -> np.ndarray:
