@@ -236,3 +236,20 @@ def test_action_units_can_be_switched_off():
 
     res = Analyzer(aus=False).analyze(PHOTOS / "single_face.jpg")
     assert res.faces.aus is None and "AU12" not in res.to_records()[0]
+
+
+def test_reasons_and_valence_arousal_per_face(analyzer):
+    res = analyzer.analyze(PHOTOS / "multi_face.jpg")
+    f = res.faces
+    assert f.reasons is not None and len(f.reasons) == len(f)
+    from openfer.explain import compound_label
+
+    for face, reason in zip(f, f.reasons, strict=True):
+        head = reason.split(" (")[0]
+        assert head == face.label or head == compound_label(face.expression, f.classes)
+        if face.label == "happiness":
+            assert "AU12" in reason  # the measured evidence is quoted
+    assert f.valence_arousal.shape == (len(f), 2) and (np.abs(f.valence_arousal) <= 1).all()
+    sub = f[f.scores > 0.9]
+    assert len(sub.reasons) == len(sub)
+    assert {"valence", "arousal", "reason"} <= set(res.to_records()[0])

@@ -63,6 +63,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recursive", "-r", action="store_true", help="recurse into folders")
     p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads (0: default)")
     p.add_argument("--quiet", "-q", action="store_true", help="no table on the terminal")
+    p.add_argument("--aus", action="store_true", help="show action units (intensity >= 1) in the table")
+    p.add_argument("--explain", action="store_true", help="show each face's evidence-based reason")
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -91,7 +93,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         results.append({"source": str(path), "width": res.width, "height": res.height, "error": None,
                         "faces": [{k: v for k, v in r.items() if k not in ("source", "frame", "time")} for r in recs]})
         if not args.quiet:
-            _print_table(path, res)
+            _print_table(path, res, aus=args.aus, reasons=args.explain)
         if args.annotate:
             out = Path(args.annotate) / (path.stem + "_annotated.jpg")
             save_image(annotate(rgb, res.faces), out)
@@ -106,7 +108,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_INPUT if failed else EXIT_OK
 
 
-def _print_table(path: Path, res) -> None:  # noqa: ANN001
+def _print_table(path: Path, res, aus: bool = False, reasons: bool = False) -> None:  # noqa: ANN001
     faces = res.faces
     print(f"{path}  ({res.width}x{res.height}): {len(faces)} face(s)")
     if not len(faces):
@@ -117,6 +119,12 @@ def _print_table(path: Path, res) -> None:  # noqa: ANN001
         tops = ", ".join(f"{c} {p:.2f}" for c, p in top)
         box = ",".join(f"{v:.0f}" for v in f.box)
         print(f"  {i:>2} {box:>24} {f.score:5.2f} {f.pose[0]:6.1f} {f.pose[1]:6.1f} {f.pose[2]:6.1f}  {f.label:<10} ({tops})")
+        if aus and f.aus is not None:
+            active = [f"{n} {v:.1f}" for n, v in f.action_units.items() if v >= 1.0]
+            print(f"     AUs (0-5, landmark-based): {', '.join(active) or 'none >= 1'}")
+        if reasons and f.reason is not None:
+            va = "" if f.valence_arousal is None else f"  [valence {f.valence_arousal[0]:+.2f}, arousal {f.valence_arousal[1]:+.2f}, derived]"
+            print(f"     why: {f.reason}{va}")
 
 
 def _add_video(sub: argparse._SubParsersAction) -> None:

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .components.detector import FaceDetector
 from .components.au import AU_NAMES, estimate_aus
+from .components.detector import FaceDetector
 from .components.expression import ExpressionClassifier
 from .components.landmarks import FaceMesh, rois_from_detections
 from .components.pose import estimate_pose
+from .core.affect import valence_arousal
 from .core.boxes import iou_matrix
 from .errors import InputError, OpenFerError
+from .explain import explain
 from .io.images import as_rgb_array, read_image
 from .types import Faces, FrameResult
 
@@ -41,6 +43,7 @@ class AnalyzerOptions:
         max_faces: keep at most this many faces (largest first); ``None``: all.
         aus: estimate action-unit intensities from the mesh (pure numpy, cheap; see
             ``openfer.core.au`` for the definitions and their validation).
+        explain: add derived valence/arousal and a short evidence-based reason per face.
     """
 
     min_face: float | None = 30.0
@@ -52,6 +55,7 @@ class AnalyzerOptions:
     threads: int = 0
     max_faces: int | None = None
     aus: bool = True
+    explain: bool = True
 
 
 PRESETS: dict[str, AnalyzerOptions] = {
@@ -190,6 +194,11 @@ class Analyzer:
                 classes=self.classes,
                 aus=aus if self.options.aus else None,
                 au_names=au_names or (),
+                valence_arousal=valence_arousal(probs, self.classes) if self.options.explain else None,
+                reasons=tuple(
+                    explain(pr, self.classes, None if not self.options.aus else a, au_names or ())
+                    for pr, a in zip(probs, aus if self.options.aus else [None] * len(probs), strict=True)
+                ) if self.options.explain else None,
             )
         result = FrameResult(
             faces,

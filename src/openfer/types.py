@@ -65,6 +65,8 @@ class Face:
     classes: tuple[str, ...]
     aus: np.ndarray | None = None
     au_names: tuple[str, ...] = ()
+    valence_arousal: np.ndarray | None = None
+    reason: str | None = None
 
     @property
     def probabilities(self) -> dict[str, float]:
@@ -95,6 +97,9 @@ class Faces:
         aus: ``(N, A)`` action-unit intensities in [0, 5] over ``au_names`` (landmark-based
             estimates, see ``openfer.core.au``), or ``None`` when not computed.
         au_names: the AU names, e.g. ``("AU1", "AU2", ...)``.
+        valence_arousal: ``(N, 2)`` valence and arousal in [-1, 1], derived from the expression
+            probabilities (``openfer.core.affect``), or ``None``.
+        reasons: one short evidence-based explanation per face (``openfer.explain``), or ``None``.
     """
 
     boxes: np.ndarray
@@ -107,6 +112,8 @@ class Faces:
     classes: tuple[str, ...] = EXPRESSIONS
     aus: np.ndarray | None = None
     au_names: tuple[str, ...] = ()
+    valence_arousal: np.ndarray | None = None
+    reasons: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         n = np.asarray(self.boxes).reshape(-1, 4).shape[0] if np.size(self.boxes) else 0
@@ -124,6 +131,12 @@ class Faces:
         set_(self, "au_names", tuple(self.au_names))
         if self.aus is not None:
             set_(self, "aus", _check("aus", self.aus, n, (len(self.au_names),), np.float32))
+        if self.valence_arousal is not None:
+            set_(self, "valence_arousal", _check("valence_arousal", self.valence_arousal, n, (2,), np.float32))
+        if self.reasons is not None:
+            if len(self.reasons) != n:
+                raise ShapeError("reasons", f"({n},)", (len(self.reasons),))
+            set_(self, "reasons", tuple(str(r) for r in self.reasons))
 
     @classmethod
     def empty(
@@ -173,6 +186,8 @@ class Faces:
                 classes=self.classes,
                 aus=None if self.aus is None else self.aus[i],
                 au_names=self.au_names,
+                valence_arousal=None if self.valence_arousal is None else self.valence_arousal[i],
+                reason=None if self.reasons is None else self.reasons[i],
             )
         idx = np.asarray(index) if not isinstance(index, slice) else index
         if isinstance(idx, np.ndarray) and idx.dtype == bool and idx.shape != (len(self),):
@@ -188,6 +203,8 @@ class Faces:
             classes=self.classes,
             aus=None if self.aus is None else self.aus[idx],
             au_names=self.au_names,
+            valence_arousal=None if self.valence_arousal is None else self.valence_arousal[idx],
+            reasons=None if self.reasons is None else tuple(np.asarray(self.reasons, dtype=object)[idx].tolist()),
         )
 
     def __iter__(self) -> Iterator[Face]:
@@ -214,6 +231,10 @@ class Faces:
             }
             r.update({c: float(p) for c, p in zip(self.classes, f.expression, strict=True)})
             r.update(f.action_units)
+            if f.valence_arousal is not None:
+                r["valence"], r["arousal"] = float(f.valence_arousal[0]), float(f.valence_arousal[1])
+            if f.reason is not None:
+                r["reason"] = f.reason
             if landmarks:
                 r["landmarks"] = np.round(f.landmarks, 2).tolist()
             recs.append(r)

@@ -151,3 +151,10 @@ def test_evaluate_on_labeled_fixture_photos(tmp_path, capsys):
     rep = json.loads((tmp_path / "e.json").read_text())
     assert rep["n"] == 12 and rep["face_found_rate"] == 1.0
     assert 0.0 <= rep["accuracy"] <= 1.0 and len(rep["confusion"]["matrix"]) == 8
+
+
+def test_aus_and_explain_flags_print_evidence(capsys):
+    assert main(["analyze", str(PHOTOS / "single_face.jpg"), "--aus", "--explain"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "AUs (0-5, landmark-based):" in out and "AU12" in out
+    assert "why: " in out and "valence" in out
