@@ -64,7 +64,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads (0: default)")
     p.add_argument("--quiet", "-q", action="store_true", help="no table on the terminal")
     p.add_argument("--aus", action="store_true", help="show action units (intensity >= 1) in the table")
-    p.add_argument("--explain", action="store_true", help="show each face's evidence-based reason")
+    p.add_argument("--explain", action="store_true", help="show each face's evidence-based reason; with --annotate also "
+                   "write an occlusion-saliency overlay (<name>_saliency.jpg)")
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -97,6 +98,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         if args.annotate:
             out = Path(args.annotate) / (path.stem + "_annotated.jpg")
             save_image(annotate(rgb, res.faces), out)
+            if args.explain and len(res.faces):
+                from .explain.saliency import saliency_image
+
+                save_image(saliency_image(analyzer, rgb, res.faces), Path(args.annotate) / (path.stem + "_saliency.jpg"))
     if args.json:
         write_json({"openfer": __version__, "classes": list(analyzer.classes), "images": results}, args.json)
     if args.csv:
