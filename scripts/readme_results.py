@@ -31,6 +31,7 @@ def main() -> None:
     photos, fx = load(f"docs/models/{m}_photos_dev.json"), load(f"docs/models/{m}_fixtures_labeled.json")
     bench, recall = load("benchmarks/results/pipeline.json"), load("benchmarks/results/detection_recall.json")
     mach = bench["machine"]
+    heights = sorted({r["face_height_px"] for r in recall["results"]})
     lines = [
         "## Results",
         "",
@@ -50,10 +51,14 @@ def main() -> None:
         "Detection recall on small real faces (`benchmarks/detection_recall.py`: the five-person photo scaled "
         "and tiled 3x3, 45 faces; default `min_face` 30):",
         "",
-        "| face height (px) | " + " | ".join(str(int(r["face_height_px"])) for r in recall["results"]) + " |",
-        "|---|" + "---|" * len(recall["results"]),
-        "| recall | " + " | ".join(f"{r['found']}/{r['faces']}" for r in recall["results"]) + " |",
-        "| extra detections | " + " | ".join(str(r["extra_detections"]) for r in recall["results"]) + " |",
+        "| `min_face` | " + " | ".join(f"{h:g} px faces" for h in heights) + " |",
+        "|---|" + "---|" * len(heights),
+        *[f"| {mf:g} | " + " | ".join(
+            next(f"{r['found']}/{r['faces']} (+{r['extra_detections']})" for r in recall["results"]
+                 if r["min_face"] == mf and r["face_height_px"] == h) for h in heights) + " |"
+          for mf in sorted({r["min_face"] for r in recall["results"]}, reverse=True)],
+        "",
+        "(found/45, (+extra detections))",
         "",
         f"Speed (`benchmarks/bench_pipeline.py`, median of {bench['settings']['repeats']} runs after "
         f"{bench['settings']['warmup']} warm-up runs; {mach['cpu']}, {mach['logical_cores']} cores, "
@@ -69,6 +74,14 @@ def main() -> None:
                 f"| {name} | {t} | {r['detect']['median_ms']:.1f} ms | {r['landmarks']['median_ms']:.1f} ms | "
                 f"{r['expression']['median_ms']:.1f} ms | {r['end_to_end']['median_ms']:.1f} ms | {r['end_to_end']['per_second']:.1f} |"
             )
+    lines += ["", "The `fast` preset (one detector pass, so only faces larger than ~15% of the image side; 468 points "
+              "without iris; no mirror averaging):", "", "| input | threads | faces | end-to-end | images/s |",
+              "|---|---|---|---|---|"]
+    for t, res in bench["threads"].items():
+        for name in ("frame_640x360_1face", "photo_1000x667_5faces"):
+            r = res[name]
+            lines.append(f"| {name} | {t} | {r['fast_preset_faces']} | {r['fast_preset_end_to_end']['median_ms']:.1f} ms | "
+                         f"{r['fast_preset_end_to_end']['per_second']:.1f} |")
     for t, res in bench["threads"].items():
         lines.append("")
         lines.append(

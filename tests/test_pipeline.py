@@ -117,8 +117,9 @@ def test_cardinality_batch_equals_single(analyzer):
     # ONNX Runtime picks different conv kernels for batch 1 and batch 10 (5 faces + mirrors): float32
     # sums in another order differ by ~3e-5 in the probabilities, far below any meaningful change.
     np.testing.assert_allclose(batch, single, atol=1e-4)
-    # Faces stores float32 landmarks; re-cropping from them moves the crop by ~1e-5 px
-    np.testing.assert_allclose(batch, res.faces.expressions, atol=1e-4)
+    # Faces stores float32 landmarks: re-cropping from them moves the crop by ~1e-5 px, which flips the
+    # uint8 rounding of a few crop pixels by one grey level (~1e-3 in a probability at most)
+    np.testing.assert_allclose(batch, res.faces.expressions, atol=2e-3)
 
 
 def test_rotated_image_gives_rotated_roll(analyzer):

@@ -86,6 +86,9 @@ class OnnxModel:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # The pipeline runs 3-4 small sessions in turn; spinning worker threads of one session steal
+        # the cores from the next (measured: 78 -> 22 ms for 19 detector windows on 2 threads).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
