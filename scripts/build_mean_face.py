@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from openfer.components.landmarks import FaceMesh
+from openfer.core.pose import RIGID_INDEX as RIGID
 from openfer.core.pose import landmarks_to_pose_frame, umeyama_3d
 from openfer.eval.datasets import load_gray_stack, read_ferplus
 from openfer.train.template import mesh_on_crops
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "src" / "openfer" / "models" / "mean_face.npy"
-RIGID = np.array([33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 10, 151, 9, 8, 127, 356, 234, 454, 93, 323])
 
 
 def mirror_pairs(mesh: np.ndarray) -> np.ndarray:

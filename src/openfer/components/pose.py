@@ -6,48 +6,9 @@ import functools
 
 import numpy as np
 
-from ..core.pose import head_pose
+from ..core.pose import RIGID_INDEX, head_pose
 from ..errors import WeightsError
 from ..runtime.onnx import model_path, registry, sha256_file
-
-# Rigid points for the fit: forehead, temples, nose bridge/tip, eye corners, cheekbones, chin —
-# points that expressions barely move (no lips, brows or lids).
-RIGID_INDEX = np.array(
-    [
-        10,
-        151,
-        9,
-        8,
-        168,
-        6,
-        197,
-        195,
-        5,
-        4,
-        1,
-        33,
-        133,
-        362,
-        263,
-        127,
-        356,
-        234,
-        454,
-        93,
-        323,
-        152,
-        148,
-        377,
-        21,
-        251,
-        54,
-        284,
-        103,
-        332,
-        67,
-        297,
-    ]
-)
 
 
 @functools.cache

@@ -110,24 +110,28 @@ def rotated_extent(points: np.ndarray, angle: np.ndarray) -> tuple[np.ndarray, n
     return center, side
 
 
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src (K, 2)`` onto
-    ``dst (K, 2)`` (Umeyama 1991) as a ``(2, 3)`` matrix. Reflections are excluded."""
+def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Least-squares similarity ``dst ~ s * R @ src + t`` between ``(K, D)`` point sets (Umeyama 1991),
+    reflections excluded -> ``(R (D, D), s, t (D,))``."""
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
     mu_s, mu_d = src.mean(0), dst.mean(0)
     xs, xd = src - mu_s, dst - mu_d
     var_s = (xs**2).sum() / len(src)
     if var_s <= 0:
-        raise ValueError("similarity_transform: source points are degenerate")
-    cov = xd.T @ xs / len(src)
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.ones(2)
+        raise ValueError("umeyama: source points are degenerate")
+    u, d, vt = np.linalg.svd(xd.T @ xs / len(src))
+    sign = np.ones(src.shape[1])
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         sign[-1] = -1
     r = u @ np.diag(sign) @ vt
-    scale = (d * sign).sum() / var_s
-    t = mu_d - scale * r @ mu_s
+    scale = float((d * sign).sum() / var_s)
+    return r, scale, mu_d - scale * r @ mu_s
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2D :func:`umeyama` similarity mapping ``src (K, 2)`` onto ``dst (K, 2)`` as a ``(2, 3)`` matrix."""
+    r, scale, t = umeyama(src, dst)
     return np.concatenate([scale * r, t[:, None]], axis=1)
 
 

@@ -56,7 +56,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError, ShapeError
-from .pose import landmarks_to_pose_frame, umeyama_3d
+from .pose import RIGID_INDEX, landmarks_to_pose_frame, umeyama_3d
 
 AU_NAMES: tuple[str, ...] = (
     "AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9", "AU10", "AU12",
@@ -104,12 +104,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "lip_corner_height_L",
     "lip_corner_depth_R",
     "lip_corner_depth_L",
-)
-# Rigid points for frontalization: eye corners, nose ridge and tip, forehead, temples (as in
-# scripts/build_mean_face.py, which aligned the reference face on the same points). No chin, lips,
-# brows or lids, so expressions barely move the fit.
-RIGID_INDEX = np.array(
-    [33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 10, 151, 9, 8, 127, 356, 234, 454, 93, 323]
 )
 
 # (AU, feature, sign): intensity = scale * sign * (feature - neutral)

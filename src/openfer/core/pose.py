@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from .align import umeyama
+
+# Rigid mesh points: eye corners, nose ridge and tip, forehead, temples, cheek edges. Expressions
+# barely move them (no chin, lips, brows or lids), so head pose, frontalization (action units) and
+# the reference face (scripts/build_mean_face.py) are all fitted on these.
+RIGID_INDEX = np.array(
+    [33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 10, 151, 9, 8, 127, 356, 234, 454, 93, 323]
+)
+
 
 def umeyama_3d(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     """Similarity ``dst ~ s * R @ src + t`` for ``(K, 3)`` point sets -> ``(R, s, t)``."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    cov = xd.T @ xs / len(src)
-    u, d, vt = np.linalg.svd(cov)
-    sign = np.ones(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1
-    r = u @ np.diag(sign) @ vt
-    s = float((d * sign).sum() / ((xs**2).sum() / len(src)))
-    return r, s, mu_d - s * r @ mu_s
+    return umeyama(src, dst)
 
 
 def landmarks_to_pose_frame(landmarks: np.ndarray) -> np.ndarray:

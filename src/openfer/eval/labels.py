@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-FERPLUS_CLASSES: tuple[str, ...] = (
-    "neutral",
-    "happiness",
-    "surprise",
-    "sadness",
-    "anger",
-    "disgust",
-    "fear",
-    "contempt",
-)
+from ..types import EXPRESSIONS
+
+FERPLUS_CLASSES: tuple[str, ...] = EXPRESSIONS
 # Columns of FER+ ``label.csv`` after the file name and box: the 8 classes, then these two.
 FERPLUS_VOTE_COLUMNS: tuple[str, ...] = FERPLUS_CLASSES + ("unknown", "NF")
 

@@ -13,28 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..core.au import PROTOTYPE_AUS
+from ..core.au import AU_DESCRIPTIONS, PROTOTYPE_AUS
 
-AU_TITLES: dict[str, str] = {
-    "AU1": "inner brow raiser",
-    "AU2": "outer brow raiser",
-    "AU4": "brow lowerer",
-    "AU5": "upper lid raiser",
-    "AU6": "cheek raiser",
-    "AU7": "lid tightener",
-    "AU9": "nose wrinkler",
-    "AU10": "upper lip raiser",
-    "AU12": "lip corner puller",
-    "AU14": "dimpler",
-    "AU15": "lip corner depressor",
-    "AU17": "chin raiser",
-    "AU20": "lip stretcher",
-    "AU23": "lip tightener",
-    "AU24": "lip pressor",
-    "AU25": "lips part",
-    "AU26": "jaw drop",
-    "AU43": "eyes closed",
-}
 ADVERBS: dict[str, str] = {
     "happiness": "happily",
     "sadness": "sadly",
@@ -102,7 +82,9 @@ def explain(
     parts = [head]
     if label in PROTOTYPE_AUS:
         proto = [a for a in PROTOTYPE_AUS[label] if a in idx]
-        evidence = ", ".join(f"{a} {AU_TITLES.get(a, a)} {aus[idx[a]]:.1f}" for a in proto)
+        evidence = ", ".join(
+            f"{a} {AU_DESCRIPTIONS.get(a, a).split(' (')[0]} {aus[idx[a]]:.1f}" for a in proto
+        )
         if strength.get(label, 0.0) >= SUPPORT:
             parts.append(f"{evidence} match the {label} prototype")
         else:

@@ -12,37 +12,11 @@ import cv2
 import numpy as np
 
 from ..components.landmarks import FaceMesh, rois_from_landmarks
+from ..core.pose import RIGID_INDEX
 
-# Rigid mesh points (eye corners, nose, forehead, temples, cheek edges): expressions barely move them.
-TEMPLATE_INDEX: tuple[int, ...] = (
-    33,
-    133,
-    362,
-    263,
-    168,
-    6,
-    197,
-    195,
-    5,
-    4,
-    1,
-    10,
-    151,
-    9,
-    8,
-    127,
-    356,
-    234,
-    454,
-    93,
-    323,
-    54,
-    284,
-    103,
-    332,
-    67,
-    297,
-)
+# The rigid points plus six upper-forehead points: they frame the face like the detector box of
+# FER2013's crops did (the shipped model's spec stores the list it was trained with).
+TEMPLATE_INDEX: tuple[int, ...] = (*(int(i) for i in RIGID_INDEX), 54, 284, 103, 332, 67, 297)
 UPSCALE = 4  # 48 -> 192 px, the face-mesh input size
 PAD = 0.25  # border added around the crop so the face fits the mesh ROI
 
