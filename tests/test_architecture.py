@@ -49,3 +49,11 @@ def test_core_package_never_imports_heavy_modules_at_top_level():
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module.split(".")[0]]
             assert not HEAVY & set(names), f"{f.relative_to(SRC)} imports {HEAVY & set(names)} at import time"
+
+
+def test_pipeline_does_not_import_the_layers_above_it():
+    bad = _imports(SRC / "pipeline.py") - {"components", "core", "errors", "types", "io", "runtime"}
+    assert not bad, f"pipeline.py imports {bad}"
+    for upper in ("cli", "service", "video", "explain", "eval", "train"):
+        for f in (SRC / "core").glob("*.py"):
+            assert upper not in _imports(f), f"{f.name} imports {upper}"

@@ -17,8 +17,8 @@ from .components.landmarks import FaceMesh, rois_from_detections
 from .components.pose import estimate_pose
 from .core.affect import valence_arousal
 from .core.boxes import iou_matrix
+from .core.reasons import explain
 from .errors import InputError, OpenFerError
-from .explain import explain
 from .io.images import as_rgb_array, read_image
 from .types import Faces, FrameResult
 

@@ -1,5 +1,5 @@
-"""Explanations: why a face got its label, from measured evidence (AUs, probabilities)."""
+"""Explanations: reason texts (pure, in ``openfer.core.reasons``) and occlusion saliency maps."""
 
-from .reasons import compound_label, explain
+from ..core.reasons import compound_label, explain
 
 __all__ = ["compound_label", "explain"]

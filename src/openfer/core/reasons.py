@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..core.au import AU_DESCRIPTIONS, PROTOTYPE_AUS
+from .au import AU_DESCRIPTIONS, PROTOTYPE_AUS
 
 ADVERBS: dict[str, str] = {
     "happiness": "happily",
