@@ -80,6 +80,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         overrides["min_face"] = args.min_face or None
     analyzer = Analyzer(args.preset, **overrides)
     records, results, failed = [], [], 0
+    stems: set[str] = set()
     for path in paths:
         try:
             rgb = read_image(path)
@@ -96,12 +97,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         if not args.quiet:
             _print_table(path, res, aus=args.aus, reasons=args.explain)
         if args.annotate:
-            out = Path(args.annotate) / (path.stem + "_annotated.jpg")
-            save_image(annotate(rgb, res.faces), out)
+            stem = path.stem
+            if stem in stems:  # same file name from another folder: keep both
+                stem = f"{stem}_{len(stems)}"
+            stems.add(stem)
+            save_image(annotate(rgb, res.faces), Path(args.annotate) / f"{stem}_annotated.jpg")
             if args.explain and len(res.faces):
                 from .explain.saliency import saliency_image
 
-                save_image(saliency_image(analyzer, rgb, res.faces), Path(args.annotate) / (path.stem + "_saliency.jpg"))
+                save_image(saliency_image(analyzer, rgb, res.faces), Path(args.annotate) / f"{stem}_saliency.jpg")
     if args.json:
         write_json({"openfer": __version__, "classes": list(analyzer.classes), "images": results}, args.json)
     if args.csv:
@@ -395,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as e:  # an output that cannot be written (permissions, full disk, bad folder)
+        if args.debug:
+            raise
+        print(f"error: cannot write output: {e}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

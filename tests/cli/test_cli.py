@@ -158,3 +158,18 @@ def test_aus_and_explain_flags_print_evidence(capsys):
     out = capsys.readouterr().out
     assert "AUs (0-5, landmark-based):" in out and "AU12" in out
     assert "why: " in out and "valence" in out
+
+
+def test_same_file_name_in_two_folders_keeps_both_annotations(tmp_path):
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        shutil.copy(PHOTOS / "single_face.jpg", tmp_path / d / "face.jpg")
+    assert main(["analyze", str(tmp_path / "a"), str(tmp_path / "b"), "--annotate", str(tmp_path / "ann"), "-q"]) == 0
+    assert len(list((tmp_path / "ann").iterdir())) == 2
+
+
+def test_unwritable_output_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    rc = main(["analyze", str(PHOTOS / "single_face.jpg"), "--json", str(tmp_path / "file" / "out.json"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == EXIT_INPUT and "cannot write output" in err and "Traceback" not in err
