@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .errors import InputError
+from .io.tables import atomic_open
 from .types import Faces
 
 # One colour per FER+ class (RGB), used for boxes and bars.
@@ -94,9 +93,6 @@ def save_image(image_rgb: np.ndarray, path: str | Path) -> Path:
     ok, buf = cv2.imencode(suffix, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise InputError(f"{path}: cannot encode an image with suffix {suffix!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
+    with atomic_open(path, "wb") as fh:
         fh.write(buf.tobytes())
-    os.replace(tmp, path)
     return path

@@ -81,7 +81,9 @@ class Analyzer:
         except TypeError as e:
             raise InputError(f"unknown Analyzer option: {e}") from None
         o = self.options
-        self.detector = FaceDetector(min_face=o.min_face, score_threshold=o.detect_threshold, threads=o.threads)
+        self.detector = FaceDetector(
+            min_face=o.min_face, score_threshold=o.detect_threshold, threads=o.threads
+        )
         self.mesh = FaceMesh(iris=o.iris, threads=o.threads)
         self.expression = ExpressionClassifier(o.expression_model, flip=o.flip, threads=o.threads)
 
@@ -172,33 +174,37 @@ class Analyzer:
         if idx.size == 0:
             faces = Faces.empty(self.classes, self.mesh.num_landmarks, au_names)
         else:
+            lmk = lm[idx]
             t0 = time.perf_counter()
-            poses = estimate_pose(lm[idx])
-            probs = self.expression(rgb, lm[idx])
+            poses = estimate_pose(lmk)
+            probs = self.expression(rgb, lmk)
             t["expression"] = time.perf_counter() - t0
+            aus = None
             if self.options.aus:
                 t0 = time.perf_counter()
-                aus = estimate_aus(lm[idx])
+                aus = estimate_aus(lmk)
                 t["aus"] = time.perf_counter() - t0
-            kps = (
-                mesh_keypoints(lm[idx]) if keypoints is None else np.asarray(keypoints).reshape(n, 6, 2)[idx]
-            )
+            kps = mesh_keypoints(lmk) if keypoints is None else np.asarray(keypoints).reshape(n, 6, 2)[idx]
+            va, reasons = None, None
+            if self.options.explain:
+                va = valence_arousal(probs, self.classes)
+                reasons = tuple(
+                    explain(p, self.classes, None if aus is None else aus[i], au_names or ())
+                    for i, p in enumerate(probs)
+                )
             faces = Faces(
                 boxes=boxes[idx],
                 scores=det_scores[idx],
                 keypoints=kps,
-                landmarks=lm[idx],
+                landmarks=lmk,
                 landmark_scores=lm_score[idx],
                 poses=poses,
                 expressions=probs,
                 classes=self.classes,
-                aus=aus if self.options.aus else None,
+                aus=aus,
                 au_names=au_names or (),
-                valence_arousal=valence_arousal(probs, self.classes) if self.options.explain else None,
-                reasons=tuple(
-                    explain(pr, self.classes, None if not self.options.aus else a, au_names or ())
-                    for pr, a in zip(probs, aus if self.options.aus else [None] * len(probs), strict=True)
-                ) if self.options.explain else None,
+                valence_arousal=va,
+                reasons=reasons,
             )
         result = FrameResult(
             faces,
@@ -254,8 +260,10 @@ def _dedupe(boxes: np.ndarray, lm: np.ndarray, scores: np.ndarray, keep: np.ndar
     lb = np.concatenate([xy.min(1), xy.max(1)], 1)
     centre = (lb[:, :2] + lb[:, 2:]) / 2
     inside = (
-        (centre[None, :, 0] > lb[:, None, 0]) & (centre[None, :, 0] < lb[:, None, 2])
-        & (centre[None, :, 1] > lb[:, None, 1]) & (centre[None, :, 1] < lb[:, None, 3])
+        (centre[None, :, 0] > lb[:, None, 0])
+        & (centre[None, :, 0] < lb[:, None, 2])
+        & (centre[None, :, 1] > lb[:, None, 1])
+        & (centre[None, :, 1] < lb[:, None, 3])
     )  # inside[i, j]: centre of j lies in box i
     same = (iou_matrix(lb, lb) > 0.5) | inside | inside.T
     for i in np.argsort(-scores, kind="stable"):

@@ -61,6 +61,13 @@ def tile_windows(
     return wins
 
 
+def letterbox_geometry(height: int, width: int) -> tuple[int, int, int, int]:
+    """Size ``(nw, nh)`` and offset ``(px, py)`` of the whole image letterboxed into the input square."""
+    s = INPUT_SIZE / max(height, width)
+    nw, nh = max(int(round(width * s)), 1), max(int(round(height * s)), 1)
+    return nw, nh, (INPUT_SIZE - nw) // 2, (INPUT_SIZE - nh) // 2
+
+
 def preprocess(image_rgb: np.ndarray, wins: list[tuple[int, int, int]]) -> np.ndarray:
     """Resize each window into a 128x128 square scaled to [-1, 1]: ``(W, 128, 128, 3)`` float32.
 
@@ -71,9 +78,7 @@ def preprocess(image_rgb: np.ndarray, wins: list[tuple[int, int, int]]) -> np.nd
     out = np.zeros((len(wins), INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
     for i, (x0, y0, side) in enumerate(wins):
         if i == 0:
-            s = INPUT_SIZE / max(h, w)
-            nw, nh = max(int(round(w * s)), 1), max(int(round(h * s)), 1)
-            px, py = (INPUT_SIZE - nw) // 2, (INPUT_SIZE - nh) // 2
+            nw, nh, px, py = letterbox_geometry(h, w)
             src = image_rgb
         else:
             nw = nh = INPUT_SIZE
@@ -89,9 +94,7 @@ def preprocess(image_rgb: np.ndarray, wins: list[tuple[int, int, int]]) -> np.nd
 
 def window_matrices(height: int, width: int, wins: list[tuple[int, int, int]]) -> np.ndarray:
     """``(W, 2, 3)`` image -> detector-input matrices matching :func:`preprocess` exactly."""
-    s = INPUT_SIZE / max(height, width)
-    nw, nh = max(int(round(width * s)), 1), max(int(round(height * s)), 1)
-    px, py = (INPUT_SIZE - nw) // 2, (INPUT_SIZE - nh) // 2
+    nw, nh, px, py = letterbox_geometry(height, width)
     mats = [np.array([[nw / width, 0.0, px], [0.0, nh / height, py]])]
     for x0, y0, side in wins[1:]:
         t = INPUT_SIZE / side
@@ -157,7 +160,6 @@ class FaceDetector:
         # regressors (1, 896, 16) and classificators (1, 896, 1), in whatever order the graph has them
         self._box_idx = next(i for i, o in enumerate(outs) if o.shape[-1] == 16)
         self._score_idx = 1 - self._box_idx
-        self._batched = not isinstance(self.model.session.get_inputs()[0].shape[0], int)
 
     def windows(self, height: int, width: int) -> list[tuple[int, int, int]]:
         """Tiling for this image size; on very large images ``min_face`` is raised until at most
@@ -183,8 +185,7 @@ class FaceDetector:
         wins = self.windows(h, w)
         mats = window_matrices(h, w, wins)
         x = preprocess(image_rgb, wins)
-        chunk = 64 if self._batched else 1
-        res = [self.model.run(x[i : i + chunk]) for i in range(0, len(x), chunk)]
-        raw_b = np.concatenate([r[self._box_idx] for r in res])
-        raw_s = np.concatenate([r[self._score_idx] for r in res])
-        return postprocess(raw_b, raw_s, mats, self.anchors, self.score_threshold, self.nms_iou)
+        outs = self.model.run_batched(x)
+        return postprocess(
+            outs[self._box_idx], outs[self._score_idx], mats, self.anchors, self.score_threshold, self.nms_iou
+        )

@@ -125,7 +125,7 @@ class ExpressionClassifier:
         if len(crops) == 0:
             return np.zeros((0, len(self.classes)))
         x = preprocess(crops, self.spec, self.flip)
-        (logits,) = self.model.run(x)[:1]
+        logits = self.model.run_batched(x, max_batch=512)[0]
         return postprocess(logits, len(crops), self.flip, self.temperature)
 
     def __call__(self, image_rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

@@ -97,24 +97,14 @@ class FaceMesh:
         outs = self.model.session.get_outputs()
         self._lm_idx = next(i for i, o in enumerate(outs) if int(np.prod(o.shape[1:])) == 1404)
         self._flag_idx = next(i for i, o in enumerate(outs) if int(np.prod(o.shape[1:])) == 1)
-        self._batched = not isinstance(self.model.session.get_inputs()[0].shape[0], int)
         self.iris = OnnxModel.load("iris", threads=threads) if iris else None
         if self.iris is not None:
             io = self.iris.session.get_outputs()
             self._iris_idx = next(i for i, o in enumerate(io) if int(np.prod(o.shape[1:])) == 15)
-            self._iris_batched = not isinstance(self.iris.session.get_inputs()[0].shape[0], int)
 
     @property
     def num_landmarks(self) -> int:
         return 478 if self.iris is not None else 468
-
-    @staticmethod
-    def _run(model: OnnxModel, x: np.ndarray, idx: list[int], batched: bool) -> list[np.ndarray]:
-        if batched or len(x) == 1:
-            outs = model.run(x)
-            return [outs[i] for i in idx]
-        res = [model.run(x[i : i + 1]) for i in range(len(x))]
-        return [np.concatenate([r[i] for r in res]) for i in idx]
 
     def __call__(self, image_rgb: np.ndarray, center, side, angle) -> tuple[np.ndarray, np.ndarray]:
         """Landmarks ``(N, K, 3)`` and presence scores ``(N,)`` for the given ROIs."""
@@ -122,7 +112,8 @@ class FaceMesh:
         if n == 0:
             return np.zeros((0, self.num_landmarks, 3)), np.zeros(0)
         crops, inv = mesh_preprocess(image_rgb, center, side, angle)
-        raw, flags = self._run(self.model, crops, [self._lm_idx, self._flag_idx], self._batched)
+        outs = self.model.run_batched(crops)
+        raw, flags = outs[self._lm_idx], outs[self._flag_idx]
         lm, score = mesh_postprocess(raw, flags, inv, side)
         if self.iris is None:
             return lm, score
@@ -133,7 +124,7 @@ class FaceMesh:
         fwd, inv = roi_matrices(c, s, a, IRIS_SIZE)
         crops = crop_rois(image_rgb, fwd, IRIS_SIZE).astype(np.float32) * (1.0 / 255.0)
         crops[1::2] = crops[1::2, :, ::-1]  # mirror the left eyes
-        (raw,) = self._run(self.iris, crops, [self._iris_idx], self._iris_batched)
+        raw = self.iris.run_batched(crops)[self._iris_idx]
         pts = np.asarray(raw, dtype=np.float64).reshape(-1, 5, 3).copy()
         pts[1::2, :, 0] = IRIS_SIZE - pts[1::2, :, 0]  # un-mirror
         xy = apply_affine(inv, pts[..., :2])

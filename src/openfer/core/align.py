@@ -133,9 +133,3 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The 2D :func:`umeyama` similarity mapping ``src (K, 2)`` onto ``dst (K, 2)`` as a ``(2, 3)`` matrix."""
     r, scale, t = umeyama(src, dst)
     return np.concatenate([scale * r, t[:, None]], axis=1)
-
-
-def letterbox_matrix(height: int, width: int, size: int) -> np.ndarray:
-    """``(2, 3)`` matrix mapping the image into a ``size`` square, aspect kept and centred (padding)."""
-    s = size / max(height, width)
-    return np.array([[s, 0.0, (size - width * s) / 2], [0.0, s, (size - height * s) / 2]])

@@ -7,8 +7,6 @@ written atomically: a temp file in the target folder, then ``os.replace``.
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +27,11 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _save_png(fig: Any, path: str | Path) -> Path:
+    from ..io.tables import atomic_open
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # open(..., "xb") rather than mkstemp: the PNG gets the usual umask permissions, not 0600
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    try:
-        with open(tmp, "xb") as fh:
-            fig.savefig(fh, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png")
     return path
 
 
@@ -64,8 +56,15 @@ def plot_confusion(report: dict, path: str | Path) -> Path:
     ax.set_ylabel("true")
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if rates[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(counts[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
     acc = report.get("accuracy")
     title = f"confusion (n={int(counts.sum())}"
     title += f", accuracy {acc:.3f})" if isinstance(acc, float) and np.isfinite(acc) else ")"
@@ -80,8 +79,11 @@ def plot_reliability(probs: np.ndarray, labels: np.ndarray, path: str | Path) ->
     y = np.asarray(labels, dtype=np.int64)
     if p.ndim != 2 or y.shape != (len(p),):
         raise InputError(f"probs/labels: expected (N, C) and (N,), got {p.shape} and {y.shape}")
-    bins = reliability_bins(p, y, RELIABILITY_BINS) if len(p) else {"accuracy": [np.nan] * RELIABILITY_BINS,
-                                                                    "count": [0] * RELIABILITY_BINS}
+    bins = (
+        reliability_bins(p, y, RELIABILITY_BINS)
+        if len(p)
+        else {"accuracy": [np.nan] * RELIABILITY_BINS, "count": [0] * RELIABILITY_BINS}
+    )
     ece = expected_calibration_error(p, y, RELIABILITY_BINS)
     width = 1.0 / RELIABILITY_BINS
     centers = (np.arange(RELIABILITY_BINS) + 0.5) * width

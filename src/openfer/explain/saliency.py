@@ -75,11 +75,12 @@ def overlay(image_rgb: np.ndarray, maps: np.ndarray, mats: np.ndarray, alpha: fl
 
 def saliency_image(analyzer, image_rgb: np.ndarray, faces) -> np.ndarray:  # noqa: ANN001
     """The photo with every face's occlusion-saliency map for its predicted class overlaid."""
-    from ..components.expression import align_matrices
+    from ..components.expression import align_matrices, crop_faces
 
     clf = analyzer.expression
-    crops = clf.crops(image_rgb, faces.landmarks)
+    mats = align_matrices(faces.landmarks, clf.spec)
+    crops = crop_faces(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY), mats, clf.spec.size)
     maps = [
         occlusion_saliency(clf, c, int(p.argmax())) for c, p in zip(crops, faces.expressions, strict=True)
     ]
-    return overlay(image_rgb, np.stack(maps), align_matrices(faces.landmarks, clf.spec))
+    return overlay(image_rgb, np.stack(maps), mats)

@@ -6,33 +6,48 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..errors import InputError
 
 
-def _atomic_path(path: Path) -> tuple[int, str]:
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step, on error
+    it is removed, so readers never see a half-written file. The file gets the usual (umask)
+    permissions, not mkstemp's owner-only ones."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
-def _commit(tmp: str, path: Path) -> None:
-    os.replace(tmp, path)
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """``open`` for writing through :func:`atomic_path`; the data is flushed to disk before the rename."""
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def write_json(obj: Any, path: str | Path) -> Path:
     path = Path(path)
-    fd, tmp = _atomic_path(path)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, allow_nan=False, default=_json_default)
-            fh.write("\n")
-        _commit(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh:
+        json.dump(obj, fh, indent=1, allow_nan=False, default=_json_default)
+        fh.write("\n")
     return path
 
 
@@ -57,21 +72,17 @@ def columns_of(records: Sequence[dict[str, Any]]) -> list[str]:
     return cols
 
 
-def write_csv(records: Sequence[dict[str, Any]], path: str | Path, columns: Sequence[str] | None = None) -> Path:
+def write_csv(
+    records: Sequence[dict[str, Any]], path: str | Path, columns: Sequence[str] | None = None
+) -> Path:
     """One row per record; nested values (landmark lists) are JSON-encoded."""
     path = Path(path)
     cols = list(columns) if columns else columns_of(records)
-    fd, tmp = _atomic_path(path)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
-            w.writeheader()
-            for r in records:
-                w.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()})
-        _commit(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in records:
+            w.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()})
     return path
 
 
@@ -82,8 +93,24 @@ def records_to_dataframe(records: Sequence[dict[str, Any]], classes: Sequence[st
         raise InputError("pandas is needed for DataFrames: pip install 'openfer[tables]'") from None
     if records:
         return pd.DataFrame.from_records(list(records))
-    base = ["source", "frame", "time", "face", "x1", "y1", "x2", "y2", "score", "landmark_score",
-            "yaw", "pitch", "roll", "label", "label_score", *classes]
+    base = [
+        "source",
+        "frame",
+        "time",
+        "face",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "score",
+        "landmark_score",
+        "yaw",
+        "pitch",
+        "roll",
+        "label",
+        "label_score",
+        *classes,
+    ]
     return pd.DataFrame(columns=base)
 
 
@@ -94,12 +121,6 @@ def write_parquet(records: Sequence[dict[str, Any]], path: str | Path, classes: 
     except ImportError:
         raise InputError("pyarrow is needed for Parquet output: pip install 'openfer[tables]'") from None
     df = records_to_dataframe(records, classes)
-    fd, tmp = _atomic_path(path)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
-        _commit(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -104,3 +104,13 @@ class OnnxModel:
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """Run on one input array; returns the outputs in graph order."""
         return self.session.run(None, {self.input_name: x})
+
+    def run_batched(self, x: np.ndarray, max_batch: int = 64) -> list[np.ndarray]:
+        """:meth:`run` on a batch of any size: in chunks of ``max_batch`` (one item at a time when
+        the graph's batch dimension is fixed), outputs concatenated along the batch."""
+        fixed = isinstance(self.session.get_inputs()[0].shape[0], int)
+        chunk = 1 if fixed else max_batch
+        if len(x) <= chunk:
+            return self.run(x)
+        parts = [self.run(x[i : i + chunk]) for i in range(0, len(x), chunk)]
+        return [np.concatenate(outs) for outs in zip(*parts, strict=True)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from .. import __version__
 from ..draw import annotate
 from ..errors import InputError
-from ..io.tables import write_json
+from ..io.tables import atomic_path, write_json
 from ..types import Faces
 from .analyzer import VideoAnalyzer, VideoCheckpoint
 from .timeline import Timeline, TimelineWriter, TrackSummary
@@ -171,31 +170,26 @@ def write_annotated_video(
     path = Path(path)
     reader = video.reader(source)
     w, h = reader.info.width, reader.info.height
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(reader.frame_rate), (w, h))
-    if not writer.isOpened():
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"{path}: cannot write an mp4 video (no mp4v encoder in this OpenCV build)")
-    order = np.argsort(timeline.frames, kind="stable")
-    frames = timeline.frames[order]
-    try:
-        for index, _, rgb in reader:
-            lo, hi = np.searchsorted(frames, index, "left"), np.searchsorted(frames, index, "right")
-            rows = order[lo:hi]
-            img = (
-                annotate(rgb, _faces_of_frame(timeline, rows), mesh="none", bars=False) if len(rows) else rgb
-            )
-            for r in rows:
-                _draw_id(img, timeline.boxes[r], int(timeline.tracks[r]))
-            writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-        writer.release()
-        os.replace(tmp, path)
-    except BaseException:
-        writer.release()
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".mp4") as tmp:  # the suffix tells VideoWriter the container
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(reader.frame_rate), (w, h))
+        if not writer.isOpened():
+            raise InputError(f"{path}: cannot write an mp4 video (no mp4v encoder in this OpenCV build)")
+        order = np.argsort(timeline.frames, kind="stable")
+        frames = timeline.frames[order]
+        try:
+            for index, _, rgb in reader:
+                lo, hi = np.searchsorted(frames, index, "left"), np.searchsorted(frames, index, "right")
+                rows = order[lo:hi]
+                img = (
+                    annotate(rgb, _faces_of_frame(timeline, rows), mesh="none", bars=False)
+                    if len(rows)
+                    else rgb
+                )
+                for r in rows:
+                    _draw_id(img, timeline.boxes[r], int(timeline.tracks[r]))
+                writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
     return path
 
 

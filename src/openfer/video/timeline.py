@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError
-from ..io.tables import write_json
+from ..io.tables import atomic_open, write_json
 from ..types import EXPRESSIONS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -306,16 +305,8 @@ class Timeline:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, newline="") as fh:
+        fh.write(text)
 
 
 def _csv_text(rows: list[list[str]], header: Sequence[str] | None) -> str:
