@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.tables import atomic_open, write_json
+
 log = logging.getLogger("openfer.train")
 MIN_TEMPLATE_FACES = 20
 
@@ -81,11 +83,19 @@ def ensure_template(path: Path, crops: np.ndarray, seed: int, n: int) -> dict:
             from ..components.expression import ExpressionClassifier
 
             spec = ExpressionClassifier().spec
-            log.warning("face mesh found faces in %d of %d crops: using the default model's crop template",
-                        int((sc >= 0.5).sum()), len(sc))
-            template = {"template_index": list(spec.template_index), "template": [list(t) for t in spec.template],
-                        "n_used": 0, "n_total": len(sc), "source": "default model"}
-        path.write_text(json.dumps(template, indent=1))
+            log.warning(
+                "face mesh found faces in %d of %d crops: using the default model's crop template",
+                int((sc >= 0.5).sum()),
+                len(sc),
+            )
+            template = {
+                "template_index": list(spec.template_index),
+                "template": [list(t) for t in spec.template],
+                "n_used": 0,
+                "n_total": len(sc),
+                "source": "default model",
+            }
+        write_json(template, path)
     return json.loads(path.read_text())
 
 
@@ -165,9 +175,8 @@ def run(args: argparse.Namespace) -> int:
         "best_valid_acc": summary["best_valid_acc"],
     }
     onnx_path = export_onnx(out / "best.pt", spec, out / f"{cfg.arch}.onnx")
-    (out / "summary.json").write_text(
-        json.dumps({**summary, "temperature": temperature, "config": asdict(cfg)}, indent=1, default=str)
-    )
+    with atomic_open(out / "summary.json") as fh:
+        json.dump({**summary, "temperature": temperature, "config": asdict(cfg)}, fh, indent=1, default=str)
     log.info(
         "best valid acc %.4f, temperature %.3f, exported %s",
         summary["best_valid_acc"],

@@ -4,12 +4,12 @@ and temperature calibration on validation logits."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..io.tables import atomic_path
 from ..runtime.onnx import SPEC_KEY
 from .nets import build
 
@@ -53,22 +53,21 @@ def export_onnx(weights: str | Path, spec: dict, out: str | Path, opset: int = 1
     model.eval()
     x = torch.zeros(1, 1, spec["size"], spec["size"])
     out = Path(out)
-    tmp = out.with_suffix(".tmp.onnx")
-    torch.onnx.export(
-        model,
-        x,
-        str(tmp),
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
-        opset_version=opset,
-        dynamo=False,
-    )
-    m = onnx.load(str(tmp))
-    del m.metadata_props[:]
-    p = m.metadata_props.add()
-    p.key, p.value = SPEC_KEY, json.dumps(spec)
-    m.producer_name = "openfer"
-    onnx.save(m, str(tmp))
-    os.replace(tmp, out)
+    with atomic_path(out, suffix=".onnx") as tmp:
+        torch.onnx.export(
+            model,
+            x,
+            str(tmp),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+        m = onnx.load(str(tmp))
+        del m.metadata_props[:]
+        p = m.metadata_props.add()
+        p.key, p.value = SPEC_KEY, json.dumps(spec)
+        m.producer_name = "openfer"
+        onnx.save(m, str(tmp))
     return out

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import logging
 import math
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -23,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..io.tables import atomic_open, atomic_path, write_json
 from .config import TrainConfig
 from .nets import build
 
@@ -119,9 +118,8 @@ def predict_logits(
 
 
 def _atomic_torch_save(obj: object, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class _Progress:
@@ -196,7 +194,7 @@ def train(
         opt.load_state_dict(st["opt"])
         start_epoch, best_acc, history = st["epoch"] + 1, st["best_acc"], st["history"]
         log.info("resumed from %s at epoch %d", last, start_epoch)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    write_json(asdict(cfg), out / "config.json")
     xt = torch.from_numpy(train_x).unsqueeze(1)
     yt = torch.from_numpy(train_y.astype(np.float32))
     for epoch in range(start_epoch, cfg.epochs):
@@ -264,12 +262,10 @@ def train(
 
 
 def _write_log(history: list[dict], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_open(path, newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(history[0]))
         w.writeheader()
         w.writerows(history)
-    os.replace(tmp, path)
 
 
 def _load_init(model: nn.Module, path: str) -> None:
