@@ -47,6 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--init-from", default="", help="fine-tune from a checkpoint (.pt)")
     p.add_argument(
+        "--degrade-p",
+        type=float,
+        default=d.degrade_p,
+        help="probability of blurring, noising, JPEG-compressing or downscaling a training image",
+    )
+    p.add_argument(
         "--template-images", type=int, default=2000, help="training images used to measure the crop template"
     )
 
@@ -137,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 threads=args.threads,
                 init_from=args.init_from,
+                degrade_p=args.degrade_p,
             ).items()
             if k in cfg_fields
         }

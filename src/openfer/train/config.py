@@ -26,6 +26,9 @@ class TrainConfig:
     erase_p: float = 0.25
     mix_p: float = 0.3  # probability that a batch is mixed (mixup or cutmix, half each)
     mix_alpha: float = 0.4
+    # image degradation: each image is, with probability degrade_p, blurred, noised,
+    # JPEG-compressed or downscaled (one of the four, chosen uniformly)
+    degrade_p: float = 0.0
     # numerics
     bf16: bool = True
     channels_last: bool = True

@@ -32,6 +32,43 @@ def _normalize(x_u8: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     return (x_u8.float().div_(255.0) - cfg.mean) / cfg.std
 
 
+def degrade(x_u8: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Photographic degradations on a ``(N, 1, H, W)`` uint8 batch: with probability ``degrade_p``
+    an image gets one of Gaussian blur (sigma 0.5-1.5), Gaussian noise (sigma 3-15 grey levels),
+    JPEG compression (quality 20-60) or a round trip through 16-32 px (the failure modes measured
+    by ``scripts/robustness.py``)."""
+    n = x_u8.shape[0]
+    if cfg.degrade_p <= 0 or n == 0:
+        return x_u8
+    do = torch.rand(n, generator=gen) < cfg.degrade_p
+    kind = torch.randint(0, 4, (n,), generator=gen)
+    amount = torch.rand(n, generator=gen)
+    noise = torch.randn(x_u8.shape, generator=gen)
+    idx = torch.nonzero(do).flatten().tolist()
+    if not idx:
+        return x_u8
+    import cv2  # core dependency; used only for the per-image ops below
+
+    x = x_u8.clone()
+    h, w = x.shape[-2:]
+    for i in idx:
+        img = x[i, 0].numpy()
+        k, a = int(kind[i]), float(amount[i])
+        if k == 0:
+            img = cv2.GaussianBlur(img, (0, 0), 0.5 + a)
+        elif k == 1:
+            img = np.clip(img + noise[i, 0].numpy() * (3 + 12 * a), 0, 255).astype(np.uint8)
+        elif k == 2:
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(20 + 40 * a)])
+            img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if ok else img
+        else:
+            side = int(16 + 16 * a)
+            small = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+            img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        x[i, 0] = torch.from_numpy(np.ascontiguousarray(img))
+    return x
+
+
 def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     """Random affine (rotation, scale, translation, flip) and random erasing on a normalised batch."""
     n = x.shape[0]
@@ -209,7 +246,7 @@ def train(
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            xb = augment(_normalize(xt[idx], cfg), cfg, gen)
+            xb = augment(_normalize(degrade(xt[idx], cfg, gen), cfg), cfg, gen)
             xb, yb = mix(xb, yt[idx], cfg, gen)
             if cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)

@@ -229,19 +229,34 @@ class VideoAnalyzer:
         ``resume`` continues after a checkpoint of an earlier run with the same options."""
         return VideoRun(self, source, resume)
 
+    def stream(self, frame_rate: float = 30.0, name: str = "stream") -> VideoRun:
+        """A :class:`VideoRun` without a source, for frames you read yourself (a camera, a network
+        stream): call ``run.step(rgb, index, timestamp)`` per frame. ``frame_rate`` sets how long a
+        lost track is kept (``max_missed``: about one second of frames unless set in the options)."""
+        return VideoRun(self, None, frame_rate=frame_rate, name=name)
+
 
 class VideoRun:
     """One pass over a source: iterate for :class:`VideoFrame` results; :meth:`checkpoint` is the
     state after the last frame yielded. Opening the source (and its errors) happens on construction."""
 
     def __init__(
-        self, video: VideoAnalyzer, source: str | os.PathLike[str], resume: VideoCheckpoint | None = None
+        self,
+        video: VideoAnalyzer,
+        source: str | os.PathLike[str] | None,
+        resume: VideoCheckpoint | None = None,
+        *,
+        frame_rate: float = 30.0,
+        name: str = "stream",
     ) -> None:
         self.video = video
-        self.source = str(source)
-        self.reader = video.reader(source, after=resume.frame_index if resume else None)
+        self.source = name if source is None else str(source)
+        self.reader = (
+            None if source is None else video.reader(source, after=resume.frame_index if resume else None)
+        )
+        rate = self.reader.frame_rate if self.reader is not None else float(frame_rate)
         o = video.options
-        max_missed = o.max_missed if o.max_missed is not None else max(int(round(self.reader.frame_rate)), 1)
+        max_missed = o.max_missed if o.max_missed is not None else max(int(round(rate)), 1)
         self.tracker = FaceTracker(max_missed=max_missed, iou_threshold=o.iou_threshold)
         k = video.analyzer.mesh.num_landmarks
         self._index, self._done, self._since = -1, 0, o.detect_every
@@ -265,6 +280,8 @@ class VideoRun:
 
     @property
     def info(self) -> VideoInfo:
+        if self.reader is None:
+            raise InputError("a stream has no video info: it reads no source")
         return self.reader.info
 
     @property
@@ -273,6 +290,8 @@ class VideoRun:
 
     def expected_frames(self) -> int | None:
         """Estimated analysed frames in total (including any done before a resume)."""
+        if self.reader is None:
+            return None
         left = self.reader.expected_frames()
         return None if left is None else left + self._done_before
 
@@ -290,6 +309,8 @@ class VideoRun:
         )
 
     def __iter__(self) -> Iterator[VideoFrame]:
+        if self.reader is None:
+            raise InputError("a stream has no source to iterate: call step(rgb, index, timestamp)")
         for index, t, rgb in self.reader:
             yield self.step(rgb, index, t)
 
