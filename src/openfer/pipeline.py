@@ -62,7 +62,25 @@ PRESETS: dict[str, AnalyzerOptions] = {
     "default": AnalyzerOptions(),
     # one detector pass, no iris, no mirror averaging: for large faces (webcam, portraits)
     "fast": AnalyzerOptions(min_face=None, iris=False, flip=False),
+    # the default of VideoAnalyzer: no iris, no mirror averaging, one ONNX Runtime thread per model
+    # (the video pipeline runs the face mesh and the expression model side by side on two cores);
+    # min_face applies to its periodic full searches
+    "video": AnalyzerOptions(iris=False, flip=False, threads=1),
 }
+
+
+@dataclass(frozen=True, eq=False)
+class Located:
+    """Faces after the face mesh, before expression: what :meth:`Analyzer.locate` hands to
+    :meth:`Analyzer.describe`. Rows are the kept faces; ``index`` is each one's ROI index."""
+
+    boxes: np.ndarray  # (F, 4) float64
+    scores: np.ndarray  # (F,) detector scores, NaN without a detector
+    keypoints: np.ndarray  # (F, 6, 2)
+    landmarks: np.ndarray  # (F, K, 3) float32
+    landmark_scores: np.ndarray  # (F,)
+    index: np.ndarray  # (F,) int64 ROI index of each face
+    timings: dict[str, float]
 
 
 class Analyzer:
@@ -154,6 +172,25 @@ class Analyzer:
         presence score is below ``landmark_threshold``, duplicates and faces over ``max_faces`` are
         dropped).
         """
+        located = self.locate(rgb, center, side, angle, boxes, scores, keypoints, timings=timings)
+        result = self.describe(rgb, located, source=source, frame_index=frame_index, timestamp=timestamp)
+        return result, located.index
+
+    def locate(
+        self,
+        rgb: np.ndarray,
+        center: np.ndarray,
+        side: np.ndarray,
+        angle: np.ndarray,
+        boxes: np.ndarray | None = None,
+        scores: np.ndarray | None = None,
+        keypoints: np.ndarray | None = None,
+        *,
+        timings: dict[str, float] | None = None,
+    ) -> Located:
+        """First half of :meth:`analyze_rois`: the face mesh on each ROI and the choice of faces
+        (presence threshold, duplicates, ``max_faces``). Video runs it for frame t+1 while
+        :meth:`describe` works on frame t."""
         t = dict(timings or {})
         n = len(np.asarray(side).reshape(-1))
         t0 = time.perf_counter()
@@ -168,13 +205,29 @@ class Analyzer:
             area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
             order = np.argsort(-np.where(keep, area, -1.0), kind="stable")[: self.options.max_faces]
             keep = np.isin(np.arange(len(keep)), order) & keep
-        t["landmarks"] = time.perf_counter() - t0
         idx = np.flatnonzero(keep)
+        lmk = lm[idx]
+        kps = mesh_keypoints(lmk) if keypoints is None else np.asarray(keypoints).reshape(n, 6, 2)[idx]
+        t["landmarks"] = time.perf_counter() - t0
+        return Located(boxes[idx], det_scores[idx], kps, lmk, lm_score[idx], idx, t)
+
+    def describe(
+        self,
+        rgb: np.ndarray,
+        located: Located,
+        *,
+        source: str | None = None,
+        frame_index: int | None = None,
+        timestamp: float | None = None,
+    ) -> FrameResult:
+        """Second half of :meth:`analyze_rois`: head pose, expression, AUs and explanations of the
+        located faces (``located`` may have had its boxes/keypoints replaced, e.g. by a tracker)."""
+        t = dict(located.timings)
         au_names = AU_NAMES if self.options.aus else None
-        if idx.size == 0:
+        lmk = located.landmarks
+        if len(lmk) == 0:
             faces = Faces.empty(self.classes, self.mesh.num_landmarks, au_names)
         else:
-            lmk = lm[idx]
             t0 = time.perf_counter()
             poses = estimate_pose(lmk)
             probs = self.expression(rgb, lmk)
@@ -184,7 +237,6 @@ class Analyzer:
                 t0 = time.perf_counter()
                 aus = estimate_aus(lmk)
                 t["aus"] = time.perf_counter() - t0
-            kps = mesh_keypoints(lmk) if keypoints is None else np.asarray(keypoints).reshape(n, 6, 2)[idx]
             va, reasons = None, None
             if self.options.explain:
                 va = valence_arousal(probs, self.classes)
@@ -193,11 +245,11 @@ class Analyzer:
                     for i, p in enumerate(probs)
                 )
             faces = Faces(
-                boxes=boxes[idx],
-                scores=det_scores[idx],
-                keypoints=kps,
+                boxes=located.boxes,
+                scores=located.scores,
+                keypoints=located.keypoints,
                 landmarks=lmk,
-                landmark_scores=lm_score[idx],
+                landmark_scores=located.landmark_scores,
                 poses=poses,
                 expressions=probs,
                 classes=self.classes,
@@ -206,7 +258,7 @@ class Analyzer:
                 valence_arousal=va,
                 reasons=reasons,
             )
-        result = FrameResult(
+        return FrameResult(
             faces,
             width=rgb.shape[1],
             height=rgb.shape[0],
@@ -215,7 +267,6 @@ class Analyzer:
             timestamp=timestamp,
             timings=t,
         )
-        return result, idx
 
     def analyze_many(self, paths: Iterable[str | Path]) -> Iterator[tuple[Path, FrameResult | OpenFerError]]:
         """Analyse each path; a bad file yields its error instead of stopping the batch."""

@@ -43,6 +43,35 @@ def test_detector_runs_every_detect_every_frames(single_frames):
     assert detected == list(range(0, 72, VideoOptions().detect_every))
 
 
+def test_full_search_every_scan_every_frames_whole_frame_pass_between(monkeypatch):
+    video = video_analyzer(detect_every=2, scan_every=5)
+    calls = []
+    detect = type(video.analyzer.detector).__call__
+
+    def spy(self, rgb, whole_only=False):
+        calls.append(whole_only)
+        return detect(self, rgb, whole_only=whole_only)
+
+    monkeypatch.setattr(type(video.analyzer.detector), "__call__", spy)
+    frames = list(video.run(SINGLE_FACE))[:20]
+    detected = [f.frame_index for f in frames if "detect" in f.result.timings]
+    assert detected == [0, 2, 4, 5, 7, 9, 10, 12, 14, 15, 17, 19]
+    # full searches at frames 0, 5, 10, 15 (scan_every), whole-frame passes at the others
+    assert [not w for w in calls[: len(detected)]] == [f in (0, 5, 10, 15) for f in detected]
+
+
+def test_pipelined_iteration_equals_frame_by_frame_steps(single_frames):
+    video = video_analyzer(pipeline=False)
+    assert video_analyzer().options.pipeline  # single_frames came from the pipelined iterator
+    run = video.run(SINGLE_FACE)
+    stepped = [run.step(f.rgb, f.index, f.timestamp) for f in VideoReader(SINGLE_FACE)]
+    assert len(stepped) == len(single_frames) == 72
+    for a, b in zip(stepped, single_frames, strict=True):
+        assert a.frame_index == b.frame_index and a.track_ids.tolist() == b.track_ids.tolist()
+        for name in ("boxes", "landmarks", "poses", "expressions", "aus"):
+            np.testing.assert_array_equal(getattr(a.faces, name), getattr(b.faces, name), err_msg=name)
+
+
 def test_tracked_frames_agree_with_per_frame_analysis(single_frames):
     an = video_analyzer().analyzer
     rgbs = {f.index: f.rgb for f in VideoReader(SINGLE_FACE, every=1)}

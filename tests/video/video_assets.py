@@ -1,4 +1,4 @@
-"""Paths of the test clips in tests/assets/videos and one shared single-threaded VideoAnalyzer.
+"""Paths of the test clips in tests/assets/videos and VideoAnalyzers sharing one loaded Analyzer.
 
 (A helper module rather than a conftest.py: tests elsewhere import the root ``conftest`` by name.)
 """
@@ -15,9 +15,14 @@ FACE_NOFACE = VIDEOS / "face_noface.mov"  # a face in frames 0-71 (~2.4 s), then
 
 
 @functools.cache
-def video_analyzer():
-    """One VideoAnalyzer (default options, 1 thread) for every test that needs models."""
+def _analyzer():
     from openfer.pipeline import Analyzer
+
+    return Analyzer("video")  # the VideoAnalyzer default preset (1 thread per model)
+
+
+def video_analyzer(**options):
+    """A VideoAnalyzer with ``options`` (VideoOptions fields) sharing one loaded Analyzer."""
     from openfer.video import VideoAnalyzer
 
-    return VideoAnalyzer(analyzer=Analyzer(threads=1))
+    return VideoAnalyzer(analyzer=_analyzer(), **options)

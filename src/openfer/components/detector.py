@@ -180,9 +180,11 @@ class FaceDetector:
             )
         return wins
 
-    def __call__(self, image_rgb: np.ndarray) -> Detections:
+    def __call__(self, image_rgb: np.ndarray, whole_only: bool = False) -> Detections:
+        """Faces in an RGB image; ``whole_only``: one pass over the whole image, no tiling (video
+        uses it between full searches)."""
         h, w = image_rgb.shape[:2]
-        wins = self.windows(h, w)
+        wins = tile_windows(h, w, None) if whole_only else self.windows(h, w)
         mats = window_matrices(h, w, wins)
         x = preprocess(image_rgb, wins)
         outs = self.model.run_batched(x)
