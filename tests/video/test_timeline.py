@@ -212,3 +212,222 @@ def test_read_csv_rejects_other_files(tmp_path):
         Timeline.read_csv(p)
     with pytest.raises(InputError, match="cannot read"):
         Timeline.read_csv(tmp_path / "missing.csv")
+
+
+# --- AU and valence/arousal columns -----------------------------------------------------------
+
+AUS = ("AU1", "AU2", "AU12")
+
+
+def with_extras(f: VideoFrame, aus=True, va=True, au_names=AUS) -> VideoFrame:
+    """``f`` with AUs (AU12 = 4 * happiness probability) and valence/arousal (t, -t)."""
+    faces = f.faces
+    n = len(faces)
+    a = np.zeros((n, len(au_names)))
+    a[:, -1] = 4 * faces.expressions[:, 1]
+    t = f.timestamp
+    faces = Faces(
+        boxes=faces.boxes,
+        scores=faces.scores,
+        keypoints=faces.keypoints,
+        landmarks=faces.landmarks,
+        landmark_scores=faces.landmark_scores,
+        poses=faces.poses,
+        expressions=faces.expressions,
+        aus=a if aus else None,
+        au_names=au_names if aus else (),
+        valence_arousal=np.tile([t, -t], (n, 1)) if va else None,
+    )
+    return VideoFrame(FrameResult(faces, 640, 360, "x.mp4", f.frame_index, t), f.track_ids)
+
+
+def frames_b():
+    return [with_extras(f) for f in frames_a()]
+
+
+def test_columns_carry_aus_and_valence_arousal():
+    cols = timeline_columns(EXPRESSIONS, AUS, affect=True)
+    assert cols[-5:] == ("valence", "arousal", *AUS) and cols[: len(timeline_columns())] == timeline_columns()
+    (row,) = format_rows(with_extras(make_frame(3, 0.25, [7], [1])), AUS, affect=True)
+    assert len(row) == len(cols) and row[-5:] == ["0.250000", "-0.250000", "0.0000", "0.0000", "3.4400"]
+    (plain,) = format_rows(with_extras(make_frame(3, 0.25, [7])))  # no groups asked: none written
+    assert len(plain) == len(timeline_columns())
+    tl = Timeline(au_names=AUS, affect=True)
+    for f in frames_b():
+        tl.add(f)
+    assert tl.aus.shape == (14, 3) and tl.aus.dtype == np.float64 and tl.au_names == AUS
+    np.testing.assert_allclose(tl.aus[:, 2], 4 * tl.probabilities[:, 1], rtol=1e-6)
+    np.testing.assert_allclose(tl.valence_arousal[:, 0], tl.times, atol=1e-6)
+    df = tl.to_dataframe()
+    assert tuple(df.columns) == cols and df["AU12"].iloc[0] == pytest.approx(3.44)
+    assert tl.to_records()[0]["valence"] == 0.0 and set(tl.to_records()[0]) == set(cols)
+    bare = Timeline()
+    bare.add(frames_b()[0])  # a timeline without the groups ignores them
+    assert bare.aus.shape == (1, 0) and np.isnan(bare.valence_arousal).all()
+
+
+def test_summary_has_valence_arousal_peaks_and_mean_aus():
+    tl = Timeline(frame_step=0.1, au_names=AUS, affect=True)
+    for f in frames_b():
+        tl.add(f)
+    s0, s1 = tl.summary()
+    assert s0.mean_valence == pytest.approx(0.45) and s0.mean_arousal == pytest.approx(-0.45)
+    assert (s0.peak_valence, s0.peak_valence_time) == (pytest.approx(0.9), pytest.approx(0.9))
+    assert (s0.peak_arousal, s1.peak_arousal_time) == (pytest.approx(-0.9), pytest.approx(0.7))
+    assert s0.mean_aus["AU12"] == pytest.approx(4 * (0.6 * 0.86 + 0.4 * 0.02), rel=1e-6)
+    assert s0.mean_aus["AU1"] == 0.0
+    d = s0.to_dict()
+    assert d["mean_aus"]["AU12"] == s0.mean_aus["AU12"] and d["peak_valence_time"] == s0.peak_valence_time
+    json.dumps([s.to_dict() for s in tl.summary()], allow_nan=False)
+    (plain,) = _timeline(frames_a()[:4]).summary()
+    assert plain.mean_valence is None and plain.peak_arousal is None and plain.mean_aus == {}
+    assert set(plain.to_dict()) == set(d)  # the same keys either way
+
+
+def test_writer_streams_the_groups_and_read_csv_parses_them(tmp_path):
+    frames = frames_b()
+    w = TimelineWriter(
+        tmp_path / "g", EXPRESSIONS, {"source": "x"}, chunk_frames=3, au_names=AUS, affect=True
+    )
+    for f in frames:
+        w.append(f, lambda: None)
+    path = w.finish()
+    assert path.read_text().splitlines()[0] == ",".join(timeline_columns(EXPRESSIONS, AUS, True))
+    back = Timeline.read_csv(path)
+    assert (back.classes, back.au_names, back.affect) == (EXPRESSIONS, AUS, True)
+    mem = _timeline(frames, au_names=AUS, affect=True)
+    np.testing.assert_allclose(back.aus, mem.aus, atol=5e-5)
+    np.testing.assert_allclose(back.valence_arousal, mem.valence_arousal, atol=5e-7)
+    assert back.labels == mem.labels
+    # an old timeline (no groups) still reads: AUs (N, 0), valence/arousal NaN
+    old = Timeline.read_csv(write_all(tmp_path / "old", frames_a()).out_dir / TIMELINE_FILE)
+    assert old.aus.shape == (14, 0) and np.isnan(old.valence_arousal).all() and not old.affect
+    # only AUs, no valence/arousal
+    w = TimelineWriter(tmp_path / "a", EXPRESSIONS, {}, au_names=AUS)
+    w.append(frames[0], lambda: None)
+    only = Timeline.read_csv(w.finish())
+    assert only.au_names == AUS and not only.affect and np.isnan(only.valence_arousal).all()
+
+
+def test_mixed_frames_never_misalign(tmp_path):
+    frames = [with_extras(f, aus=k % 2 == 0, va=k % 3 != 0) for k, f in enumerate(frames_a())]
+    w = TimelineWriter(tmp_path / "m", EXPRESSIONS, {}, au_names=AUS, affect=True)
+    for f in frames:
+        w.append(f, lambda: None)
+    text = w.finish().read_text().splitlines()
+    assert {len(r.split(",")) for r in text} == {len(timeline_columns(EXPRESSIONS, AUS, True))}
+    back = Timeline.read_csv(tmp_path / "m" / TIMELINE_FILE)
+    missing = np.isin(back.frames, [1, 3, 5, 7, 9])
+    assert np.isnan(back.aus[missing]).all() and np.isfinite(back.aus[~missing]).all()
+    assert np.isnan(back.valence_arousal[np.isin(back.frames, [0, 3, 6, 9])]).all()
+    assert back.summary()[0].mean_aus["AU12"] is not None
+    other = with_extras(make_frame(20, 2.0, [0]), au_names=("AU1", "AU2", "AU4"))
+    with pytest.raises(InputError, match="AUs"):
+        w2 = TimelineWriter(tmp_path / "o", EXPRESSIONS, {}, au_names=AUS)
+        w2.append(other, lambda: None)
+    # resuming with other columns is refused
+    write_all(tmp_path / "r", frames_a(), stop_after=4)
+    with pytest.raises(InputError, match="other columns"):
+        TimelineWriter(tmp_path / "r", EXPRESSIONS, {"source": "x"}, resume=True, au_names=AUS)
+
+
+def test_read_csv_rejects_bad_groups(tmp_path):
+    base = ",".join(timeline_columns())
+    for tail in (",AU1,valence,arousal", ",valence", ",AU1,neutral"):
+        p = tmp_path / "h.csv"
+        p.write_text(base + tail + "\n")
+        with pytest.raises(InputError, match="not an openfer timeline"):
+            Timeline.read_csv(p)
+
+
+def _timeline(frames, **kw):
+    tl = Timeline(**kw)
+    for f in frames:
+        tl.add(f)
+    return tl
+
+
+# --- smoothing ------------------------------------------------------------------------------------
+
+
+def flicker_frames():
+    """Track 0 at 30 fps for 2 s: happiness with a one-frame neutral flicker at frame 20, then a
+    1.5 s pause, then 10 more frames; track 1 alongside for 0.5 s."""
+    out = []
+    for k in list(range(60)) + list(range(105, 115)):
+        ids, top = [0], [0 if k == 20 else 1]
+        if k < 15:
+            ids, top = ids + [1], top + [3]
+        out.append(with_extras(make_frame(k, k / 30, ids, top)))
+    return out
+
+
+@pytest.mark.parametrize("method", ["ema", "window", "one_euro"])
+def test_smooth_keeps_raw_and_recomputes_labels(method):
+    tl = _timeline(flicker_frames(), au_names=AUS, affect=True)
+    sm = tl.smooth(method)
+    assert sm.raw is tl and len(sm) == len(tl) and tl.raw is None
+    np.testing.assert_allclose(sm.probabilities.sum(1), 1.0)
+    np.testing.assert_array_equal(sm.times, tl.times)
+    flicker = np.flatnonzero((tl.frames == 20) & (tl.tracks == 0))[0]
+    assert tl.labels[flicker] == "neutral" and sm.labels[flicker] == "happiness"
+    assert sm.labels.count("sadness") == tl.labels.count("sadness") == 15  # track 1 is its own
+    # the pause restarts the filter: the first row after it is the raw row (for the centered window:
+    # the mean of the rows up to 0.25 s after it, frames 105-112, none from before the pause)
+    after = np.flatnonzero(tl.frames == 105)[0]
+    np.testing.assert_allclose(sm.probabilities[after], tl.probabilities[after], atol=1e-6)
+    assert sm.boxes[after, 0] == pytest.approx(108.5 if method == "window" else 105.0)
+    assert np.isfinite(sm.aus).all() and np.isfinite(sm.valence_arousal).all()
+    df = sm.to_dataframe()
+    raw_cols = [c for c in df.columns if c.startswith("raw_")]
+    assert raw_cols[:6] == ["raw_x1", "raw_y1", "raw_x2", "raw_y2", "raw_label", "raw_label_score"]
+    assert raw_cols[-5:] == ["raw_valence", "raw_arousal", *(f"raw_{a}" for a in AUS)]
+    assert df["raw_label"].iloc[flicker] == "neutral" and df["label"].iloc[flicker] == "happiness"
+    np.testing.assert_allclose(df["raw_AU12"], tl.aus[:, 2])
+    assert sm.smooth(method).raw is tl  # smoothing again keeps the original raw values
+
+
+def test_smooth_ema_lag_on_a_timeline():
+    """A timeline at 30 fps switching from neutral to happiness at 1 s: with the default ema
+    (tau 0.3 s) the label follows after ~0.2 s (half-way point), and the box moving at constant
+    speed lags by ~tau."""
+    frames = [make_frame(k, k / 30, [0], [1 if k >= 30 else 0]) for k in range(90)]
+    tl = _timeline(frames)
+    sm = tl.smooth("ema")
+    switch = sm.times[np.array(sm.labels) == "happiness"].min() - 1.0
+    assert 0.1 < switch < 0.25
+    lag_px = tl.boxes[-1, 0] - sm.boxes[-1, 0]  # x1 moves 30 px/s
+    assert lag_px == pytest.approx(30 * 0.3, rel=0.1)
+    fast = tl.smooth("one_euro")
+    assert fast.times[np.array(fast.labels) == "happiness"].min() - 1.0 < switch
+
+
+def test_smoothed_csv_round_trip_and_parquet(tmp_path):
+    tl = _timeline(flicker_frames(), au_names=AUS, affect=True)
+    sm = tl.smooth("ema")
+    path = sm.write_csv(tmp_path / "s.csv")
+    assert path.read_text().splitlines()[0] == ",".join(sm.columns)
+    back = Timeline.read_csv(path)
+    assert back.raw is not None and back.columns == sm.columns
+    np.testing.assert_allclose(back.probabilities, sm.probabilities, atol=5e-7)
+    np.testing.assert_allclose(back.raw.probabilities, tl.probabilities, atol=5e-7)
+    np.testing.assert_allclose(back.raw.aus, tl.aus, atol=5e-5)
+    assert back.raw.labels == tl.labels and back.labels == sm.labels
+    assert back.write_csv(tmp_path / "again.csv").read_bytes() == path.read_bytes()
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pq = tl.to_parquet(tmp_path / "t.parquet")
+    got = pd.read_parquet(pq)
+    pd.testing.assert_frame_equal(got, tl.to_dataframe())
+    assert got["frame"].dtype == np.int64 and got["label"].iloc[0] == "happiness"
+    empty = Timeline(au_names=AUS, affect=True).to_parquet(tmp_path / "e.parquet")
+    assert tuple(pd.read_parquet(empty).columns) == timeline_columns(EXPRESSIONS, AUS, True)
+
+
+def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)
+    with pytest.raises(InputError, match=r"pip install 'openfer\[tables\]'"):
+        _timeline(frames_a()).to_parquet(tmp_path / "t.parquet")
+    assert not (tmp_path / "t.parquet").exists()
+    with pytest.raises(InputError, match="smoothing method 'median'"):
+        _timeline(frames_a()).smooth("median")

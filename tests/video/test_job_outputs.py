@@ -1,0 +1,81 @@
+"""Video job outputs on a real clip: AU and valence/arousal columns in timeline.csv (and read back),
+timeline.parquet, timeline_smooth.csv with raw values alongside; a resumed run gives the same bytes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from video_assets import SINGLE_FACE, video_analyzer
+
+from openfer.cli import EXIT_OK, EXIT_USAGE, main
+from openfer.core.au import AU_NAMES
+from openfer.types import EXPRESSIONS
+from openfer.video import Timeline, analyze_video_to_dir, timeline_columns
+from openfer.video.job import PARQUET_FILE, SMOOTH_FILE
+from openfer.video.timeline import TIMELINE_FILE
+
+
+class Killed(Exception):
+    pass
+
+
+def test_aus_valence_arousal_parquet_and_smoothed_survive_a_resume(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    video = video_analyzer(every=4)
+    full = analyze_video_to_dir(
+        video, SINGLE_FACE, tmp_path / "full", chunk_frames=5, parquet=True, smooth="ema"
+    )
+    assert (full.frames, full.rows, full.parquet, full.smoothed) == (
+        18,
+        18,
+        tmp_path / "full" / PARQUET_FILE,
+        tmp_path / "full" / SMOOTH_FILE,
+    )
+    header = timeline_columns(EXPRESSIONS, AU_NAMES, affect=True)
+    assert full.timeline.read_text().splitlines()[0] == ",".join(header)
+    tl = Timeline.read_csv(full.timeline)
+    assert (tl.au_names, tl.affect, len(tl)) == (AU_NAMES, True, 18)
+    assert np.isfinite(tl.aus).all() and (tl.aus >= 0).all() and (tl.aus <= 5).all() and tl.aus.max() > 0
+    va = tl.valence_arousal
+    assert np.isfinite(va).all() and (np.abs(va) <= 1).all()
+    (track,) = json.loads((tmp_path / "full" / "summary.json").read_text())["tracks"]
+    assert track["mean_valence"] == pytest.approx(va[:, 0].mean(), abs=1e-9)
+    assert set(track["mean_aus"]) == set(AU_NAMES) and track["peak_arousal_time"] in tl.times.tolist()
+    pd.testing.assert_frame_equal(pd.read_parquet(full.parquet), tl.to_dataframe())
+    sm = Timeline.read_csv(full.smoothed)
+    assert sm.raw is not None and sm.columns[: len(header)] == header
+    assert sm.columns[len(header) :][:2] == ("raw_x1", "raw_y1")
+    np.testing.assert_array_equal(sm.raw.probabilities, tl.probabilities)
+    np.testing.assert_allclose(sm.probabilities.sum(1), 1.0, atol=1e-5)
+
+    def kill_at_9(done, expected):
+        if done == 9:
+            raise Killed
+
+    run = tmp_path / "run"
+    with pytest.raises(Killed):
+        analyze_video_to_dir(video, SINGLE_FACE, run, chunk_frames=5, on_frame=kill_at_9)
+    res = analyze_video_to_dir(
+        video, SINGLE_FACE, run, chunk_frames=5, resume=True, parquet=True, smooth="ema"
+    )
+    assert res.resumed and res.frames_before == 5
+    for name in (TIMELINE_FILE, SMOOTH_FILE):
+        assert (run / name).read_bytes() == (tmp_path / "full" / name).read_bytes()
+    pd.testing.assert_frame_equal(pd.read_parquet(run / PARQUET_FILE), pd.read_parquet(full.parquet))
+
+
+def test_cli_parquet_and_smooth_flags(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    argv = ["video", str(SINGLE_FACE), "--every", "8", "--threads", "1", "--out", str(tmp_path)]
+    assert main([*argv, "--parquet", "--smooth", "one_euro"]) == EXIT_OK
+    out = tmp_path / "single_face"
+    assert (out / PARQUET_FILE).is_file() and len(Timeline.read_csv(out / SMOOTH_FILE)) == 9
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--smooth", "median"])
+    assert e.value.code == EXIT_USAGE and "invalid choice: 'median'" in capsys.readouterr().err
+    with pytest.raises(Exception, match="smoothing method 'median'"):
+        analyze_video_to_dir(video_analyzer(every=8), SINGLE_FACE, tmp_path / "x", smooth="median")
+    assert not (tmp_path / "x").exists()  # refused before anything was written
