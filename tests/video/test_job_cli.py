@@ -11,6 +11,8 @@ import pytest
 from video_assets import NO_FACE, SINGLE_FACE, video_analyzer
 
 from openfer.cli import EXIT_INPUT, EXIT_OK, EXIT_USAGE, _Progress, main
+from openfer.core.au import AU_NAMES
+from openfer.types import EXPRESSIONS
 from openfer.video import Timeline, analyze_video_to_dir, timeline_columns
 from openfer.video.timeline import PROGRESS_FILE, TIMELINE_FILE
 
@@ -46,7 +48,12 @@ def test_resume_after_kill_gives_identical_csv(tmp_path):
         json.loads((run_dir / "summary.json").read_text())["tracks"]
         == json.loads((tmp_path / "full" / "summary.json").read_text())["tracks"]
     )
-    assert sorted(p.name for p in run_dir.iterdir()) == [PROGRESS_FILE, "summary.json", TIMELINE_FILE]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "captions.txt",
+        PROGRESS_FILE,
+        "summary.json",
+        TIMELINE_FILE,
+    ]
     again = analyze_video_to_dir(video, SINGLE_FACE, run_dir, resume=True)
     assert again.already_complete and again.rows == 72
 
@@ -55,7 +62,9 @@ def test_cli_zero_face_video_header_only_and_exit_0(tmp_path, capsys):
     rc = main(["video", str(NO_FACE), "--fps", "4", "--end", "3", "--threads", "1", "--out", str(tmp_path)])
     assert rc == EXIT_OK
     out = tmp_path / "no_face"
-    assert (out / TIMELINE_FILE).read_text() == ",".join(timeline_columns()) + "\n"
+    # the default options compute AUs and valence/arousal: their columns are there without faces too
+    header = timeline_columns(EXPRESSIONS, AU_NAMES, affect=True)
+    assert (out / TIMELINE_FILE).read_text() == ",".join(header) + "\n"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tracks"] == [] and summary["frames"] == 12 and summary["rows"] == 0
     assert "12 frame(s), 0 row(s), 0 track(s)" in capsys.readouterr().err

@@ -1,8 +1,15 @@
 """A whole video job into a folder: streamed, resumable timeline, per-track summary, annotated video.
 
-``DIR`` receives ``timeline.csv`` (one row per face per analysed frame), ``summary.json`` (per track)
-and, with ``annotate=True``, ``annotated.mp4``; while running, ``part-*.csv`` and ``progress.json``
-(see :class:`~openfer.video.timeline.TimelineWriter`). The CLI's ``openfer video`` is this function.
+``DIR`` receives ``timeline.csv`` (one row per face per analysed frame), ``summary.json`` (per track,
+with its expression events, dynamic label and caption: :mod:`openfer.video.events`), ``captions.txt``
+(one caption per track) and, with ``annotate=True``, ``annotated.mp4``, with ``plots=True``
+``plots/track-<id>.png`` (:mod:`openfer.video.plots`); while running, ``part-*.csv`` and
+``progress.json`` (see :class:`~openfer.video.timeline.TimelineWriter`). The CLI's ``openfer video`` is
+this function.
+
+Events are detected on the EMA-smoothed probabilities (``Timeline.smooth("ema")``, see
+:func:`~openfer.video.events.timeline_dynamics`), so one-frame flickers neither start nor split events;
+their AU evidence is the measured (unsmoothed) AUs.
 """
 
 from __future__ import annotations
@@ -20,21 +27,35 @@ import numpy as np
 from .. import __version__
 from ..draw import annotate
 from ..errors import InputError
-from ..io.tables import atomic_path, write_json
+from ..io.tables import atomic_open, atomic_path, write_json
 from ..types import Faces
 from .analyzer import VideoAnalyzer, VideoCheckpoint
-from .timeline import Timeline, TimelineWriter, TrackSummary
+from .events import TrackDynamics, captions_text, timeline_dynamics
+from .timeline import (
+    SMOOTH_METHODS,
+    Timeline,
+    TimelineWriter,
+    TrackSummary,
+    optional_columns,
+    require_pyarrow,
+)
 
 log = logging.getLogger("openfer")
 
 SUMMARY_FILE = "summary.json"
 ANNOTATED_FILE = "annotated.mp4"
+CAPTIONS_FILE = "captions.txt"
+PARQUET_FILE = "timeline.parquet"
+SMOOTH_FILE = "timeline_smooth.csv"
+PLOTS_DIR = "plots"
 
 
 @dataclass(frozen=True)
 class VideoJobResult:
     """What :func:`analyze_video_to_dir` wrote. ``resumed``: it continued an earlier, unfinished run
-    (``frames_before`` frames were done then); ``already_complete``: the folder held this finished run."""
+    (``frames_before`` frames were done then); ``already_complete``: the folder held this finished run.
+    ``dynamics``: per track, its events, dynamic label and caption (as in ``summary.json``);
+    ``captions``: ``captions.txt``; ``plots``: the PNGs written with ``plots=True``."""
 
     source: str
     out_dir: Path
@@ -47,6 +68,11 @@ class VideoJobResult:
     resumed: bool
     frames_before: int
     already_complete: bool
+    dynamics: tuple[TrackDynamics, ...] = ()
+    captions: Path | None = None
+    plots: tuple[Path, ...] = ()
+    parquet: Path | None = None
+    smoothed: Path | None = None
 
 
 def _meta(video: VideoAnalyzer, source: str | os.PathLike[str]) -> dict:
@@ -71,19 +97,42 @@ def analyze_video_to_dir(
     on_frame: Callable[[int, int | None], None] | None = None,
     chunk_frames: int = 100,
     chunk_seconds: float = 30.0,
+    plots: bool = False,
+    parquet: bool = False,
+    smooth: str | None = None,
 ) -> VideoJobResult:
     """Analyse ``source`` into ``out_dir`` (see the module doc).
 
     ``on_frame(frames_done, frames_expected)`` is called after each analysed frame (progress).
     ``resume`` continues an unfinished run in ``out_dir`` with the same source and options, giving
     the same ``timeline.csv`` as an uninterrupted run. A truncated video's decodable frames are
-    written before its :class:`~openfer.errors.InputError` is raised.
+    written before its :class:`~openfer.errors.InputError` is raised. ``plots``: also write one
+    figure per track into ``out_dir/plots/`` (needs matplotlib: checked before the run starts).
+    ``parquet``: also write the timeline as ``timeline.parquet`` (needs pyarrow: checked before the
+    run starts). ``smooth`` (``"ema"``, ``"window"`` or ``"one_euro"``): also write
+    ``timeline_smooth.csv``, :meth:`Timeline.smooth` with default parameters, raw values alongside.
     """
     out = Path(out_dir)
+    if parquet:
+        require_pyarrow()
+    if smooth is not None and smooth not in SMOOTH_METHODS:
+        raise InputError(f"smoothing method {smooth!r}: expected one of {', '.join(SMOOTH_METHODS)}")
+    if plots:
+        from .plots import require_matplotlib
+
+        require_matplotlib()
     video.reader(source).close()  # a bad input fails here, before anything is written to out_dir
     run_meta = _meta(video, source)
+    au_names, affect = optional_columns(video.analyzer.options)
     writer = TimelineWriter(
-        out, video.classes, run_meta, resume=resume, chunk_frames=chunk_frames, chunk_seconds=chunk_seconds
+        out,
+        video.classes,
+        run_meta,
+        resume=resume,
+        chunk_frames=chunk_frames,
+        chunk_seconds=chunk_seconds,
+        au_names=au_names,
+        affect=affect,
     )
     before = writer.frames_done
     resumed = writer.resume_state is not None and not writer.complete
@@ -108,6 +157,7 @@ def analyze_video_to_dir(
         timeline_path = out / "timeline.csv"
     timeline = Timeline.read_csv(timeline_path, frame_step=step)
     tracks = timeline.summary()
+    dynamics = timeline_dynamics(timeline)  # on EMA-smoothed probabilities
     summary_path = write_json(
         {
             "openfer": __version__,
@@ -119,10 +169,26 @@ def analyze_video_to_dir(
             "rows": len(timeline),
             "classes": list(timeline.classes),
             "error": str(error) if error else None,
-            "tracks": [t.to_dict() for t in tracks],
+            "tracks": [
+                {
+                    **t.to_dict(),
+                    "events": [e.to_dict() for e in d.events],
+                    "dynamic_label": d.dynamic_label,
+                    "caption": d.caption,
+                }
+                for t, d in zip(tracks, dynamics, strict=True)
+            ],
         },
         out / SUMMARY_FILE,
     )
+    captions_path = _write_text(out / CAPTIONS_FILE, captions_text(dynamics))
+    plot_paths: list[Path] = []
+    if plots:
+        from .plots import plot_timeline
+
+        plot_paths = plot_timeline(timeline, out / PLOTS_DIR, dynamics=dynamics)
+    parquet_path = timeline.to_parquet(out / PARQUET_FILE) if parquet else None
+    smooth_path = timeline.smooth(smooth).write_csv(out / SMOOTH_FILE) if smooth is not None else None
     annotated = None
     if annotate_video:
         annotated = write_annotated_video(video, source, timeline, out / ANNOTATED_FILE)
@@ -138,10 +204,21 @@ def analyze_video_to_dir(
         resumed,
         before,
         already,
+        dynamics,
+        captions_path,
+        tuple(plot_paths),
+        parquet=parquet_path,
+        smoothed=smooth_path,
     )
     if error is not None:
         raise InputError(f"{error} (results for the {writer.frames_done} decoded frames are in {out})")
     return result
+
+
+def _write_text(path: Path, text: str) -> Path:
+    with atomic_open(path, newline="") as fh:
+        fh.write(text)
+    return path
 
 
 def _faces_of_frame(timeline: Timeline, rows: np.ndarray) -> Faces:
@@ -207,6 +284,10 @@ def _draw_id(img: np.ndarray, box: np.ndarray, track: int) -> None:
 
 __all__ = [
     "ANNOTATED_FILE",
+    "CAPTIONS_FILE",
+    "PARQUET_FILE",
+    "PLOTS_DIR",
+    "SMOOTH_FILE",
     "SUMMARY_FILE",
     "VideoJobResult",
     "analyze_video_to_dir",
