@@ -139,6 +139,7 @@ def _print_table(path: Path, res, aus: bool = False, reasons: bool = False) -> N
 def _add_video(sub: argparse._SubParsersAction) -> None:
     from .pipeline import PRESETS, AnalyzerOptions
     from .video.analyzer import VideoOptions
+    from .video.timeline import SMOOTH_METHODS
 
     d, v = AnalyzerOptions(), VideoOptions()
     p = sub.add_parser("video", help="analyse videos or image sequences: per-frame timeline with track ids")
@@ -161,6 +162,12 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
         "--annotate", action="store_true", help="also write annotated.mp4 (boxes, track ids, labels)"
     )
     p.add_argument(
+        "--plots",
+        action="store_true",
+        help="also write plots/track-<id>.png: probabilities, valence/arousal, AUs, events "
+        "(needs openfer[plots])",
+    )
+    p.add_argument(
         "--detect-every",
         type=int,
         default=v.detect_every,
@@ -174,14 +181,24 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
         metavar="F",
         help=f"frame rate of image sequences (default {v.sequence_fps:g})",
     )
-    p.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    p.add_argument("--preset", default="video", choices=sorted(PRESETS))
     p.add_argument(
         "--min-face",
         type=float,
         default=None,
         help=f"smallest face height in pixels to search for (default {d.min_face:g}; 0: whole image only)",
     )
-    p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads (0: default)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model (0: ONNX Runtime default; default: the preset's)")
+    p.add_argument(
+        "--parquet", action="store_true", help="also write timeline.parquet (needs openfer[tables])"
+    )
+    p.add_argument(
+        "--smooth",
+        default="none",
+        choices=("none", *SMOOTH_METHODS),
+        help="also write timeline_smooth.csv: boxes, probabilities, valence/arousal and AUs smoothed "
+        "over time per track, raw values alongside (default: %(default)s)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no per-track summary on the terminal")
 
 
@@ -231,7 +248,6 @@ def _cmd_video(args: argparse.Namespace) -> int:
     from .video import VideoAnalyzer, analyze_video_to_dir
 
     overrides: dict = {
-        "threads": args.threads,
         "every": args.every,
         "fps": args.fps,
         "start": args.start,
@@ -241,13 +257,23 @@ def _cmd_video(args: argparse.Namespace) -> int:
     }
     if args.min_face is not None:
         overrides["min_face"] = args.min_face or None
+    if args.threads is not None:
+        overrides["threads"] = args.threads
     video = VideoAnalyzer(args.preset, **overrides)
     failed = 0
     for text, out in zip(args.inputs, _video_out_dirs(args.inputs, Path(args.out)), strict=True):
         progress = _Progress(Path(text).name)
         try:
             res = analyze_video_to_dir(
-                video, text, out, resume=args.resume, annotate_video=args.annotate, on_frame=progress
+                video,
+                text,
+                out,
+                resume=args.resume,
+                annotate_video=args.annotate,
+                on_frame=progress,
+                plots=args.plots,
+                parquet=args.parquet,
+                smooth=None if args.smooth == "none" else args.smooth,
             )
         except InputError as e:
             progress.close()
@@ -272,7 +298,96 @@ def _cmd_video(args: argparse.Namespace) -> int:
                     f"  track {t.track:>3}: {t.frames:>6} frames, {t.first_time:8.2f}-{t.last_time:8.2f} s, "
                     f"mostly {t.dominant} ({shares})"
                 )
+            print("\n".join(f"  {d.caption}" for d in res.dynamics) or "  no faces")
     return EXIT_INPUT if failed else EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return n
+
+
+def _add_live(sub: argparse._SubParsersAction) -> None:
+    from .pipeline import PRESETS
+    from .video.analyzer import VideoOptions
+
+    v = VideoOptions()
+    p = sub.add_parser(
+        "live",
+        help="analyse a webcam or stream live: annotated window, or CSV rows with --headless",
+        description="Analyse a webcam (or a video file / stream URL) frame by frame. Window: q or Esc "
+        "quits. --headless: one CSV row per face per frame on stdout (the columns of openfer video's "
+        "timeline.csv), fps on stderr. Ctrl-C ends either cleanly. Exit codes: 2 when the window "
+        "cannot be shown (OpenCV without GUI: use --headless), 3 when the source cannot be read.",
+    )
+    p.add_argument(
+        "--camera",
+        default="0",
+        metavar="SOURCE",
+        help="camera index, video file or stream URL (rtsp://, http://) (default: %(default)s)",
+    )
+    p.add_argument("--headless", action="store_true", help="no window: CSV rows on stdout, status on stderr")
+    p.add_argument("--preset", default="video", choices=sorted(PRESETS))
+    p.add_argument("--max-frames", type=_positive_int, default=None, metavar="N", help="stop after N frames")
+    p.add_argument("--csv", metavar="OUT", help="also write the rows to OUT (complete after every frame)")
+    p.add_argument(
+        "--detect-every",
+        type=int,
+        default=v.detect_every,
+        metavar="N",
+        help=f"run the face detector every N frames (default {v.detect_every})",
+    )
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model (0: ONNX Runtime default; default: the preset's)")
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    import contextlib
+    import os
+    import time
+
+    from .video import VideoAnalyzer
+    from .video.live import NoGuiError, TimelineStream, check_gui, run_live
+
+    if not args.headless:
+        try:
+            check_gui()  # before loading models or opening the camera
+        except NoGuiError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+    threads = {} if args.threads is None else {"threads": args.threads}
+    video = VideoAnalyzer(args.preset, detect_every=args.detect_every, **threads)
+    with contextlib.ExitStack() as stack:
+        streams = [sys.stdout] if args.headless else []
+        if args.csv:
+            streams.append(stack.enter_context(open(args.csv, "w", newline="")))
+        rows = TimelineStream.for_video(streams, video)
+        last = [time.monotonic()]
+
+        def on_frame(frame, fps: float) -> None:  # noqa: ANN001 - VideoFrame
+            rows.write(frame)
+            now = time.monotonic()
+            if args.headless and now - last[0] >= 1.0:
+                last[0] = now
+                print(f"live: frame {frame.frame_index}, {fps:.1f} fps, {len(frame.faces)} face(s)",
+                      file=sys.stderr, flush=True)
+
+        try:
+            n = run_live(args.camera, video, headless=args.headless, max_frames=args.max_frames,
+                         on_frame=on_frame)
+        except BrokenPipeError:  # stdout closed by the reader (| head): stop quietly
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            return EXIT_OK
+        rows.finish()
+    print(f"live: {n} frame(s), {rows.rows} row(s) from {args.camera}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -369,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_analyze(sub)
     _add_video(sub)
+    _add_live(sub)
     _add_evaluate(sub)
     _add_train(sub)
     return p
@@ -381,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handler = {"analyze": _cmd_analyze, "video": _cmd_video, "evaluate": _cmd_evaluate,
+    handler = {"analyze": _cmd_analyze, "video": _cmd_video, "live": _cmd_live, "evaluate": _cmd_evaluate,
                "train": _cmd_train}[args.command]
     try:
         return handler(args)
