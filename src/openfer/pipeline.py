@@ -16,6 +16,7 @@ from .components.expression import ExpressionClassifier
 from .components.landmarks import FaceMesh, rois_from_detections
 from .components.pose import estimate_pose
 from .core.affect import valence_arousal
+from .core.au import pspi
 from .core.boxes import iou_matrix
 from .core.reasons import explain
 from .errors import InputError, OpenFerError
@@ -44,6 +45,9 @@ class AnalyzerOptions:
         aus: estimate action-unit intensities from the mesh (pure numpy, cheap; see
             ``openfer.core.au`` for the definitions and their validation).
         explain: add derived valence/arousal and a short evidence-based reason per face.
+        unknown_threshold: with an expression model that has an open-set head, a face whose
+            ``unknown_score`` (a percentile of known validation faces, 0-1) is above this gets the
+            open label ``"unknown"``; 0.95 keeps 95% of known-expression faces. ``None``: never.
     """
 
     min_face: float | None = 30.0
@@ -56,6 +60,7 @@ class AnalyzerOptions:
     max_faces: int | None = None
     aus: bool = True
     explain: bool = True
+    unknown_threshold: float | None = 0.95
 
 
 PRESETS: dict[str, AnalyzerOptions] = {
@@ -230,12 +235,13 @@ class Analyzer:
         else:
             t0 = time.perf_counter()
             poses = estimate_pose(lmk)
-            probs = self.expression(rgb, lmk)
+            probs, unknown = self.expression.classify(rgb, lmk)
             t["expression"] = time.perf_counter() - t0
-            aus = None
+            aus = pain = None
             if self.options.aus:
                 t0 = time.perf_counter()
                 aus = estimate_aus(lmk)
+                pain = pspi(aus)
                 t["aus"] = time.perf_counter() - t0
             va, reasons = None, None
             if self.options.explain:
@@ -257,6 +263,9 @@ class Analyzer:
                 au_names=au_names or (),
                 valence_arousal=va,
                 reasons=reasons,
+                pspi=pain,
+                unknown_scores=unknown,
+                unknown_threshold=self.options.unknown_threshold if unknown is not None else None,
             )
         return FrameResult(
             faces,

@@ -67,6 +67,8 @@ class Face:
     au_names: tuple[str, ...] = ()
     valence_arousal: np.ndarray | None = None
     reason: str | None = None
+    unknown_score: float | None = None
+    open_label: str | None = None  # ``label``, or "unknown" when unknown_score is over the threshold
 
     @property
     def probabilities(self) -> dict[str, float]:
@@ -100,6 +102,13 @@ class Faces:
         valence_arousal: ``(N, 2)`` valence and arousal in [-1, 1], derived from the expression
             probabilities (``openfer.core.affect``), or ``None``.
         reasons: one short evidence-based explanation per face (``openfer.explain``), or ``None``.
+        unknown_scores: ``(N,)`` open-set score in [0, 1]: the share of known-expression validation
+            faces that look more typical than this one (``openfer.components.expression``), or
+            ``None`` when the model has no open-set head.
+        pspi: ``(N,)`` Prkachin-Solomon pain intensity (0-16) from the AUs (``openfer.core.au.pspi``),
+            or ``None`` without AUs.
+        unknown_threshold: faces with ``unknown_scores`` above it get the ``open_labels`` entry
+            ``"unknown"``; ``None``: never.
     """
 
     boxes: np.ndarray
@@ -114,6 +123,9 @@ class Faces:
     au_names: tuple[str, ...] = ()
     valence_arousal: np.ndarray | None = None
     reasons: tuple[str, ...] | None = None
+    unknown_scores: np.ndarray | None = None
+    unknown_threshold: float | None = None
+    pspi: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = np.asarray(self.boxes).reshape(-1, 4).shape[0] if np.size(self.boxes) else 0
@@ -132,7 +144,13 @@ class Faces:
         if self.aus is not None:
             set_(self, "aus", _check("aus", self.aus, n, (len(self.au_names),), np.float32))
         if self.valence_arousal is not None:
-            set_(self, "valence_arousal", _check("valence_arousal", self.valence_arousal, n, (2,), np.float32))
+            set_(
+                self, "valence_arousal", _check("valence_arousal", self.valence_arousal, n, (2,), np.float32)
+            )
+        if self.pspi is not None:
+            set_(self, "pspi", _check("pspi", self.pspi, n, (), np.float32))
+        if self.unknown_scores is not None:
+            set_(self, "unknown_scores", _check("unknown_scores", self.unknown_scores, n, (), np.float32))
         if self.reasons is not None:
             if len(self.reasons) != n:
                 raise ShapeError("reasons", f"({n},)", (len(self.reasons),))
@@ -140,7 +158,10 @@ class Faces:
 
     @classmethod
     def empty(
-        cls, classes: tuple[str, ...] = EXPRESSIONS, num_landmarks: int = 478, au_names: tuple[str, ...] | None = None
+        cls,
+        classes: tuple[str, ...] = EXPRESSIONS,
+        num_landmarks: int = 478,
+        au_names: tuple[str, ...] | None = None,
     ) -> Faces:
         """No faces; ``au_names`` given: an empty ``aus`` array with those columns."""
         return cls(
@@ -163,6 +184,18 @@ class Faces:
     def labels(self) -> tuple[str, ...]:
         """Top expression label per face."""
         return tuple(self.classes[i] for i in self.expressions.argmax(1)) if len(self) else ()
+
+    @property
+    def open_labels(self) -> tuple[str, ...]:
+        """:attr:`labels`, with ``"unknown"`` for faces whose ``unknown_scores`` exceed
+        ``unknown_threshold`` (the same as :attr:`labels` without open-set scores)."""
+        labels = self.labels
+        if self.unknown_scores is None or self.unknown_threshold is None:
+            return labels
+        return tuple(
+            "unknown" if u > self.unknown_threshold else lab
+            for lab, u in zip(labels, self.unknown_scores, strict=True)
+        )
 
     @property
     def label_scores(self) -> np.ndarray:
@@ -188,6 +221,8 @@ class Faces:
                 au_names=self.au_names,
                 valence_arousal=None if self.valence_arousal is None else self.valence_arousal[i],
                 reason=None if self.reasons is None else self.reasons[i],
+                unknown_score=None if self.unknown_scores is None else float(self.unknown_scores[i]),
+                open_label=self.open_labels[i],
             )
         idx = np.asarray(index) if not isinstance(index, slice) else index
         if isinstance(idx, np.ndarray) and idx.dtype == bool and idx.shape != (len(self),):
@@ -204,7 +239,12 @@ class Faces:
             aus=None if self.aus is None else self.aus[idx],
             au_names=self.au_names,
             valence_arousal=None if self.valence_arousal is None else self.valence_arousal[idx],
-            reasons=None if self.reasons is None else tuple(np.asarray(self.reasons, dtype=object)[idx].tolist()),
+            reasons=None
+            if self.reasons is None
+            else tuple(np.asarray(self.reasons, dtype=object)[idx].tolist()),
+            unknown_scores=None if self.unknown_scores is None else self.unknown_scores[idx],
+            unknown_threshold=self.unknown_threshold,
+            pspi=None if self.pspi is None else self.pspi[idx],
         )
 
     def __iter__(self) -> Iterator[Face]:
@@ -230,7 +270,12 @@ class Faces:
                 "label_score": float(f.expression.max()),
             }
             r.update({c: float(p) for c, p in zip(self.classes, f.expression, strict=True)})
+            if f.unknown_score is not None:
+                r["unknown_score"] = f.unknown_score
+                r["open_label"] = f.open_label
             r.update(f.action_units)
+            if self.pspi is not None:
+                r["pspi"] = float(self.pspi[i])
             if f.valence_arousal is not None:
                 r["valence"], r["arousal"] = float(f.valence_arousal[0]), float(f.valence_arousal[1])
             if f.reason is not None:

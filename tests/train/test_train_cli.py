@@ -31,6 +31,12 @@ def test_train_imagefolder_new_labels_exports_working_onnx(tmp_path):
     clf = ExpressionClassifier(str(onnx_path))
     assert clf.classes == ("boredom", "confusion", "engagement")
     assert json.loads((out / "template.json").read_text())["source"] == "default model"
-    p = clf.predict_crops(rng.integers(0, 255, (4, 48, 48)).astype(np.uint8))
+    crops = rng.integers(0, 255, (4, 48, 48)).astype(np.uint8)
+    p = clf.predict_crops(crops)
     assert p.shape == (4, 3)
     np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
+    # the open-set head: scores in [0, 1]; a calibration that is a percentile of known faces
+    assert clf.openset is not None
+    probs, unknown = clf.predict_open(crops)
+    np.testing.assert_allclose(probs, p, atol=1e-6)
+    assert unknown.shape == (4,) and ((unknown >= 0) & (unknown <= 1)).all()

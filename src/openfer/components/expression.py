@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..core.align import cv2_matrix, similarity_transform
+from ..core.openset import OpenSetCalibration
 from ..errors import ModelError
 from ..runtime import OnnxModel
 
@@ -102,7 +103,12 @@ def postprocess(logits: np.ndarray, n: int, flip: bool = True, temperature: floa
 
 
 class ExpressionClassifier:
-    """ONNX expression model with its embedded spec; ``flip`` averages with the mirrored face."""
+    """ONNX expression model with its embedded spec; ``flip`` averages with the mirrored face.
+
+    A model exported with an open-set head (a second output ``mahalanobis`` and ``openset`` in its
+    spec, see :mod:`openfer.train.openset`) also gives an ``unknown_score`` per face in [0, 1]
+    (:class:`~openfer.core.openset.OpenSetCalibration`); :attr:`openset` is ``None`` otherwise.
+    """
 
     def __init__(self, model: str = "fernet_s", flip: bool = True, threads: int = 0) -> None:
         self.model = OnnxModel.load(model, threads=threads)
@@ -111,6 +117,14 @@ class ExpressionClassifier:
         self.spec = ExpressionSpec.from_dict(self.model.spec)
         self.temperature = float(self.model.spec.get("temperature", 1.0))
         self.flip = flip
+        outputs = [o.name for o in self.model.session.get_outputs()]
+        self.openset: OpenSetCalibration | None = None
+        if "mahalanobis" in outputs and "openset" in self.model.spec:
+            try:
+                self.openset = OpenSetCalibration.from_dict(self.model.spec["openset"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise ModelError(f"{self.model.path}: malformed open-set calibration ({e})") from e
+            self._distance_output = outputs.index("mahalanobis")
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -122,11 +136,27 @@ class ExpressionClassifier:
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, C)`` for aligned ``(N, S, S)`` uint8 crops."""
-        if len(crops) == 0:
-            return np.zeros((0, len(self.classes)))
+        return self.predict_open(crops)[0]
+
+    def predict_open(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities ``(N, C)`` and open-set scores ``(N,)`` (``None`` without an open-set head)
+        for aligned ``(N, S, S)`` uint8 crops."""
+        n = len(crops)
+        if n == 0:
+            return np.zeros((0, len(self.classes))), (None if self.openset is None else np.zeros(0))
         x = preprocess(crops, self.spec, self.flip)
-        logits = self.model.run_batched(x, max_batch=512)[0]
-        return postprocess(logits, len(crops), self.flip, self.temperature)
+        outs = self.model.run_batched(x, max_batch=512)
+        probs = postprocess(outs[0], n, self.flip, self.temperature)
+        if self.openset is None:
+            return probs, None
+        dist = np.asarray(outs[self._distance_output], dtype=np.float64).reshape(-1)
+        if self.flip:
+            dist = (dist[:n] + dist[n:]) / 2
+        return probs, self.openset(mahalanobis=dist, msp=1.0 - probs.max(1))
+
+    def classify(self, image_rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`predict_open` on the faces given by their landmarks."""
+        return self.predict_open(self.crops(image_rgb, landmarks))
 
     def __call__(self, image_rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         return self.predict_crops(self.crops(image_rgb, landmarks))

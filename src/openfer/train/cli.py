@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.evaluate import _guess_format, read_dataset
     from .export import export_onnx, fit_temperature
     from .nets import build
+    from .openset import fit_openset
     from .recipe import TrainConfig, predict_logits, train
 
     fmt = args.format
@@ -165,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
         model = model.to(memory_format=torch.channels_last)
     logits = predict_logits(model, xv, cfg)
     temperature = fit_temperature(logits, va.labels)
+    labelled = tr.labels >= 0
+    maha, openset = fit_openset(model, cfg, xt[labelled], tr.labels[labelled], xv, va.labels, temperature)
     spec = {
         "arch": cfg.arch,
         "classes": list(cfg.classes),
@@ -180,8 +183,9 @@ def run(args: argparse.Namespace) -> int:
         "seed": cfg.seed,
         "epochs": cfg.epochs,
         "best_valid_acc": summary["best_valid_acc"],
+        "openset": openset.to_dict(),
     }
-    onnx_path = export_onnx(out / "best.pt", spec, out / f"{cfg.arch}.onnx")
+    onnx_path = export_onnx(out / "best.pt", spec, out / f"{cfg.arch}.onnx", openset=maha)
     with atomic_open(out / "summary.json") as fh:
         json.dump({**summary, "temperature": temperature, "config": asdict(cfg)}, fh, indent=1, default=str)
     log.info(

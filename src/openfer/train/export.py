@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.openset import Mahalanobis
 from ..io.tables import atomic_path
 from ..runtime.onnx import SPEC_KEY
 from .nets import build
@@ -38,11 +39,15 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp((a + b) / 2))
 
 
-def export_onnx(weights: str | Path, spec: dict, out: str | Path, opset: int = 17) -> Path:
+def export_onnx(
+    weights: str | Path, spec: dict, out: str | Path, opset: int = 17, openset: Mahalanobis | None = None
+) -> Path:
     """Export ``weights`` (a state dict, or a checkpoint with ``model``) of ``spec["arch"]``.
 
     The model takes ``(N, 1, S, S)`` float32 normalised crops and returns ``(N, C)`` logits; ``spec``
     (arch, classes, size, mean, std, template, temperature, …) is stored as JSON under ``openfer.spec``.
+    With ``openset`` it has a second output, ``mahalanobis`` ``(N,)`` (see
+    :class:`~openfer.train.openset.WithDistance`); ``spec["openset"]`` should then hold its calibration.
     """
     import onnx
 
@@ -51,6 +56,12 @@ def export_onnx(weights: str | Path, spec: dict, out: str | Path, opset: int = 1
     model = build(spec["arch"], len(spec["classes"]), 0.0)
     model.load_state_dict(sd)
     model.eval()
+    names = ["logits"]
+    if openset is not None:
+        from .openset import WithDistance
+
+        model = WithDistance(model, openset).eval()
+        names.append("mahalanobis")
     x = torch.zeros(1, 1, spec["size"], spec["size"])
     out = Path(out)
     with atomic_path(out, suffix=".onnx") as tmp:
@@ -59,8 +70,8 @@ def export_onnx(weights: str | Path, spec: dict, out: str | Path, opset: int = 1
             x,
             str(tmp),
             input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+            output_names=names,
+            dynamic_axes={"input": {0: "N"}, **{n: {0: "N"} for n in names}},
             opset_version=opset,
             dynamo=False,
         )
