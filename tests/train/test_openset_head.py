@@ -33,3 +33,26 @@ def test_exported_distance_equals_numpy_mahalanobis(tmp_path):
     out_logits, out_dist = model.run(x.numpy())
     np.testing.assert_allclose(out_logits, logits.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(out_dist, maha.score(f), rtol=1e-3, atol=1e-3)
+
+
+def test_ensemble_averages_member_logits_and_exports(tmp_path):
+    from openfer.train.nets import Ensemble
+
+    torch.manual_seed(1)
+    a, b = build("fernet_xs", 3, 0.0).eval(), build("fernet_xs", 3, 0.0).eval()
+    for net in (a, b):
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.data.uniform_(0.5, 1.5)
+    ens = Ensemble([a, b]).eval()
+    x = torch.randn(8, 1, 48, 48)
+    with torch.no_grad():
+        want = (a(x) + b(x)) / 2
+        np.testing.assert_allclose(ens(x).numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+        f = ens.features(x).numpy()
+    assert f.shape == (8, a.num_features + b.num_features)
+    maha = Mahalanobis.fit(f, np.arange(8) % 2, shrinkage=0.5)
+    spec = {"arch": "ensemble:fernet_xs+fernet_xs", "classes": ["a", "b", "c"], "size": 48}
+    out = OnnxModel.load(str(export_onnx(ens, spec, tmp_path / "e.onnx", openset=maha))).run(x.numpy())
+    np.testing.assert_allclose(out[0], want.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out[1], maha.score(f), rtol=1e-3, atol=1e-3)

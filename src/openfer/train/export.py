@@ -40,9 +40,14 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def export_onnx(
-    weights: str | Path, spec: dict, out: str | Path, opset: int = 17, openset: Mahalanobis | None = None
+    weights: str | Path | torch.nn.Module,
+    spec: dict,
+    out: str | Path,
+    opset: int = 17,
+    openset: Mahalanobis | None = None,
 ) -> Path:
-    """Export ``weights`` (a state dict, or a checkpoint with ``model``) of ``spec["arch"]``.
+    """Export ``weights`` (a state dict, or a checkpoint with ``model``) of ``spec["arch"]``, or a
+    built network (a module with ``features`` and ``fc``, e.g. :class:`~openfer.train.nets.Ensemble`).
 
     The model takes ``(N, 1, S, S)`` float32 normalised crops and returns ``(N, C)`` logits; ``spec``
     (arch, classes, size, mean, std, template, temperature, …) is stored as JSON under ``openfer.spec``.
@@ -51,10 +56,12 @@ def export_onnx(
     """
     import onnx
 
-    st = torch.load(weights, map_location="cpu", weights_only=False)
-    sd = st.get("model", st)
-    model = build(spec["arch"], len(spec["classes"]), 0.0)
-    model.load_state_dict(sd)
+    if isinstance(weights, torch.nn.Module):
+        model = weights
+    else:
+        st = torch.load(weights, map_location="cpu", weights_only=False)
+        model = build(spec["arch"], len(spec["classes"]), 0.0)
+        model.load_state_dict(st.get("model", st))
     model.eval()
     names = ["logits"]
     if openset is not None:

@@ -74,6 +74,36 @@ class FerNet(nn.Module):
         return self.fc(self.drop(self.features(x)))
 
 
+class _Average(nn.Module):
+    """The ensemble's classifier: each member's ``fc`` on its slice of the features, averaged."""
+
+    def __init__(self, heads: list[nn.Module], dims: list[int]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+        self.dims = list(dims)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(f, self.dims, dim=1)
+        return torch.stack([h(p) for h, p in zip(self.heads, parts, strict=True)]).mean(0)
+
+
+class Ensemble(nn.Module):
+    """Several trained networks as one: the features are concatenated (for the open-set head), the
+    logits averaged. Has ``features`` and ``fc`` like :class:`FerNet`, so it exports the same way."""
+
+    def __init__(self, members: list[FerNet]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.fc = _Average([m.fc for m in members], [m.num_features for m in members])
+        self.num_features = sum(m.num_features for m in members)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.features(x) for m in self.members], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
 ARCHS: dict[str, dict] = {
     # ~1.6M params, ~160M MACs at 48x48
     "fernet_s": dict(stem=32, widths=(64, 128, 256), depths=(1, 2, 2)),

@@ -1,0 +1,81 @@
+"""The speed cost of each output beyond the label, with 1 and 2 threads.
+
+End-to-end ``Analyzer.analyze_rgb`` on the 640x360 one-face frame and the five-face photo with:
+
+* ``label_only``: expression probabilities (and the open-set score, computed inside the expression
+  model's graph when the model has the head), no AUs, no explanations;
+* ``aus``: plus the 18 action units and PSPI;
+* ``aus_explain``: plus derived valence/arousal and the reason text (the default);
+* ``saliency``: the occlusion-saliency overlay of ``--explain --annotate`` on top of the default
+  (``openfer.explain.saliency.saliency_image``).
+
+Usage: python benchmarks/bench_outputs.py [--repeats 30] [--warmup 3] [--out benchmarks/results/outputs.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+from bench_pipeline import IMAGES, machine, timed
+
+from openfer.explain.saliency import saliency_image
+from openfer.io.images import read_image
+from openfer.io.tables import write_json
+from openfer.pipeline import Analyzer
+
+
+def bench(threads: int, warmup: int, repeats: int) -> dict:
+    cv2.setNumThreads(threads)
+    variants = {
+        "label_only": Analyzer(threads=threads, aus=False, explain=False),
+        "aus": Analyzer(threads=threads, explain=False),
+        "aus_explain": Analyzer(threads=threads),
+    }
+    out = {}
+    for name, path in IMAGES.items():
+        rgb = read_image(path)
+        row = {}
+        for v, an in variants.items():
+            row[v] = timed(lambda an=an: an.analyze_rgb(rgb), warmup, repeats)
+        an = variants["aus_explain"]
+        faces = an.analyze_rgb(rgb).faces
+        row["saliency"] = timed(lambda: saliency_image(an, rgb, faces), 1, max(repeats // 5, 3))
+        row["faces"] = int(len(faces))
+        row["open_set_head"] = an.expression.openset is not None
+        base = row["label_only"]["median_ms"]
+        row["added_ms"] = {
+            "aus": round(row["aus"]["median_ms"] - base, 2),
+            "explain": round(row["aus_explain"]["median_ms"] - row["aus"]["median_ms"], 2),
+            "saliency": row["saliency"]["median_ms"],
+        }
+        out[name] = row
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "outputs.json"))
+    a = ap.parse_args()
+    res = {
+        "suite": "outputs",
+        "machine": machine(),
+        "settings": {"warmup": a.warmup, "repeats": a.repeats, "preset": "default"},
+        "threads": {str(t): bench(t, a.warmup, a.repeats) for t in a.threads},
+    }
+    write_json(res, a.out)
+    for t, r in res["threads"].items():
+        for name, row in r.items():
+            print(
+                f"threads={t} {name}: label only {row['label_only']['median_ms']:.1f} ms, added {row['added_ms']}"
+            )
+    print(json.dumps({k: v for k, v in res.items() if k != "threads"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
