@@ -181,6 +181,7 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
         metavar="F",
         help=f"frame rate of image sequences (default {v.sequence_fps:g})",
     )
+    _add_au_baseline(p, v.au_baseline)
     p.add_argument("--preset", default="video", choices=sorted(PRESETS))
     p.add_argument(
         "--min-face",
@@ -200,6 +201,18 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
         "over time per track, raw values alongside (default: %(default)s)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no per-track summary on the terminal")
+
+
+def _add_au_baseline(p: argparse.ArgumentParser, default: str) -> None:
+    from .video.baseline import BASELINE_MODES
+
+    p.add_argument(
+        "--au-baseline",
+        default=default,
+        choices=BASELINE_MODES,
+        help="measure each face's AUs against its own resting face once seen (neutral), or always "
+        "against the population reference face (none) (default: %(default)s)",
+    )
 
 
 def _video_out_dirs(inputs: list[str], out: Path) -> list[Path]:
@@ -254,6 +267,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
         "end": args.end,
         "detect_every": args.detect_every,
         "sequence_fps": args.sequence_fps,
+        "au_baseline": args.au_baseline,
     }
     if args.min_face is not None:
         overrides["min_face"] = args.min_face or None
@@ -342,6 +356,7 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"run the face detector every N frames (default {v.detect_every})",
     )
+    _add_au_baseline(p, v.au_baseline)
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model (0: ONNX Runtime default; default: the preset's)")
 
 
@@ -360,7 +375,9 @@ def _cmd_live(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_USAGE
     threads = {} if args.threads is None else {"threads": args.threads}
-    video = VideoAnalyzer(args.preset, detect_every=args.detect_every, **threads)
+    video = VideoAnalyzer(
+        args.preset, detect_every=args.detect_every, au_baseline=args.au_baseline, **threads
+    )
     with contextlib.ExitStack() as stack:
         streams = [sys.stdout] if args.headless else []
         if args.csv:

@@ -224,9 +224,15 @@ class Analyzer:
         source: str | None = None,
         frame_index: int | None = None,
         timestamp: float | None = None,
+        au_baseline: np.ndarray | None = None,
     ) -> FrameResult:
         """Second half of :meth:`analyze_rois`: head pose, expression, AUs and explanations of the
-        located faces (``located`` may have had its boxes/keypoints replaced, e.g. by a tracker)."""
+        located faces (``located`` may have had its boxes/keypoints replaced, e.g. by a tracker).
+
+        ``au_baseline``: neutral AU features ``(F,)`` or one row per face ``(N, F)``
+        (:func:`~openfer.core.au.neutral_baseline`) that the AUs, PSPI and reasons are measured
+        against instead of the population reference face (video's per-person baseline); ``None``:
+        the reference face."""
         t = dict(located.timings)
         au_names = AU_NAMES if self.options.aus else None
         lmk = located.landmarks
@@ -240,7 +246,7 @@ class Analyzer:
             aus = pain = None
             if self.options.aus:
                 t0 = time.perf_counter()
-                aus = estimate_aus(lmk)
+                aus = estimate_aus(lmk, au_baseline)
                 pain = pspi(aus)
                 t["aus"] = time.perf_counter() - t0
             va, reasons = None, None

@@ -68,8 +68,10 @@ def test_pipelined_iteration_equals_frame_by_frame_steps(single_frames):
     assert len(stepped) == len(single_frames) == 72
     for a, b in zip(stepped, single_frames, strict=True):
         assert a.frame_index == b.frame_index and a.track_ids.tolist() == b.track_ids.tolist()
-        for name in ("boxes", "landmarks", "poses", "expressions", "aus"):
+        for name in ("boxes", "landmarks", "poses", "expressions", "aus", "pspi"):
             np.testing.assert_array_equal(getattr(a.faces, name), getattr(b.faces, name), err_msg=name)
+        assert a.au_baseline.tolist() == b.au_baseline.tolist() and a.faces.reasons == b.faces.reasons
+    assert sum(bool(f.au_baseline[0]) for f in single_frames) > 50  # the per-person baseline was used
 
 
 def test_tracked_frames_agree_with_per_frame_analysis(single_frames):
@@ -102,9 +104,27 @@ def test_checkpoint_resume_continues_exactly(single_frames):
     assert [f.frame_index for f in rest] == list(range(34, 72))
     for a, b in zip(rest, single_frames[34:], strict=True):
         assert a.track_ids.tolist() == b.track_ids.tolist()
-        for name in ("boxes", "scores", "landmarks", "poses", "expressions"):
+        for name in ("boxes", "scores", "landmarks", "poses", "expressions", "aus"):
             np.testing.assert_array_equal(getattr(a.faces, name), getattr(b.faces, name), err_msg=name)
         assert ("detect" in a.result.timings) == ("detect" in b.result.timings)
+
+
+def test_resume_mid_baseline_collection_continues_exactly(single_frames):
+    # the clip opens with ~20 neutral frames: at frame 14 the AU baseline is in use (10+ collected)
+    # and still collecting
+    video = video_analyzer()
+    run = video.run(SINGLE_FACE)
+    for f in run:
+        if f.frame_index == 14:
+            break
+    ckpt = VideoCheckpoint.from_json(json.loads(json.dumps(run.checkpoint().to_json())))
+    assert ckpt.au_baseline.counts(np.array([0])).tolist() == [15]
+    rest = list(video.run(SINGLE_FACE, resume=ckpt))
+    assert len(rest) == 57
+    for a, b in zip(rest, single_frames[15:], strict=True):
+        for name in ("aus", "pspi", "expressions"):
+            np.testing.assert_array_equal(getattr(a.faces, name), getattr(b.faces, name), err_msg=name)
+        assert a.au_baseline.tolist() == b.au_baseline.tolist() == [True]
 
 
 def test_face_then_no_face(record_property):

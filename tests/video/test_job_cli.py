@@ -62,8 +62,12 @@ def test_cli_zero_face_video_header_only_and_exit_0(tmp_path, capsys):
     rc = main(["video", str(NO_FACE), "--fps", "4", "--end", "3", "--threads", "1", "--out", str(tmp_path)])
     assert rc == EXIT_OK
     out = tmp_path / "no_face"
-    # the default options compute AUs and valence/arousal: their columns are there without faces too
-    header = timeline_columns(EXPRESSIONS, AU_NAMES, affect=True)
+    # the default options compute AUs (with PSPI and the baseline flag) and valence/arousal: their
+    # columns are there without faces too; open-set columns iff the shipped model has that head
+    openset = video_analyzer().analyzer.expression.openset is not None
+    header = timeline_columns(
+        EXPRESSIONS, AU_NAMES, affect=True, pspi=True, au_baseline=True, openset=openset
+    )
     assert (out / TIMELINE_FILE).read_text() == ",".join(header) + "\n"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tracks"] == [] and summary["frames"] == 12 and summary["rows"] == 0
@@ -125,3 +129,18 @@ def test_progress_line_only_on_a_tty(monkeypatch):
     q(1, 72)
     q.close()
     assert plain.getvalue() == ""
+
+
+def test_cli_au_baseline_flag(tmp_path, capsys):
+    argv = ["video", str(SINGLE_FACE), "--end", "0.5", "--threads", "1"]
+    # the clip opens neutral: the per-person baseline is in from the 11th frame (10 collected)
+    assert main([*argv, "--out", str(tmp_path / "a")]) == EXIT_OK
+    assert (
+        Timeline.read_csv(tmp_path / "a" / "single_face" / TIMELINE_FILE).au_baseline.tolist()
+        == [False] * 10 + [True] * 5
+    )
+    assert main([*argv, "--out", str(tmp_path / "b"), "--au-baseline", "none"]) == EXIT_OK
+    assert not Timeline.read_csv(tmp_path / "b" / "single_face" / TIMELINE_FILE).au_baseline.any()
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--au-baseline", "median"])
+    assert e.value.code == EXIT_USAGE and "invalid choice: 'median'" in capsys.readouterr().err

@@ -34,11 +34,16 @@ def test_aus_valence_arousal_parquet_and_smoothed_survive_a_resume(tmp_path):
         tmp_path / "full" / PARQUET_FILE,
         tmp_path / "full" / SMOOTH_FILE,
     )
-    header = timeline_columns(EXPRESSIONS, AU_NAMES, affect=True)
+    openset = video.analyzer.expression.openset is not None  # the shipped model: no open-set head yet
+    header = timeline_columns(
+        EXPRESSIONS, AU_NAMES, affect=True, pspi=True, au_baseline=True, openset=openset
+    )
     assert full.timeline.read_text().splitlines()[0] == ",".join(header)
     tl = Timeline.read_csv(full.timeline)
     assert (tl.au_names, tl.affect, len(tl)) == (AU_NAMES, True, 18)
     assert np.isfinite(tl.aus).all() and (tl.aus >= 0).all() and (tl.aus <= 5).all() and tl.aus.max() > 0
+    assert np.isfinite(tl.pspi).all() and (tl.pspi >= 0).all() and (tl.pspi <= 16).all()
+    assert tl.groups.openset == openset and len(tl.open_labels) == 18
     va = tl.valence_arousal
     assert np.isfinite(va).all() and (np.abs(va) <= 1).all()
     (track,) = json.loads((tmp_path / "full" / "summary.json").read_text())["tracks"]

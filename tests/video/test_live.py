@@ -51,7 +51,7 @@ def test_cli_headless_file_source_one_row_per_frame_to_stdout_and_csv(tmp_path, 
     cap = capsys.readouterr()
     rows = _lines(cap.out)
     video = video_analyzer()
-    assert rows[0] == list(timeline_columns(video.classes, *optional_columns(video.analyzer.options)))
+    assert rows[0] == list(timeline_columns(video.classes, **optional_columns(video.analyzer).kwargs()))
     body = rows[1:]
     assert len(body) == 72  # one face in each of the 72 frames; the end of the file ends the run
     assert [int(r[1]) for r in body] == list(range(72))
@@ -70,7 +70,7 @@ def test_cli_max_frames_rows_equal_the_video_analyzer_rows(capsys):
     expected = []
     video = video_analyzer()
     for vf in video.run(SINGLE_FACE):
-        expected += format_rows(vf, *optional_columns(video.analyzer.options))
+        expected += format_rows(vf, **optional_columns(video.analyzer).kwargs())
         if vf.frame_index == 11:
             break
     assert body == expected  # same timestamps, boxes, probabilities and track ids as openfer video

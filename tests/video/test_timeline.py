@@ -3,17 +3,21 @@ merge) on synthetic frames: no models."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
+from openfer.core.filters import smooth_tracks
 from openfer.errors import InputError, ShapeError
 from openfer.types import EXPRESSIONS, Faces, FrameResult
 from openfer.video.analyzer import VideoFrame
 from openfer.video.timeline import (
+    MAX_GAP,
     PROGRESS_FILE,
     TIMELINE_FILE,
+    ColumnGroups,
     Timeline,
     TimelineWriter,
     format_rows,
@@ -431,3 +435,132 @@ def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):
     assert not (tmp_path / "t.parquet").exists()
     with pytest.raises(InputError, match="smoothing method 'median'"):
         _timeline(frames_a()).smooth("median")
+
+
+# --- PSPI, AU-baseline and open-set columns -------------------------------------------------------
+
+GROUPS = {"au_names": AUS, "affect": True, "pspi": True, "au_baseline": True, "openset": True}
+TAIL = ("pspi", "au_baseline", "unknown_score", "open_label")
+
+
+def with_open(f: VideoFrame, scored: bool = True) -> VideoFrame:
+    """``f`` with AUs and valence/arousal (:func:`with_extras`), PSPI = 2 * AU12, open-set scores
+    (frame % 10) / 10 (+0.01 for the second face; "unknown" over 0.55) unless not ``scored``, and the AU
+    baseline in use from frame 3 on (as a video-open-set model and VideoRun would give them)."""
+    g = with_extras(f)
+    n = len(g.faces)
+    u = (f.frame_index % 10) / 10 + 0.01 * np.arange(n)
+    faces = dataclasses.replace(
+        g.faces,
+        pspi=2 * g.faces.aus[:, -1],
+        unknown_scores=u if scored else None,
+        unknown_threshold=0.55 if scored else None,
+    )
+    flags = np.full(n, f.frame_index >= 3)
+    return VideoFrame(dataclasses.replace(g.result, faces=faces), g.track_ids, flags)
+
+
+def frames_c():
+    return [with_open(f, scored=f.frame_index != 2) for f in frames_a()]
+
+
+def test_columns_carry_pspi_baseline_flag_and_open_set():
+    cols = timeline_columns(EXPRESSIONS, **GROUPS)
+    assert cols[-len(TAIL) - 3 :] == (*AUS, *TAIL) and cols[: len(timeline_columns())] == timeline_columns()
+    (row,) = format_rows(with_open(make_frame(7, 0.7, [4], [1])), **GROUPS)
+    assert row[-5:] == ["3.4400", "6.8800", "1", "0.700000", "unknown"]
+    tl = _timeline(frames_c(), **GROUPS)
+    assert tl.columns == cols and tl.groups == ColumnGroups(**GROUPS)
+    np.testing.assert_allclose(tl.pspi, 2 * tl.aus[:, 2], rtol=1e-6)
+    assert tl.au_baseline.tolist() == (tl.frames >= 3).tolist()
+    missing = tl.frames == 2  # a frame without open-set scores: NaN, and its plain label
+    assert np.isnan(tl.unknown_scores[missing]).all() and np.isfinite(tl.unknown_scores[~missing]).all()
+    want = ["unknown" if u > 0.55 else lab for u, lab in zip(tl.unknown_scores, tl.labels, strict=True)]
+    assert list(tl.open_labels) == want and tl.open_labels.count("unknown") == 6
+    df = tl.to_dataframe()
+    assert tuple(df.columns) == cols
+    assert df["au_baseline"].dtype == np.int64 and df["open_label"].iloc[-1] == "unknown"
+    assert tl.to_records()[0]["open_label"] == "happiness"
+    # a timeline without the groups ignores them; its open labels are its labels
+    bare = _timeline(frames_c())
+    assert np.isnan(bare.pspi).all() and not bare.au_baseline.any() and bare.open_labels == bare.labels
+    assert bare.columns == timeline_columns()
+
+
+def test_pspi_baseline_and_open_set_round_trip_csv_and_parquet(tmp_path):
+    frames = frames_c()
+    w = TimelineWriter(tmp_path / "g", EXPRESSIONS, {"source": "x"}, chunk_frames=3, **GROUPS)
+    for f in frames:
+        w.append(f, lambda: None)
+    path = w.finish()
+    assert path.read_text().splitlines()[0] == ",".join(timeline_columns(EXPRESSIONS, **GROUPS))
+    back = Timeline.read_csv(path)
+    mem = _timeline(frames, **GROUPS)
+    assert back.groups == mem.groups and back.columns == mem.columns
+    np.testing.assert_allclose(back.pspi, mem.pspi, atol=5e-5)
+    np.testing.assert_allclose(back.unknown_scores, mem.unknown_scores, atol=5e-7)
+    assert back.au_baseline.tolist() == mem.au_baseline.tolist() and back.open_labels == mem.open_labels
+    assert back.write_csv(tmp_path / "again.csv").read_bytes() == path.read_bytes()
+    # any subset of the groups, e.g. a timeline written before pspi/au_baseline existed (AUs only)
+    for kw in ({"au_names": AUS}, {"au_names": AUS, "pspi": True}, {"openset": True}, {"au_baseline": True}):
+        w = TimelineWriter(tmp_path / str(len(list(tmp_path.iterdir()))), EXPRESSIONS, {}, **kw)
+        w.append(frames[5], lambda: None)
+        one = Timeline.read_csv(w.finish())
+        assert one.groups == ColumnGroups(**kw) and len(one) == 2
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    got = pd.read_parquet(mem.to_parquet(tmp_path / "t.parquet"))
+    pd.testing.assert_frame_equal(got, mem.to_dataframe())
+    assert got["open_label"].iloc[-1] == "unknown" and got["au_baseline"].dtype == np.int64
+
+
+def test_read_csv_rejects_groups_out_of_order(tmp_path):
+    base = ",".join(timeline_columns())
+    for tail in (
+        ",pspi,AU1",
+        ",au_baseline,pspi",
+        ",open_label,unknown_score",
+        ",unknown_score",
+        ",pspi,pspi",
+    ):
+        p = tmp_path / "h.csv"
+        p.write_text(base + tail + "\n")
+        with pytest.raises(InputError, match="not an openfer timeline"):
+            Timeline.read_csv(p)
+
+
+@pytest.mark.parametrize("method", ["ema", "window", "one_euro"])
+def test_smooth_pspi_and_unknown_scores_keep_open_labels_and_flags(tmp_path, method):
+    frames = [with_open(f) for f in flicker_frames()]
+    tl = _timeline(frames, **GROUPS)
+    sm = tl.smooth(method)
+    assert sm.groups == tl.groups
+    np.testing.assert_allclose(sm.raw.pspi, tl.pspi)
+    flicker = np.flatnonzero((tl.frames == 20) & (tl.tracks == 0))[0]
+    assert tl.pspi[flicker] < 0.2 and sm.pspi[flicker] > 1.0  # a one-frame dip, smoothed like AUs
+    u = sm.unknown_scores
+    assert np.isfinite(u).all() and (u >= 0).all() and (u <= 1).all()
+    assert not np.allclose(u, tl.unknown_scores)  # smoothed on its own, not renormalised:
+    alone = smooth_tracks(tl.unknown_scores[:, None], tl.times, tl.tracks, method, max_gap=MAX_GAP)[:, 0]
+    np.testing.assert_allclose(u, np.clip(alone, 0, 1), atol=1e-12)
+    assert sm.open_labels == tl.open_labels and sm.au_baseline.tolist() == tl.au_baseline.tolist()
+    df = sm.to_dataframe()
+    raw_cols = [c for c in df.columns if c.startswith("raw_")]
+    assert raw_cols[-2:] == ["raw_pspi", "raw_unknown_score"]  # not au_baseline, not open_label
+    back = Timeline.read_csv(sm.write_csv(tmp_path / "s.csv"))
+    assert back.columns == sm.columns and back.open_labels == tl.open_labels
+    np.testing.assert_allclose(back.raw.unknown_scores, tl.unknown_scores, atol=5e-7)
+
+
+def test_timeline_stream_writes_the_same_groups():
+    import io
+
+    from openfer.video.live import TimelineStream
+
+    buf = io.StringIO()
+    stream = TimelineStream([buf], EXPRESSIONS, **GROUPS)
+    expected = [list(timeline_columns(EXPRESSIONS, **GROUPS))]
+    for f in frames_c()[:5]:
+        stream.write(f)
+        expected += format_rows(f, **GROUPS)
+    assert [line.split(",") for line in buf.getvalue().splitlines()] == expected

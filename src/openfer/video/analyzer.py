@@ -9,7 +9,9 @@ Per analysed frame (see :class:`VideoOptions`):
   whose mesh presence score falls below ``landmark_threshold`` is dropped (the pipeline's rule);
 * mesh, head pose and expression run once for all ROIs, through :meth:`Analyzer.analyze_rois`;
 * :class:`~openfer.video.tracker.FaceTracker` gives ids: a followed face keeps its track's id, a new
-  one is matched to recently lost tracks by overlap and distance, else gets a new id.
+  one is matched to recently lost tracks by overlap and distance, else gets a new id;
+* with ``au_baseline="neutral"`` each track's AUs are measured against its own neutral face once it
+  has shown one (:mod:`openfer.video.baseline`); ``VideoFrame.au_baseline`` says which faces.
 
 Boxes stay in the detector's convention on frames without detection: each face keeps the offsets of
 its last detector box from its mesh extent. Scores are the face's last detector score.
@@ -22,15 +24,18 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from ..components.landmarks import rois_from_detections, rois_from_landmarks
+from ..components.pose import reference_face
+from ..core.au import au_features, frontalize
 from ..core.boxes import iou_matrix
 from ..errors import InputError, ShapeError
 from ..pipeline import Analyzer, AnalyzerOptions, Located, mesh_boxes
 from ..types import FrameResult
+from .baseline import BASELINE_MODES, AuBaselines, neutral_faces
 from .reader import DEFAULT_SEQUENCE_FPS, VideoInfo, VideoReader, _check_selection
 from .tracker import FaceTracker, TrackerState, greedy_pairs
 
@@ -60,6 +65,13 @@ class VideoOptions:
             ``None``: about one second of analysed frames.
         iou_threshold: tracker overlap to match a face to a lost track.
         sequence_fps: frame rate of image sequences (folders, globs).
+        au_baseline: what a track's AUs (and PSPI, and the AU evidence in reasons) are measured
+            against. ``"neutral"``: its own resting face, once it has one: the median AU features
+            of the track's first frames that the expression model calls neutral (p(neutral) >= 0.6;
+            10 such frames needed, the first 30 kept; see :mod:`openfer.video.baseline`), the
+            population reference face until then. ``"none"``: always the reference face, as for
+            images. ``VideoFrame.au_baseline`` (and the timeline's ``au_baseline`` column) say
+            which one each face got.
     """
 
     every: int = 1
@@ -72,9 +84,14 @@ class VideoOptions:
     max_missed: int | None = None
     iou_threshold: float = 0.3
     sequence_fps: float = DEFAULT_SEQUENCE_FPS
+    au_baseline: str = "neutral"
 
     def __post_init__(self) -> None:
         _check_selection(self.every, self.fps, self.start, self.end)
+        if self.au_baseline not in BASELINE_MODES:
+            raise InputError(
+                f"au_baseline: expected one of {', '.join(BASELINE_MODES)}, got {self.au_baseline!r}"
+            )
         if (
             isinstance(self.detect_every, bool)
             or not isinstance(self.detect_every, int)
@@ -92,23 +109,28 @@ class VideoOptions:
 @dataclass(frozen=True, eq=False)
 class VideoFrame:
     """One analysed frame: the :class:`~openfer.types.FrameResult` (``frame_index`` and ``timestamp``
-    set) and ``track_ids``, one int64 per face, stable across frames."""
+    set) and ``track_ids``, one int64 per face, stable across frames.
+
+    ``au_baseline``: one bool per face, True where its AUs (and PSPI) were measured against its
+    track's own neutral baseline rather than the reference face (``VideoOptions.au_baseline``);
+    ``None`` when no baseline was kept (no AUs, or ``au_baseline="none"``)."""
 
     result: FrameResult
     track_ids: np.ndarray
+    au_baseline: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        ids = (
-            np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
-            if np.size(self.track_ids)
-            else np.zeros(0, np.int64)
-        )
         n = len(self.result.faces)
-        if ids.shape != (n,):
-            raise ShapeError("track_ids", f"(N={n},)", np.shape(self.track_ids))
-        ids = ids.copy()
-        ids.setflags(write=False)
-        object.__setattr__(self, "track_ids", ids)
+        for name, dtype in (("track_ids", np.int64), ("au_baseline", np.bool_)):
+            value = getattr(self, name)
+            if value is None and name == "au_baseline":
+                continue
+            a = np.asarray(value, dtype=dtype).reshape(-1) if np.size(value) else np.zeros(0, dtype)
+            if a.shape != (n,):
+                raise ShapeError(name, f"(N={n},)", np.shape(value))
+            a = a.copy()
+            a.setflags(write=False)
+            object.__setattr__(self, name, a)
 
     @property
     def faces(self):  # noqa: ANN201 - Faces
@@ -138,6 +160,7 @@ class VideoCheckpoint:
     offsets: np.ndarray  # (F, 4) detector box minus mesh extent, in mesh-extent widths/heights
     scores: np.ndarray  # (F,) last detector scores
     since_scan: int = 0  # analysed frames since the last full (small-face) search
+    au_baseline: AuBaselines = field(default_factory=AuBaselines.empty)  # per-track neutral features
 
     def to_json(self) -> dict:
         return {
@@ -152,6 +175,7 @@ class VideoCheckpoint:
             "offsets": self.offsets.tolist(),
             "scores": self.scores.tolist(),
             "since_scan": self.since_scan,
+            "au_baseline": self.au_baseline.to_json(),
         }
 
     @classmethod
@@ -167,6 +191,7 @@ class VideoCheckpoint:
             offsets=np.asarray(d["offsets"], dtype=np.float64).reshape(-1, 4),
             scores=np.asarray(d["scores"], dtype=np.float64).reshape(-1),
             since_scan=int(d.get("since_scan", 0)),
+            au_baseline=AuBaselines.from_json(d.get("au_baseline")),  # absent in older checkpoints
         )
 
 
@@ -261,6 +286,10 @@ class VideoRun:
     landmarks, so with ``VideoOptions.pipeline`` iteration runs frame t's describe in a worker
     thread while the caller's thread follows the faces into frame t+1. Results are identical to
     calling :meth:`step` frame by frame.
+
+    The per-track AU baselines belong to the describe stage: only it reads and updates them (one
+    describe at a time, in frame order), and each describe returns the snapshot after its frame,
+    which goes into the checkpoint handed out with that frame.
     """
 
     def __init__(
@@ -286,6 +315,12 @@ class VideoRun:
         self._ids = np.zeros(0, np.int64)
         self._lm = np.zeros((0, k, 3), np.float32)
         self._boxes, self._offsets, self._scores = np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0)
+        self._baselines = resume.au_baseline if resume is not None else AuBaselines.empty()
+        an = video.analyzer
+        self._keep_baselines = o.au_baseline == "neutral" and an.options.aus
+        if self._keep_baselines:
+            self._reference = reference_face()
+            self._reference_features = au_features(self._reference[None])[0]
         self._done_before = resume.frames_done if resume is not None else 0
         self._yielded: VideoCheckpoint | None = None  # state after the last frame handed out
         if resume is not None:
@@ -326,7 +361,9 @@ class VideoRun:
         return self._yielded if self._yielded is not None else self._state()
 
     def _state(self) -> VideoCheckpoint:
-        # the arrays are replaced, never modified in place, by _follow: no copies needed
+        # the arrays are replaced, never modified in place, by _follow: no copies needed. The
+        # baselines are the describe stage's: while pipelining, the snapshot its task returns
+        # replaces them (_hand_out)
         return VideoCheckpoint(
             self._index,
             self._done,
@@ -338,6 +375,7 @@ class VideoRun:
             self._offsets,
             self._scores,
             self._since_scan,
+            self._baselines,
         )
 
     def __iter__(self) -> Iterator[VideoFrame]:
@@ -347,16 +385,13 @@ class VideoRun:
             for index, t, rgb in self.reader:
                 yield self.step(rgb, index, t)
             return
-        describe = self.video.analyzer.describe
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="openfer-describe") as pool:
             pending: tuple[Future, np.ndarray, VideoCheckpoint] | None = None
             try:
                 for index, t, rgb in self.reader:
                     located, ids = self._follow(rgb, index, t)
                     state = self._state()
-                    fut = pool.submit(
-                        describe, rgb, located, source=self.source, frame_index=index, timestamp=t
-                    )
+                    fut = pool.submit(self._describe, rgb, located, ids, state.tracker.ids, index, t)
                     if pending is not None:
                         yield self._hand_out(*pending)
                     pending = (fut, ids, state)
@@ -368,18 +403,46 @@ class VideoRun:
                     pending[0].cancel()
 
     def _hand_out(self, fut: Future, ids: np.ndarray, state: VideoCheckpoint) -> VideoFrame:
-        frame = VideoFrame(fut.result(), ids)
-        self._yielded = state
-        return frame
+        res, used, baselines = fut.result()
+        self._yielded = dataclasses.replace(state, au_baseline=baselines)
+        return VideoFrame(res, ids, used)
 
     def step(self, rgb: np.ndarray, index: int, timestamp: float) -> VideoFrame:
         """Analyse one frame (in order; timestamps must increase) and advance the state."""
         located, ids = self._follow(rgb, index, timestamp)
-        res = self.video.analyzer.describe(
-            rgb, located, source=self.source, frame_index=index, timestamp=timestamp
-        )
+        res, used, _ = self._describe(rgb, located, ids, self.tracker.state.ids, index, timestamp)
         self._yielded = None
-        return VideoFrame(res, ids)
+        return VideoFrame(res, ids, used)
+
+    def _describe(
+        self,
+        rgb: np.ndarray,
+        located: Located,
+        ids: np.ndarray,
+        live: np.ndarray,
+        index: int,
+        timestamp: float,
+    ) -> tuple[FrameResult, np.ndarray | None, AuBaselines]:
+        """The describe stage of one frame: :meth:`Analyzer.describe` with each face's track baseline
+        (where ready), then the baselines updated with this frame's confident-neutral faces and
+        pruned to the tracks still ``live``. Returns the result, which faces used a baseline
+        (``None`` without baselines) and the baselines after this frame."""
+        an = self.video.analyzer
+        if not self._keep_baselines:
+            res = an.describe(rgb, located, source=self.source, frame_index=index, timestamp=timestamp)
+            return res, None, self._baselines
+        base = self._baselines
+        neutral, ready = base.neutral(ids)
+        rows = np.where(ready[:, None], neutral, self._reference_features) if ready.any() else None
+        res = an.describe(
+            rgb, located, source=self.source, frame_index=index, timestamp=timestamp, au_baseline=rows
+        )
+        want = neutral_faces(res.faces.expressions, res.faces.classes, base.counts(ids))
+        if want.any():
+            feats = au_features(frontalize(located.landmarks[want], self._reference))
+            base = base.add(ids[want], feats)
+        self._baselines = base = base.keep(live)
+        return res, ready, base
 
     def _follow(self, rgb: np.ndarray, index: int, timestamp: float) -> tuple[Located, np.ndarray]:
         """Detection when due, face mesh on every followed or new face, track ids; advances the state."""

@@ -123,7 +123,6 @@ def analyze_video_to_dir(
         require_matplotlib()
     video.reader(source).close()  # a bad input fails here, before anything is written to out_dir
     run_meta = _meta(video, source)
-    au_names, affect = optional_columns(video.analyzer.options)
     writer = TimelineWriter(
         out,
         video.classes,
@@ -131,8 +130,7 @@ def analyze_video_to_dir(
         resume=resume,
         chunk_frames=chunk_frames,
         chunk_seconds=chunk_seconds,
-        au_names=au_names,
-        affect=affect,
+        **optional_columns(video.analyzer).kwargs(),
     )
     before = writer.frames_done
     resumed = writer.resume_state is not None and not writer.complete

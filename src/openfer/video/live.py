@@ -45,9 +45,9 @@ import numpy as np
 from ..draw import annotate
 from ..errors import InputError
 from .analyzer import VideoAnalyzer, VideoFrame
+from .columns import ColumnGroups, format_rows, optional_columns, timeline_columns
 from .job import _draw_id
 from .reader import DEFAULT_SEQUENCE_FPS, Frame, _open_capture, _timestamp
-from .timeline import format_rows, optional_columns, timeline_columns
 
 log = logging.getLogger("openfer")
 
@@ -254,18 +254,23 @@ class TimelineStream:
         classes: Sequence[str],
         au_names: Sequence[str] = (),
         affect: bool = False,
+        *,
+        pspi: bool = False,
+        au_baseline: bool = False,
+        openset: bool = False,
     ) -> None:
         self.streams = list(streams)
-        self.au_names, self.affect = tuple(au_names), bool(affect)
-        self.header = timeline_columns(tuple(classes), self.au_names, self.affect)
+        self.groups = ColumnGroups(tuple(au_names), affect, pspi, au_baseline, openset)
+        self.au_names, self.affect = self.groups.au_names, self.groups.affect
+        self.header = timeline_columns(tuple(classes), **self.groups.kwargs())
         self.rows = 0
         self._started = False
 
     @classmethod
     def for_video(cls, streams: Sequence[TextIO], video: VideoAnalyzer) -> TimelineStream:
-        """The columns ``video`` fills (AUs and valence/arousal when its options turn them on)."""
-        au_names, affect = optional_columns(video.analyzer.options)
-        return cls(streams, video.classes, au_names, affect)
+        """The columns ``video`` fills (:func:`~openfer.video.timeline.optional_columns`: AUs, PSPI
+        and ``au_baseline``, valence/arousal, open-set scores when its analyzer computes them)."""
+        return cls(streams, video.classes, **optional_columns(video.analyzer).kwargs())
 
     def _emit(self, rows: list[list[str]]) -> None:
         buf = io.StringIO()
@@ -281,7 +286,7 @@ class TimelineStream:
         self.rows += len(rows)
 
     def write(self, frame: VideoFrame) -> None:
-        self._emit(format_rows(frame, self.au_names, self.affect))
+        self._emit(format_rows(frame, **self.groups.kwargs()))
 
     def finish(self) -> None:
         if not self._started:

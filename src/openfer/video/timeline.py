@@ -1,15 +1,13 @@
 """Per-face, per-frame rows of a video analysis: in memory (:class:`Timeline`) and streamed to disk
 (:class:`TimelineWriter`).
 
-One row per face per analysed frame, columns :func:`timeline_columns`: ``time, frame, track, x1, y1,
-x2, y2, score, landmark_score, yaw, pitch, roll, label, label_score``, one probability column per
-expression class, then the optional groups the run computes: ``valence, arousal`` (derived
-valence/arousal, Analyzer option ``explain``) and one column per action unit named by its AU
-(``AU1`` ... ``AU43``, intensities 0-5, option ``aus``). The header says which groups are present,
-so :meth:`Timeline.read_csv` reads any of them (and timelines written before the groups existed).
-A video without faces has a header and no rows. The groups are fixed when the writer (or
-timeline) is created (:func:`optional_columns` of the Analyzer options): a frame lacking one gets
-``nan`` cells, never a shorter row.
+One row per face per analysed frame; the columns (base columns, one probability per class, then the
+optional groups: valence/arousal, AUs, ``pspi``, ``au_baseline``, ``unknown_score, open_label``)
+are described in :mod:`openfer.video.columns` (:func:`timeline_columns`, :class:`ColumnGroups`).
+The header says which groups are present, so :meth:`Timeline.read_csv` reads any of them (and
+timelines written before the groups existed). A video without faces has a header and no rows. The
+groups are fixed when the writer (or timeline) is created (:func:`optional_columns` of the
+Analyzer): a frame lacking one gets ``nan`` cells, never a shorter row.
 
 :class:`TimelineWriter` streams rows into ``DIR/part-00001.csv, part-00002.csv, ...`` (each written to a
 temporary file, then renamed), then records the last completed frame and the run's checkpoint in
@@ -19,27 +17,25 @@ the parts into ``DIR/timeline.csv``, byte-identical whether or not the run was i
 
 :meth:`Timeline.smooth` gives a smoothed copy (``ema``, centered ``window`` mean or ``one_euro``, see
 :mod:`openfer.core.filters`) that keeps the raw values: ``.raw``, and ``raw_<column>`` columns in
-its DataFrame, records and CSV.
+its DataFrame, records and CSV (``au_baseline`` and ``open_label`` are per-frame decisions and stay
+as they were).
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
-import math
 import os
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..components.au import AU_NAMES
 from ..core.filters import (
     DEFAULT_BETA,
     DEFAULT_D_CUTOFF,
@@ -51,188 +47,41 @@ from ..core.filters import (
 )
 from ..errors import InputError
 from ..io.tables import atomic_open, atomic_path, write_json
-from ..types import EXPRESSIONS, POSE_NAMES
+from ..types import EXPRESSIONS
+from .columns import (
+    AFFECT_COLUMNS,
+    BASE_COLUMNS,
+    BASELINE_COLUMN,
+    OPENSET_COLUMNS,
+    PSPI_COLUMN,
+    RAW_PREFIX,
+    Column,
+    ColumnGroups,
+    Rows,
+    csv_cells,
+    format_rows,
+    frame_rows,
+    optional_columns,
+    parse_header,
+    parse_rows,
+    row_table,
+    smoothed_columns,
+    timeline_columns,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from ..pipeline import AnalyzerOptions
     from .analyzer import VideoAnalyzer, VideoFrame
     from .events import ExpressionEvent
 
-BASE_COLUMNS: tuple[str, ...] = (
-    "time",
-    "frame",
-    "track",
-    "x1",
-    "y1",
-    "x2",
-    "y2",
-    "score",
-    "landmark_score",
-    "yaw",
-    "pitch",
-    "roll",
-    "label",
-    "label_score",
-)
-AFFECT_COLUMNS: tuple[str, ...] = ("valence", "arousal")
-RAW_PREFIX = "raw_"
 MAX_GAP = 1.0  # s: a track seen again after a longer pause restarts its smoothing
 AU_MAX = 5.0  # AU intensity scale (one-euro filters AUs / AU_MAX, on a unit scale)
+PSPI_MAX = 16.0  # PSPI scale (likewise)
 TIMELINE_FILE = "timeline.csv"
 PROGRESS_FILE = "progress.json"
 _PART = re.compile(r"^part-(\d{5,})\.csv$")
 _FORMAT = 1
-_BOX = ("x1", "y1", "x2", "y2")
-
-
-def timeline_columns(
-    classes: Sequence[str] = EXPRESSIONS, au_names: Sequence[str] = (), affect: bool = False
-) -> tuple[str, ...]:
-    """The columns of a timeline: base, probabilities, ``valence, arousal`` (``affect``), AUs."""
-    return BASE_COLUMNS + tuple(classes) + (AFFECT_COLUMNS if affect else ()) + tuple(au_names)
-
-
-def optional_columns(options: AnalyzerOptions) -> tuple[tuple[str, ...], bool]:
-    """``(au_names, affect)``: the AU columns and whether valence/arousal columns are filled by an
-    :class:`~openfer.pipeline.Analyzer` with these options (``aus``; ``explain``)."""
-    return (AU_NAMES if options.aus else ()), bool(options.explain)
-
-
-def _is_au(name: str) -> bool:
-    return name.startswith("AU")
-
-
-def parse_header(header: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...], bool, bool]:
-    """``(classes, au_names, affect, raw)`` of a timeline header (:func:`timeline_columns`, then
-    ``raw_`` columns in a smoothed timeline); :class:`~openfer.errors.InputError` if it is not one."""
-    header = tuple(header)
-    if header[: len(BASE_COLUMNS)] != BASE_COLUMNS:
-        raise InputError(f"not an openfer timeline (header {list(header)})")
-    rest = header[len(BASE_COLUMNS) :]
-    raw_at = next((i for i, c in enumerate(rest) if c.startswith(RAW_PREFIX)), len(rest))
-    main = rest[:raw_at]
-    k = next((i for i, c in enumerate(main) if c in AFFECT_COLUMNS or _is_au(c)), len(main))
-    classes, tail = main[:k], main[k:]
-    affect = tail[:2] == AFFECT_COLUMNS
-    au_names = tail[2:] if affect else tail
-    if not classes or not all(_is_au(c) for c in au_names) or len(set(main)) != len(main):
-        raise InputError(f"not an openfer timeline (columns {list(rest)})")
-    raw = raw_at < len(rest)
-    if raw and rest[raw_at:] != tuple(RAW_PREFIX + c for c in _smoothed_columns(classes, au_names, affect)):
-        raise InputError(f"not an openfer timeline (raw columns {list(rest[raw_at:])})")
-    return classes, au_names, affect, raw
-
-
-def _smoothed_columns(classes: Sequence[str], au_names: Sequence[str], affect: bool) -> tuple[str, ...]:
-    """The columns :meth:`Timeline.smooth` changes (and keeps raw as ``raw_<column>``)."""
-    return (
-        _BOX
-        + ("label", "label_score")
-        + tuple(classes)
-        + (AFFECT_COLUMNS if affect else ())
-        + tuple(au_names)
-    )
-
-
-class _Rows(NamedTuple):
-    """A timeline's columns as arrays (float64 unless said otherwise)."""
-
-    time: np.ndarray  # (N,)
-    frame: np.ndarray  # (N,) int64
-    track: np.ndarray  # (N,) int64
-    box: np.ndarray  # (N, 4)
-    score: np.ndarray  # (N,)
-    landmark_score: np.ndarray  # (N,)
-    pose: np.ndarray  # (N, 3)
-    prob: np.ndarray  # (N, C)
-    label: np.ndarray  # (N,) int64, index into classes
-    aus: np.ndarray  # (N, K), NaN where missing
-    va: np.ndarray  # (N, 2), NaN where missing
-
-    @classmethod
-    def empty(cls, classes: int, aus: int) -> _Rows:
-        f = np.zeros
-        return cls(
-            f(0), f(0, np.int64), f(0, np.int64), f((0, 4)), f(0), f(0), f((0, 3)), f((0, classes)),
-            f(0, np.int64), f((0, aus)), f((0, 2)),
-        )  # fmt: skip
-
-
-def _frame_rows(frame: VideoFrame, au_names: tuple[str, ...], affect: bool) -> _Rows:
-    """One frame's rows with the AU columns ``au_names`` and valence/arousal if ``affect`` (NaN
-    where the frame lacks them; AUs it has are dropped when ``au_names`` is empty)."""
-    f = frame.faces
-    n = len(f)
-    aus = np.full((n, len(au_names)), np.nan)
-    if au_names and f.aus is not None:
-        if f.au_names != au_names:
-            raise InputError(
-                f"frame {frame.frame_index}: AUs {f.au_names} differ from the timeline's {au_names}"
-            )
-        aus = f.aus
-    va = f.valence_arousal if affect and f.valence_arousal is not None else np.full((n, 2), np.nan)
-    f64 = functools.partial(np.asarray, dtype=np.float64)
-    probs = f64(f.expressions)
-    return _Rows(
-        np.full(n, float(frame.timestamp)),
-        np.full(n, frame.frame_index, np.int64),
-        frame.track_ids.astype(np.int64),
-        f64(f.boxes),
-        f64(f.scores),
-        f64(f.landmark_scores),
-        f64(f.poses),
-        probs,
-        probs.argmax(1) if n else np.zeros(0, np.int64),
-        f64(aus),
-        f64(va),
-    )
-
-
-_Column = tuple[str, np.ndarray, int | None]  # name, values, decimals in CSV (None: written as is)
-
-
-def _table(
-    r: _Rows, classes: tuple[str, ...], au_names: tuple[str, ...], affect: bool, raw: _Rows | None = None
-) -> list[_Column]:
-    """The columns of rows ``r`` in :func:`timeline_columns` order, then ``raw_`` columns of ``raw``."""
-    n = len(r.time)
-    labels = np.array(classes, dtype=object)[r.label] if n else np.zeros(0, dtype=object)
-    cols: list[_Column] = [("time", r.time, 6), ("frame", r.frame, None), ("track", r.track, None)]
-    cols += [(c, r.box[:, k], 2) for k, c in enumerate(_BOX)]
-    cols += [("score", r.score, 4), ("landmark_score", r.landmark_score, 4)]
-    cols += [(c, r.pose[:, k], 2) for k, c in enumerate(POSE_NAMES)]
-    cols += [("label", labels, None), ("label_score", r.prob[np.arange(n), r.label], 6)]
-    cols += [(c, r.prob[:, k], 6) for k, c in enumerate(classes)]
-    if affect:
-        cols += [(c, r.va[:, k], 6) for k, c in enumerate(AFFECT_COLUMNS)]
-    cols += [(c, r.aus[:, k], 4) for k, c in enumerate(au_names)]
-    if raw is not None:
-        smoothed = set(_smoothed_columns(classes, au_names, affect))
-        cols += [
-            (RAW_PREFIX + c, a, d) for c, a, d in _table(raw, classes, au_names, affect) if c in smoothed
-        ]
-    return cols
-
-
-def _fmt(v: float, digits: int) -> str:
-    return "nan" if not math.isfinite(v) else f"{v:.{digits}f}"
-
-
-def _csv_rows(cols: list[_Column]) -> list[list[str]]:
-    """CSV cells, fixed precision per column (so output is reproducible)."""
-    text = [
-        [str(v) for v in a.tolist()] if d is None else [_fmt(v, d) for v in a.tolist()] for _, a, d in cols
-    ]
-    return [list(row) for row in zip(*text, strict=True)]
-
-
-def format_rows(frame: VideoFrame, au_names: Sequence[str] = (), affect: bool = False) -> list[list[str]]:
-    """The CSV cells of one frame's rows, columns ``timeline_columns(classes, au_names, affect)``
-    (fixed precision, so output is reproducible)."""
-    au_names = tuple(au_names)
-    return _csv_rows(_table(_frame_rows(frame, au_names, affect), frame.faces.classes, au_names, affect))
 
 
 @dataclass(frozen=True)
@@ -299,10 +148,10 @@ class Timeline:
     timeline; then ``to_dataframe()`` (needs pandas), ``summary()`` per track or ``smooth()``.
 
     ``frame_step``: seconds between analysed frames, for durations; ``None``: the median step
-    between the distinct frame times in the timeline. ``au_names`` / ``affect``: the optional AU and
-    valence/arousal columns (see the module doc; :meth:`for_video` takes them from a
-    :class:`~openfer.video.VideoAnalyzer`). ``raw``: for a smoothed timeline, the timeline it was
-    smoothed from (``None`` otherwise).
+    between the distinct frame times in the timeline. ``au_names``, ``affect``, ``pspi``,
+    ``au_baseline``, ``openset``: the optional column groups (:class:`ColumnGroups`, see the module
+    doc; :meth:`for_video` takes them from a :class:`~openfer.video.VideoAnalyzer`), as ``groups``.
+    ``raw``: for a smoothed timeline, the timeline it was smoothed from (``None`` otherwise).
     """
 
     def __init__(
@@ -312,27 +161,32 @@ class Timeline:
         *,
         au_names: Sequence[str] = (),
         affect: bool = False,
+        pspi: bool = False,
+        au_baseline: bool = False,
+        openset: bool = False,
     ) -> None:
         self.classes = tuple(classes)
         self.frame_step = frame_step
-        self.au_names = tuple(au_names)
-        self.affect = bool(affect)
+        self.groups = ColumnGroups(
+            tuple(au_names), bool(affect), bool(pspi), bool(au_baseline), bool(openset)
+        )
+        self.au_names = self.groups.au_names
+        self.affect = self.groups.affect
         self.raw: Timeline | None = None
-        self._chunks: list[_Rows] = []
-        self._cache: _Rows | None = None
+        self._chunks: list[Rows] = []
+        self._cache: Rows | None = None
 
     @classmethod
     def for_video(cls, video: VideoAnalyzer, frame_step: float | None = None) -> Timeline:
         """An empty timeline with the columns ``video``'s frames fill."""
-        au_names, affect = optional_columns(video.analyzer.options)
-        return cls(video.classes, frame_step, au_names=au_names, affect=affect)
+        return cls(video.classes, frame_step, **optional_columns(video.analyzer).kwargs())
 
     @property
     def columns(self) -> tuple[str, ...]:
         """The columns of :meth:`to_dataframe` (and of :meth:`write_csv`)."""
-        cols = timeline_columns(self.classes, self.au_names, self.affect)
+        cols = BASE_COLUMNS + self.classes + self.groups.columns
         if self.raw is not None:
-            cols += tuple(RAW_PREFIX + c for c in _smoothed_columns(self.classes, self.au_names, self.affect))
+            cols += tuple(RAW_PREFIX + c for c in smoothed_columns(self.classes, self.groups))
         return cols
 
     def add(self, frame: VideoFrame) -> None:
@@ -340,21 +194,21 @@ class Timeline:
         if tuple(f.classes) != self.classes:
             raise InputError(f"frame classes {f.classes} differ from the timeline's {self.classes}")
         if len(f):
-            self._append(_frame_rows(frame, self.au_names, self.affect))
+            self._append(frame_rows(frame, self.groups))
 
-    def _append(self, rows: _Rows) -> None:
+    def _append(self, rows: Rows) -> None:
         self._chunks.append(rows)
         self._cache = None
 
-    def _rows(self) -> _Rows:
+    def _rows(self) -> Rows:
         if self._cache is None:
             if self._chunks:
                 cols = [np.concatenate(c) for c in zip(*self._chunks, strict=True)]
             else:
-                cols = list(_Rows.empty(len(self.classes), len(self.au_names)))
+                cols = list(Rows.empty(len(self.classes), len(self.au_names)))
             for a in cols:
                 a.setflags(write=False)
-            self._cache = _Rows(*cols)
+            self._cache = Rows(*cols)
         return self._cache
 
     def __len__(self) -> int:
@@ -407,13 +261,35 @@ class Timeline:
         """``(N, 2)`` valence and arousal; NaN without those columns (or where a frame lacked them)."""
         return self._rows().va
 
+    @property
+    def pspi(self) -> np.ndarray:
+        """``(N,)`` PSPI pain intensity (0-16); NaN without the column (or where a frame lacked it)."""
+        return self._rows().pspi
+
+    @property
+    def au_baseline(self) -> np.ndarray:
+        """``(N,)`` bool: the row's AUs are measured against its track's own neutral baseline (False
+        without the column)."""
+        return self._rows().au_baseline.astype(bool)
+
+    @property
+    def unknown_scores(self) -> np.ndarray:
+        """``(N,)`` open-set scores (0-1); NaN without the column (or where a frame lacked them)."""
+        return self._rows().unknown
+
+    @property
+    def open_labels(self) -> tuple[str, ...]:
+        """The label of each row, or ``"unknown"`` where the open-set score was over the threshold
+        (as measured: not recomputed by :meth:`smooth`); :attr:`labels` without the column."""
+        return tuple(self._rows().open_label.tolist())
+
     def track_ids(self) -> np.ndarray:
         """The distinct track ids, sorted."""
         return np.unique(self.tracks)
 
-    def _table(self) -> list[_Column]:
+    def _table(self) -> list[Column]:
         raw = self.raw._rows() if self.raw is not None else None
-        return _table(self._rows(), self.classes, self.au_names, self.affect, raw)
+        return row_table(self._rows(), self.classes, self.groups, raw)
 
     def to_records(self) -> list[dict[str, Any]]:
         """One dict per row, keys :attr:`columns`."""
@@ -436,7 +312,7 @@ class Timeline:
         """Write the rows (:attr:`columns`, fixed precision as in ``timeline.csv``) atomically."""
         path = Path(path)
         cols = self._table()
-        _atomic_write_text(path, _csv_text(_csv_rows(cols), [c for c, _, _ in cols]))
+        _atomic_write_text(path, _csv_text(csv_cells(cols), [c for c, _, _ in cols]))
         return path
 
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
@@ -501,8 +377,9 @@ class Timeline:
         d_cutoff: float = DEFAULT_D_CUTOFF,
         max_gap: float = MAX_GAP,
     ) -> Timeline:
-        """A new timeline with boxes, probabilities, valence/arousal and AUs smoothed over time, per
-        track in time order; the other columns (scores, pose) as they are. Its ``raw`` is the
+        """A new timeline with boxes, probabilities, valence/arousal, AUs, PSPI and open-set scores
+        smoothed over time, per track in time order; the other columns (scores, pose, ``au_baseline``,
+        ``open_label``) as they are. Its ``raw`` is the
         timeline the values came from (for a smoothed timeline: its own ``raw``), and its
         DataFrame, records and CSV add ``raw_<column>`` for every smoothed column.
 
@@ -512,13 +389,17 @@ class Timeline:
         per second; little lag on fast changes). See :mod:`openfer.core.filters` for measured lag and
         noise reduction. A pause longer than ``max_gap`` s (the face was away) restarts the filter.
 
-        Probabilities are renormalised to sum to 1 and the label is recomputed from them. The
-        one-euro filter sees every quantity on a unit scale: probabilities and valence/arousal as
-        they are, AU intensities / 5, box coordinates in face heights (the track's median box height).
+        Probabilities are renormalised to sum to 1 and the label is recomputed from them; open-set
+        scores are smoothed like probabilities (clipped to [0, 1], not renormalised). The one-euro
+        filter sees every quantity on a unit scale: probabilities, open-set scores and
+        valence/arousal as they are, AU intensities / 5, PSPI / 16, box coordinates in face heights
+        (the track's median box height).
         """
         r = self._rows()
         c, k = len(self.classes), len(self.au_names)
-        x = np.concatenate([r.box, r.prob, r.aus / AU_MAX, r.va], axis=1)
+        x = np.concatenate(
+            [r.box, r.prob, r.aus / AU_MAX, r.pspi[:, None] / PSPI_MAX, r.unknown[:, None], r.va], axis=1
+        )
         unit = np.ones_like(x)  # one-euro's unit scale: boxes in face heights
         if len(x):
             ids, inv = np.unique(r.track, return_inverse=True)
@@ -530,14 +411,17 @@ class Timeline:
         prob = np.clip(y[:, 4 : 4 + c], 0.0, None)
         total = prob.sum(1, keepdims=True)
         prob = np.where(total > 0, prob / np.where(total > 0, total, 1.0), r.prob)
-        out = Timeline(self.classes, self.frame_step, au_names=self.au_names, affect=self.affect)
+        out = Timeline(self.classes, self.frame_step, **self.groups.kwargs())
+        j = 4 + c + k  # pspi, unknown score, then valence/arousal
         out._append(
             r._replace(
                 box=y[:, :4],
                 prob=prob,
                 label=prob.argmax(1) if len(prob) else r.label,
-                aus=y[:, 4 + c : 4 + c + k] * AU_MAX,
-                va=y[:, 4 + c + k :] if self.affect else r.va,
+                aus=y[:, 4 + c : j] * AU_MAX,
+                pspi=y[:, j] * PSPI_MAX,
+                unknown=np.clip(y[:, j + 1], 0.0, 1.0),
+                va=y[:, j + 2 :] if self.affect else r.va,
             )
         )
         out.raw = self.raw if self.raw is not None else self
@@ -558,14 +442,14 @@ class Timeline:
         if header is None:
             raise InputError(f"{path}: not an openfer timeline (empty file)")
         try:
-            classes, au_names, affect, has_raw = parse_header(header)
+            classes, groups, has_raw = parse_header(header)
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
-        tl = cls(classes, frame_step, au_names=au_names, affect=affect)
-        raw = cls(classes, frame_step, au_names=au_names, affect=affect) if has_raw else None
+        tl = cls(classes, frame_step, **groups.kwargs())
+        raw = cls(classes, frame_step, **groups.kwargs()) if has_raw else None
         if rows:
             try:
-                main, raw_rows = _parse_rows(header, rows, classes, au_names, affect)
+                main, raw_rows = parse_rows(header, rows, classes, groups)
             except (ValueError, IndexError, KeyError):
                 raise InputError(f"{path}: malformed timeline row") from None
             tl._append(main)
@@ -594,48 +478,6 @@ class Timeline:
         from .plots import plot_timeline
 
         return plot_timeline(self, out_dir, tracks, **options)
-
-
-def _parse_rows(
-    header: Sequence[str],
-    rows: list[list[str]],
-    classes: tuple[str, ...],
-    au_names: tuple[str, ...],
-    affect: bool,
-) -> tuple[_Rows, _Rows | None]:
-    if any(len(r) != len(header) for r in rows):
-        raise ValueError("row length")
-    index = {c: j for j, c in enumerate(header)}
-    text = list(zip(*rows, strict=True))
-    label_of = {c: i for i, c in enumerate(classes)}
-    n = len(rows)
-
-    def num(names: Sequence[str], prefix: str = "") -> np.ndarray:
-        if not names:
-            return np.zeros((n, 0))
-        return np.array([text[index[prefix + c]] for c in names], dtype=np.float64).T
-
-    def group(prefix: str) -> dict[str, np.ndarray]:
-        return {
-            "box": num(_BOX, prefix),
-            "prob": num(classes, prefix),
-            "label": np.array([label_of[v] for v in text[index[prefix + "label"]]], dtype=np.int64),
-            "aus": num(au_names, prefix),
-            "va": num(AFFECT_COLUMNS, prefix) if affect else np.full((n, 2), np.nan),
-        }
-
-    base = num(("time", "frame", "track", "score", "landmark_score", *POSE_NAMES))
-    main = _Rows(
-        time=base[:, 0],
-        frame=base[:, 1].astype(np.int64),
-        track=base[:, 2].astype(np.int64),
-        score=base[:, 3],
-        landmark_score=base[:, 4],
-        pose=base[:, 5:8],
-        **group(""),
-    )
-    raw = main._replace(**group(RAW_PREFIX)) if RAW_PREFIX + "label" in index else None
-    return main, raw
 
 
 def require_pyarrow() -> None:
@@ -669,8 +511,9 @@ class TimelineWriter:
         out_dir: the run's folder (created).
         classes: expression classes (the probability columns).
         meta: what identifies the run (source, options, models); a resume must match it.
-        au_names, affect: the optional AU and valence/arousal columns (:func:`optional_columns`);
-            fixed for the run, a resume must have the same.
+        au_names, affect, pspi, au_baseline, openset: the optional column groups
+            (:class:`ColumnGroups`, :func:`optional_columns`); fixed for the run, a resume must have
+            the same.
         resume: continue the unfinished run in ``out_dir``. Without it, an unfinished run there is an
             error (so it is never overwritten by mistake); a finished one is replaced.
         chunk_frames, chunk_seconds: commit after this many frames or seconds, whichever comes first.
@@ -690,13 +533,19 @@ class TimelineWriter:
         chunk_seconds: float = 30.0,
         au_names: Sequence[str] = (),
         affect: bool = False,
+        pspi: bool = False,
+        au_baseline: bool = False,
+        openset: bool = False,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.classes = tuple(classes)
-        self.au_names, self.affect = tuple(au_names), bool(affect)
+        self.groups = ColumnGroups(
+            tuple(au_names), bool(affect), bool(pspi), bool(au_baseline), bool(openset)
+        )
+        self.au_names, self.affect = self.groups.au_names, self.groups.affect
         self.meta = json.loads(json.dumps(meta))  # as it will read back
         self.chunk_frames, self.chunk_seconds = max(int(chunk_frames), 1), float(chunk_seconds)
-        self.header = timeline_columns(self.classes, self.au_names, self.affect)
+        self.header = BASE_COLUMNS + self.classes + self.groups.columns
         self.complete = False
         self.resume_state: Any = None
         self.parts = 0
@@ -794,7 +643,7 @@ class TimelineWriter:
             )
         if tuple(frame.faces.classes) != self.classes:
             raise InputError(f"frame classes {frame.faces.classes} differ from the timeline's {self.classes}")
-        self._pending.extend(format_rows(frame, self.au_names, self.affect))
+        self._pending.extend(csv_cells(row_table(frame_rows(frame, self.groups), self.classes, self.groups)))
         self._pending_frames += 1
         self.frames_done += 1
         self.last_frame = frame.frame_index
@@ -850,12 +699,16 @@ class TimelineWriter:
 
 __all__ = [
     "AFFECT_COLUMNS",
+    "BASELINE_COLUMN",
     "BASE_COLUMNS",
+    "OPENSET_COLUMNS",
+    "PSPI_COLUMN",
     "MAX_GAP",
     "PROGRESS_FILE",
     "RAW_PREFIX",
     "SMOOTH_METHODS",
     "TIMELINE_FILE",
+    "ColumnGroups",
     "Timeline",
     "TimelineWriter",
     "TrackSummary",
