@@ -147,7 +147,7 @@ def main() -> None:
         shipped = json.loads(op.read_text()) if op.exists() else None
         if shipped is not None and shipped.get("sha256") != digest:
             shipped = None  # measured on another file: rerun scripts/validate_openset.py
-        w = " + ".join(f"{v:g} z({k})" for k, v in clf.openset.weights.items())
+        w = " + ".join(("" if v == 1 else f"{v:g} ") + f"z({k})" for k, v in clf.openset.weights.items())
         openset_md = (
             "## Open-set head\n"
             "A second output, `mahalanobis`: the squared Mahalanobis distance of the penultimate features "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import cv2
 import numpy as np
 import pytest
 from conftest import FAILURES, PHOTOS, load_or_write_golden
@@ -254,3 +257,25 @@ def test_reasons_and_valence_arousal_per_face(analyzer):
     sub = f[f.scores > 0.9]
     assert len(sub.reasons) == len(sub)
     assert {"valence", "arousal", "reason"} <= set(res.to_records()[0])
+
+
+def test_unknown_score_low_on_real_faces_high_on_noise_and_background(analyzer):
+    faces = analyzer.analyze(PHOTOS / "multi_face.jpg").faces
+    assert faces.unknown_scores is not None and faces.unknown_threshold == 0.95
+    assert ((faces.unknown_scores >= 0) & (faces.unknown_scores < 0.95)).all()
+    assert faces.open_labels == faces.labels
+    rec = faces.to_records()[0]
+    assert 0 <= rec["unknown_score"] <= 1 and rec["open_label"] == rec["label"] and rec["pspi"] >= 0
+    clf = analyzer.expression
+    noise = np.random.default_rng(0).integers(0, 256, (8, 48, 48)).astype(np.uint8)
+    scene = cv2.imread(str(PHOTOS / "no_face_landscape.jpg"), cv2.IMREAD_GRAYSCALE)
+    patches = np.stack(
+        [cv2.resize(scene[y : y + 120, x : x + 120], (48, 48)) for y in (0, 60) for x in (0, 200, 400)]
+    )
+    for garbage in (noise, patches):
+        _, unknown = clf.predict_open(garbage)
+        assert (unknown > 0.95).all(), unknown
+    # a face flagged unknown gets the open label "unknown"; the closed-set label is kept
+    flagged = replace(faces, unknown_scores=np.r_[0.99, faces.unknown_scores[1:]])
+    assert flagged.open_labels[0] == "unknown" and flagged.labels[0] == faces.labels[0]
+    assert flagged[0].open_label == "unknown" and flagged[1:].open_labels == faces.open_labels[1:]
