@@ -27,6 +27,8 @@ _LAZY = {
     "ModelError": "openfer.errors",
     "WeightsError": "openfer.errors",
     "read_image": "openfer.io.images",
+    "VideoAnalyzer": "openfer.video",
+    "Timeline": "openfer.video",
 }
 
 __all__ = ["__version__", *_LAZY]
