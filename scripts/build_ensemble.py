@@ -81,6 +81,24 @@ def main() -> None:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(ens, spec, args.out, openset=maha)
+    command = (
+        "python scripts/build_ensemble.py --runs "
+        + " ".join(str(r) for r in args.runs)
+        + f" --out {args.out}"
+    )
+    (args.out.parent / "ensemble.json").write_text(
+        json.dumps(
+            {
+                "name": args.out.stem,
+                "members": [str(r.resolve()) for r in args.runs],
+                "command": command,
+                "valid_accuracy": report,
+                "temperature": temperature,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(json.dumps({"valid_accuracy": report, "temperature": temperature, "out": str(args.out)}, indent=1))
 
 
