@@ -62,6 +62,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    help=f"smallest face height in pixels to search for (default {d.min_face:g}; 0: whole image only)")
     p.add_argument("--recursive", "-r", action="store_true", help="recurse into folders")
     p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads (0: default)")
+    p.add_argument("--va-model", default=d.va_model, metavar="MODEL",
+                   help="valence/arousal model (.onnx from `openfer train --task va`); default: derived from the expression")
     p.add_argument("--quiet", "-q", action="store_true", help="no table on the terminal")
     p.add_argument("--aus", action="store_true", help="show action units (intensity >= 1) in the table")
     p.add_argument("--explain", action="store_true", help="show each face's evidence-based reason; with --annotate also "
@@ -76,6 +78,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
     paths = iter_image_paths(args.paths, recursive=args.recursive) if args.paths else [_demo_image()]
     overrides: dict = {"threads": args.threads}
+    if args.va_model:
+        overrides["va_model"] = args.va_model
     if args.min_face is not None:
         overrides["min_face"] = args.min_face or None
     analyzer = Analyzer(args.preset, **overrides)
@@ -132,7 +136,7 @@ def _print_table(path: Path, res, aus: bool = False, reasons: bool = False) -> N
             active = [f"{n} {v:.1f}" for n, v in f.action_units.items() if v >= 1.0]
             print(f"     AUs (0-5, landmark-based): {', '.join(active) or 'none >= 1'}")
         if reasons and f.reason is not None:
-            va = "" if f.valence_arousal is None else f"  [valence {f.valence_arousal[0]:+.2f}, arousal {f.valence_arousal[1]:+.2f}, derived]"
+            va = "" if f.valence_arousal is None else f"  [valence {f.valence_arousal[0]:+.2f}, arousal {f.valence_arousal[1]:+.2f}, {faces.va_source or 'derived'}]"
             print(f"     why: {f.reason}{va}")
 
 

@@ -15,6 +15,7 @@ from .components.detector import FaceDetector
 from .components.expression import ExpressionClassifier
 from .components.landmarks import FaceMesh, rois_from_detections
 from .components.pose import estimate_pose
+from .components.valence_arousal import ValenceArousalRegressor
 from .core.affect import valence_arousal
 from .core.au import pspi
 from .core.boxes import iou_matrix
@@ -44,10 +45,15 @@ class AnalyzerOptions:
         max_faces: keep at most this many faces (largest first); ``None``: all.
         aus: estimate action-unit intensities from the mesh (pure numpy, cheap; see
             ``openfer.core.au`` for the definitions and their validation).
-        explain: add derived valence/arousal and a short evidence-based reason per face.
+        explain: add valence/arousal and a short evidence-based reason per face.
         unknown_threshold: with an expression model that has an open-set head, a face whose
             ``unknown_score`` (a percentile of known validation faces, 0-1) is above this gets the
             open label ``"unknown"``; 0.95 keeps 95% of known-expression faces. ``None``: never.
+        va_model: shipped name or path of an openfer valence/arousal ``.onnx`` (trained with
+            ``openfer train DATA.csv --task va``): ``Faces.valence_arousal`` then comes from it, on the
+            same aligned crop as the expression model (``va_source == "model"``, also without
+            ``explain``). ``None``: valence/arousal derived from the expression probabilities
+            (``openfer.core.affect``, ``va_source == "derived"``), when ``explain``.
     """
 
     min_face: float | None = 30.0
@@ -61,6 +67,7 @@ class AnalyzerOptions:
     aus: bool = True
     explain: bool = True
     unknown_threshold: float | None = 0.95
+    va_model: str | None = None
 
 
 PRESETS: dict[str, AnalyzerOptions] = {
@@ -82,7 +89,7 @@ class Located:
     boxes: np.ndarray  # (F, 4) float64
     scores: np.ndarray  # (F,) detector scores, NaN without a detector
     keypoints: np.ndarray  # (F, 6, 2)
-    landmarks: np.ndarray  # (F, K, 3) float32
+    landmarks: np.ndarray  # (F, K, 3) as the face mesh returns them (Faces stores float32)
     landmark_scores: np.ndarray  # (F,)
     index: np.ndarray  # (F,) int64 ROI index of each face
     timings: dict[str, float]
@@ -95,6 +102,8 @@ class Analyzer:
     >>> result = analyzer.analyze("photo.jpg")     # doctest: +SKIP
     >>> result.faces.labels                        # doctest: +SKIP
     """
+
+    va: ValenceArousalRegressor | None = None  # set from ``options.va_model``
 
     def __init__(self, preset: str = "default", **overrides: object) -> None:
         if preset not in PRESETS:
@@ -109,6 +118,11 @@ class Analyzer:
         )
         self.mesh = FaceMesh(iris=o.iris, threads=o.threads)
         self.expression = ExpressionClassifier(o.expression_model, flip=o.flip, threads=o.threads)
+        self.va = (
+            None
+            if o.va_model is None
+            else ValenceArousalRegressor(o.va_model, flip=o.flip, threads=o.threads)
+        )
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -249,9 +263,14 @@ class Analyzer:
                 aus = estimate_aus(lmk, au_baseline)
                 pain = pspi(aus)
                 t["aus"] = time.perf_counter() - t0
-            va, reasons = None, None
+            va, va_source, reasons = None, None, None
+            if self.va is not None:
+                t0 = time.perf_counter()
+                va, va_source = self.va(rgb, lmk), "model"
+                t["valence_arousal"] = time.perf_counter() - t0
             if self.options.explain:
-                va = valence_arousal(probs, self.classes)
+                if va is None:
+                    va, va_source = valence_arousal(probs, self.classes), "derived"
                 reasons = tuple(
                     explain(p, self.classes, None if aus is None else aus[i], au_names or ())
                     for i, p in enumerate(probs)
@@ -272,6 +291,7 @@ class Analyzer:
                 pspi=pain,
                 unknown_scores=unknown,
                 unknown_threshold=self.options.unknown_threshold if unknown is not None else None,
+                va_source=va_source,
             )
         return FrameResult(
             faces,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import InputError, ShapeError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -36,6 +36,7 @@ KEYPOINT_NAMES: tuple[str, ...] = (
     "left_ear_tragion",
 )
 POSE_NAMES: tuple[str, ...] = ("yaw", "pitch", "roll")
+VA_SOURCES: tuple[str, ...] = ("derived", "model")  # where Faces.valence_arousal comes from
 
 
 def _check(name: str, arr: np.ndarray, n: int, tail: tuple[int | None, ...], dtype: type) -> np.ndarray:
@@ -100,7 +101,7 @@ class Faces:
             estimates, see ``openfer.core.au``), or ``None`` when not computed.
         au_names: the AU names, e.g. ``("AU1", "AU2", ...)``.
         valence_arousal: ``(N, 2)`` valence and arousal in [-1, 1], derived from the expression
-            probabilities (``openfer.core.affect``), or ``None``.
+            probabilities (``openfer.core.affect``) or predicted by a valence/arousal model, or ``None``.
         reasons: one short evidence-based explanation per face (``openfer.explain``), or ``None``.
         unknown_scores: ``(N,)`` open-set score in [0, 1]: the share of known-expression validation
             faces that look more typical than this one (``openfer.components.expression``), or
@@ -109,6 +110,9 @@ class Faces:
             or ``None`` without AUs.
         unknown_threshold: faces with ``unknown_scores`` above it get the ``open_labels`` entry
             ``"unknown"``; ``None``: never.
+        va_source: where ``valence_arousal`` comes from: ``"derived"`` (the circumplex mapping of the
+            expression probabilities) or ``"model"`` (a trained valence/arousal model); ``None``
+            without valence/arousal (or when not stated).
     """
 
     boxes: np.ndarray
@@ -126,6 +130,7 @@ class Faces:
     unknown_scores: np.ndarray | None = None
     unknown_threshold: float | None = None
     pspi: np.ndarray | None = None
+    va_source: str | None = None
 
     def __post_init__(self) -> None:
         n = np.asarray(self.boxes).reshape(-1, 4).shape[0] if np.size(self.boxes) else 0
@@ -147,6 +152,12 @@ class Faces:
             set_(
                 self, "valence_arousal", _check("valence_arousal", self.valence_arousal, n, (2,), np.float32)
             )
+        if self.va_source is not None:
+            if self.va_source not in VA_SOURCES:
+                want = ", ".join(VA_SOURCES)
+                raise InputError(f"va_source must be one of {want} or None, got {self.va_source!r}")
+            if self.valence_arousal is None:
+                raise InputError("va_source given without valence_arousal")
         if self.pspi is not None:
             set_(self, "pspi", _check("pspi", self.pspi, n, (), np.float32))
         if self.unknown_scores is not None:
@@ -245,6 +256,7 @@ class Faces:
             unknown_scores=None if self.unknown_scores is None else self.unknown_scores[idx],
             unknown_threshold=self.unknown_threshold,
             pspi=None if self.pspi is None else self.pspi[idx],
+            va_source=self.va_source,
         )
 
     def __iter__(self) -> Iterator[Face]:
@@ -278,6 +290,7 @@ class Faces:
                 r["pspi"] = float(self.pspi[i])
             if f.valence_arousal is not None:
                 r["valence"], r["arousal"] = float(f.valence_arousal[0]), float(f.valence_arousal[1])
+                r["va_source"] = self.va_source
             if f.reason is not None:
                 r["reason"] = f.reason
             if landmarks:

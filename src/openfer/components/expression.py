@@ -114,6 +114,8 @@ class ExpressionClassifier:
         self.model = OnnxModel.load(model, threads=threads)
         if not self.model.spec:
             raise ModelError(f"{self.model.path}: no openfer.spec metadata (not an openfer expression model)")
+        if self.model.spec.get("task") == "valence_arousal":
+            raise ModelError(f"{self.model.path}: a valence/arousal model; load it as va_model")
         self.spec = ExpressionSpec.from_dict(self.model.spec)
         self.temperature = float(self.model.spec.get("temperature", 1.0))
         self.flip = flip

@@ -11,11 +11,15 @@ Formats: FER+ folders (:func:`read_ferplus`), Kaggle FER2013 CSV with optional F
 (:func:`read_fer2013_csv`), RAF-DB basic (:func:`read_rafdb`), AffectNet CSV
 (:func:`read_affectnet_csv`), ``path,label`` CSV (:func:`read_csv_labels`) and ImageFolder
 (:func:`read_imagefolder`). All expression label sets are mapped to the FER+ class names.
+
+For valence/arousal regression, :func:`read_csv_valence_arousal` reads a ``path,valence,arousal``
+CSV (or an AffectNet CSV) into a :class:`ValenceArousalImages`.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +43,9 @@ AFFECTNET_CLASSES: tuple[str, ...] = (
     "neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger", "contempt",
 )
 AFFECTNET_NO_LABEL = (8, 9, 10)
+AFFECTNET_NOT_APPLICABLE = -2.0  # AffectNet's valence/arousal value for "not applicable"
+VA_NAMES: tuple[str, ...] = ("valence", "arousal")
+log = logging.getLogger("openfer")
 
 
 @dataclass(frozen=True)
@@ -144,7 +151,7 @@ def load_gray(path: Path, size: int | None = None) -> np.ndarray:
     return _resize_gray(img, size)
 
 
-def load_gray_stack(data: LabeledImages, size: int = 48) -> np.ndarray:
+def load_gray_stack(data: LabeledImages | ValenceArousalImages, size: int = 48) -> np.ndarray:
     """All images of ``data`` as one ``(N, size, size)`` uint8 array (in-memory images when present)."""
     out = np.empty((len(data), size, size), dtype=np.uint8)
     if data.images is not None:
@@ -200,6 +207,103 @@ def _float_column(rows: list[dict[str, str]], col: str, source: Path, lineno0: i
         except ValueError:
             raise InputError(f"{source}:{i + lineno0}: {col} must be a number, got {cell!r}") from None
     return out
+
+
+@dataclass(frozen=True)
+class ValenceArousalImages:
+    """Images with continuous targets: ``values[i]`` is (valence, arousal) of ``paths[i]``, in [-1, 1].
+
+    ``dropped`` counts the rows of the source file that had no value and were left out.
+    """
+
+    paths: tuple[Path, ...]
+    values: np.ndarray  # (N, 2) float32 in [-1, 1]
+    name: str = ""
+    dropped: int = 0
+    images: np.ndarray | None = None  # (N, H, W) uint8, when the pixels come with the values
+
+    def __post_init__(self) -> None:
+        n = len(self.paths)
+        v = np.asarray(self.values, dtype=np.float32)
+        if v.shape != (n, len(VA_NAMES)):
+            raise ShapeError(f"{self.name}: values", f"({n}, 2)", v.shape)
+        if not (np.isfinite(v).all() and (np.abs(v) <= 1.0).all()):
+            raise InputError(f"{self.name}: valence/arousal values must be finite and in [-1, 1]")
+        if self.images is not None and (self.images.ndim != 3 or len(self.images) != n
+                                        or self.images.dtype != np.uint8):
+            raise ShapeError(f"{self.name}: images", f"({n}, H, W) uint8", self.images.shape)
+        object.__setattr__(self, "values", v)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, mask: np.ndarray) -> ValenceArousalImages:
+        idx = np.flatnonzero(mask)
+        return ValenceArousalImages(
+            paths=tuple(self.paths[i] for i in idx),
+            values=self.values[idx],
+            name=self.name,
+            dropped=self.dropped,
+            images=None if self.images is None else self.images[idx],
+        )
+
+
+def read_csv_valence_arousal(csv_path: str | Path, image_root: str | Path | None = None) -> ValenceArousalImages:
+    """CSV with ``path,valence,arousal`` columns (header required; paths relative to ``image_root``,
+    default the CSV's folder) for valence/arousal regression.
+
+    The path column may be named ``path``, ``image``, ``file`` or AffectNet's ``subDirectory_filePath``,
+    so an AffectNet CSV reads as it is; other columns (``label``, ``expression``, face boxes) are
+    ignored. A row with an empty (or NaN) valence or arousal cell, or AffectNet's "not applicable"
+    value -2, is dropped and counted in ``dropped`` (and logged); any other value must be a number in [-1, 1]
+    (:class:`~openfer.errors.InputError` naming the file and line otherwise).
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise InputError(f"{csv_path}: not found (expected a CSV with path,valence,arousal columns)")
+    base = Path(image_root) if image_root is not None else csv_path.parent
+    paths: list[Path] = []
+    values: list[tuple[float, float]] = []
+    dropped = 0
+    with open(csv_path, newline="") as fh:
+        reader = csv.reader(fh)
+        col = _header(reader, csv_path, VA_NAMES)
+        ip = next((col[k] for k in ("path", "image", "file", "subdirectory_filepath") if k in col), None)
+        if ip is None:
+            raise InputError(f"{csv_path}: needs a 'path' column (or image, file, subDirectory_filePath) "
+                             f"with valence and arousal; found {', '.join(col)}")
+        iv = [col[k] for k in VA_NAMES]
+        for lineno, rec in enumerate(reader, 2):
+            if not rec:
+                continue
+            if len(rec) < len(col):
+                raise InputError(f"{csv_path}:{lineno}: expected {len(col)} columns, got {len(rec)}")
+            row: list[float] = []
+            for name, i in zip(VA_NAMES, iv, strict=True):
+                cell = rec[i].strip()
+                try:
+                    x = float(cell) if cell else np.nan
+                except ValueError:
+                    raise InputError(f"{csv_path}:{lineno}: {name} must be a number in [-1, 1], "
+                                     f"got {cell!r}") from None
+                if x == AFFECTNET_NOT_APPLICABLE:
+                    x = np.nan
+                if not np.isnan(x) and not -1.0 <= x <= 1.0:
+                    raise InputError(f"{csv_path}:{lineno}: {name} must be in [-1, 1], got {cell!r}")
+                row.append(x)
+            if np.isnan(row).any():
+                dropped += 1
+                continue
+            if not rec[ip].strip():
+                raise InputError(f"{csv_path}:{lineno}: empty image path")
+            paths.append(base / rec[ip].strip())
+            values.append((row[0], row[1]))
+    if dropped:
+        log.warning("%s: %d row(s) without valence/arousal dropped", csv_path, dropped)
+    if not paths:
+        raise InputError(f"{csv_path}: no rows with both valence and arousal ({dropped} dropped)")
+    return ValenceArousalImages(tuple(paths), np.asarray(values, dtype=np.float32).reshape(-1, 2),
+                                name=str(csv_path), dropped=dropped)
 
 
 def _check_split(split: str, fmt: str, allowed: tuple[str, ...] = SPLITS) -> None:

@@ -1,8 +1,11 @@
-"""Classification metrics on integer labels and probability matrices (pure numpy)."""
+"""Classification metrics on integer labels and probability matrices, and regression metrics
+(concordance correlation, RMSE) on continuous targets such as valence/arousal (pure numpy)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..errors import ShapeError
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -80,4 +83,53 @@ def classification_report(probs: np.ndarray, y_true: np.ndarray, classes: tuple[
             for i, c in enumerate(classes)
         },
         "confusion": {"labels": list(classes), "matrix": conf.tolist()},
+    }
+
+
+def _pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(pred, dtype=np.float64)
+    t = np.asarray(target, dtype=np.float64)
+    if t.ndim not in (1, 2):
+        raise ShapeError("target", "(N,) or (N, K)", t.shape)
+    if p.shape != t.shape:
+        raise ShapeError("pred", str(t.shape), p.shape)
+    return p, t
+
+
+def ccc(pred: np.ndarray, target: np.ndarray) -> float | np.ndarray:
+    """Lin's (1989) concordance correlation coefficient, per column.
+
+    ``2 cov(p, t) / (var(p) + var(t) + (mean(p) - mean(t))^2)`` with population (1/N) moments: 1 for
+    perfect agreement, 0 for none, negative for anti-agreement; unlike Pearson's r it is lowered by
+    any shift or scaling of the predictions. ``(N,)`` inputs give a float, ``(N, K)`` a ``(K,)``
+    array. A column where both sides are the same constant counts as perfect agreement (1.0); an
+    empty input gives NaN.
+    """
+    p, t = _pair(pred, target)
+    if len(p) == 0:
+        out = np.full(p.shape[1:], np.nan)
+    else:
+        mp, mt = p.mean(0), t.mean(0)
+        cov = ((p - mp) * (t - mt)).mean(0)
+        den = p.var(0) + t.var(0) + (mp - mt) ** 2
+        out = np.where(den > 0, 2.0 * cov / np.where(den > 0, den, 1.0), 1.0)
+    return float(out) if p.ndim == 1 else np.asarray(out, dtype=np.float64)
+
+
+def regression_report(pred: np.ndarray, target: np.ndarray, names: tuple[str, ...]) -> dict:
+    """CCC (per column and mean), RMSE and MAE per column for ``(N, K)`` predictions over ``names``
+    (e.g. ``("valence", "arousal")``)."""
+    p, t = _pair(pred, target)
+    if p.ndim != 2 or p.shape[1] != len(names):
+        raise ShapeError("pred", f"(N, {len(names)})", p.shape)
+    c = np.atleast_1d(ccc(p, t))
+    n = len(p)
+    rmse = np.sqrt(((p - t) ** 2).mean(0)) if n else np.full(len(names), np.nan)
+    mae = np.abs(p - t).mean(0) if n else np.full(len(names), np.nan)
+    return {
+        "n": int(n),
+        "ccc": {k: float(v) for k, v in zip(names, c, strict=True)},
+        "ccc_mean": float(c.mean()),
+        "rmse": {k: float(v) for k, v in zip(names, rmse, strict=True)},
+        "mae": {k: float(v) for k, v in zip(names, mae, strict=True)},
     }

@@ -2,6 +2,12 @@
 
 For FER+ (the default recipe) it trains on FER2013Train's vote distributions, selects the epoch on
 FER2013Valid, fits a calibration temperature on FER2013Valid and never reads FER2013Test.
+
+``--task va`` trains a valence/arousal regressor instead, on a ``path,valence,arousal`` CSV (or an
+AffectNet CSV): same networks with a 2-output ``tanh`` head, loss ``1 - mean CCC`` plus a small MSE
+term (:mod:`openfer.train.objectives`), selection on the validation CCC, ONNX spec
+``{"task": "valence_arousal", "outputs": ["valence", "arousal"], ...}`` for
+``AnalyzerOptions(va_model=...)``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from ..io.tables import atomic_open, write_json
 
 log = logging.getLogger("openfer.train")
 MIN_TEMPLATE_FACES = 20
+TASK_CHOICES = ("expression", "va")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,7 +32,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from .config import TrainConfig
 
     d = TrainConfig()
-    p.add_argument("data", help="data set: FER+ root, a CSV (path,label) or an ImageFolder")
+    p.add_argument(
+        "data", help="data set: FER+ root, a CSV (path,label or path,valence,arousal) or an ImageFolder"
+    )
+    p.add_argument(
+        "--task",
+        choices=TASK_CHOICES,
+        default=None,
+        help="expression classes or valence/arousal regression (va); default: va for a CSV with "
+        "valence and arousal columns and no label column, else expression",
+    )
     p.add_argument("--format", choices=FORMATS, default=None, help="data set layout (default: guessed)")
     p.add_argument(
         "--valid",
@@ -61,6 +77,43 @@ def _load(data, size: int) -> np.ndarray:  # noqa: ANN001
     from ..eval.datasets import load_gray_stack
 
     return load_gray_stack(data, size)
+
+
+def guess_task(data: str | Path, task: str | None) -> str:
+    """``"expression"`` or ``"valence_arousal"``: ``task`` when given (``va`` is short for the latter),
+    else valence/arousal for a CSV (or a folder's ``labels.csv``) that has valence and arousal columns
+    and no label column."""
+    if task is not None:
+        return "valence_arousal" if task in ("va", "valence_arousal") else "expression"
+    p = Path(data)
+    if p.is_dir() and (p / "labels.csv").is_file():
+        p = p / "labels.csv"
+    if p.is_file() and p.suffix.lower() == ".csv":
+        from ..eval.evaluate import _csv_header
+
+        head = _csv_header(p)
+        if {"valence", "arousal"} <= head and not head & {"label", "emotion", "expression"}:
+            return "valence_arousal"
+    return "expression"
+
+
+def _config(args: argparse.Namespace, **extra: object):  # noqa: ANN202
+    """The :class:`TrainConfig` of the command line (arguments it does not know are left out)."""
+    from .config import TrainConfig
+
+    names = {f.name for f in fields(TrainConfig)}
+    given = dict(
+        arch=args.arch,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        init_from=args.init_from,
+        degrade_p=args.degrade_p,
+        **extra,
+    )
+    return TrainConfig(**{k: v for k, v in given.items() if k in names})
 
 
 def holdout(data, fraction: float, seed: int):  # noqa: ANN001, ANN201
@@ -106,14 +159,17 @@ def ensure_template(path: Path, crops: np.ndarray, seed: int, n: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if guess_task(args.data, getattr(args, "task", None)) == "valence_arousal":
+        return run_valence_arousal(args)
     import torch
 
     from ..eval.datasets import read_ferplus, relabel
     from ..eval.evaluate import _guess_format, read_dataset
+    from .config import TrainConfig
     from .export import export_onnx, fit_temperature
     from .nets import build
     from .openset import fit_openset
-    from .recipe import TrainConfig, predict_logits, train
+    from .recipe import predict_logits, train
 
     fmt = args.format
     if fmt == "ferplus" or (fmt is None and (Path(args.data) / "FER2013Train").is_dir()):
@@ -131,24 +187,7 @@ def run(args: argparse.Namespace) -> int:
         else:  # hold out a seeded, stratified fraction of the training set
             tr, va = holdout(tr, args.valid_fraction, args.seed)
         soft = tr.soft if tr.soft is not None else np.eye(len(tr.classes), dtype=np.float32)[tr.labels]
-    cfg_fields = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(
-        **{
-            k: v
-            for k, v in dict(
-                arch=args.arch,
-                classes=tr.classes,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                seed=args.seed,
-                threads=args.threads,
-                init_from=args.init_from,
-                degrade_p=args.degrade_p,
-            ).items()
-            if k in cfg_fields
-        }
-    )
+    cfg: TrainConfig = _config(args, classes=tr.classes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log.info("train %d images, valid %d, classes %s", len(tr), len(va), tr.classes)
@@ -195,4 +234,93 @@ def run(args: argparse.Namespace) -> int:
         onnx_path,
     )
     print(f"exported {onnx_path} (valid accuracy {summary['best_valid_acc']:.4f})")
+    return 0
+
+
+def _va_data(path: str | Path, fmt: str | None):  # noqa: ANN202
+    from ..errors import InputError
+    from ..eval.datasets import read_csv_valence_arousal
+
+    if fmt not in (None, "csv", "affectnet"):
+        raise InputError(f"valence/arousal training reads a CSV (csv or affectnet format), not {fmt!r}")
+    p = Path(path)
+    if p.is_dir() and (p / "labels.csv").is_file():
+        p = p / "labels.csv"
+    return read_csv_valence_arousal(p)
+
+
+def run_valence_arousal(args: argparse.Namespace) -> int:
+    """``openfer train DATA.csv --task va``: valence/arousal regression, reported with CCC and RMSE."""
+    import torch
+
+    from ..errors import InputError
+    from ..eval.datasets import VA_NAMES
+    from ..eval.metrics import regression_report
+    from .export import export_onnx
+    from .nets import build
+    from .recipe import predict_logits, train
+
+    tr = _va_data(args.data, args.format)
+    dropped = {"train": tr.dropped}
+    if args.valid:
+        va = _va_data(args.valid, args.format)
+        dropped["valid"] = va.dropped
+    else:  # a seeded random fraction of the rows
+        rng = np.random.default_rng(args.seed)
+        k = min(max(int(round(len(tr) * args.valid_fraction)), 1), len(tr) - 1)
+        if k < 1:
+            raise InputError(f"{tr.name}: {len(tr)} row(s) are too few to hold out a validation set")
+        held = np.zeros(len(tr), bool)
+        held[rng.choice(len(tr), size=k, replace=False)] = True
+        tr, va = tr.subset(~held), tr.subset(held)
+    # no mixup/CutMix: a blend of two faces need not show the blend of their valence/arousal
+    cfg = _config(args, task="valence_arousal", classes=VA_NAMES, mix_p=0.0)
+    if len(tr) < cfg.batch_size:
+        raise InputError(
+            f"{len(tr)} training images are fewer than one batch ({cfg.batch_size}): lower --batch-size"
+        )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("valence/arousal: train %d images, valid %d", len(tr), len(va))
+    xt, xv = _load(tr, cfg.size), _load(va, cfg.size)
+    summary = train(cfg, xt, tr.values, xv, va.values, out)
+    template = ensure_template(out / "template.json", xt, cfg.seed, args.template_images)
+
+    model = build(cfg.arch, len(VA_NAMES), 0.0, tanh=True)
+    model.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=False)["model"])
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    report = regression_report(predict_logits(model, xv, cfg), va.values, VA_NAMES)
+    spec = {
+        "task": "valence_arousal",
+        "outputs": list(VA_NAMES),
+        "arch": cfg.arch,
+        "size": cfg.size,
+        "color": "gray",
+        "mean": cfg.mean,
+        "std": cfg.std,
+        "template_index": template["template_index"],
+        "template": template["template"],
+        "crop": "similarity transform of the face mesh's rigid points onto 'template' (x, y in [0, 1])",
+        "trained_on": tr.name,
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "best_valid_ccc": summary["best_valid_ccc"],
+        "valid_ccc": report["ccc"],
+        "valid_rmse": report["rmse"],
+    }
+    onnx_path = export_onnx(out / "best.pt", spec, out / f"{cfg.arch}.onnx")
+    with atomic_open(out / "summary.json") as fh:
+        json.dump(
+            {**summary, "valid": report, "dropped_rows": dropped, "config": asdict(cfg)},
+            fh,
+            indent=1,
+            default=str,
+        )
+    c, r = report["ccc"], report["rmse"]
+    log.info("best valid CCC %.4f, exported %s", summary["best_valid_ccc"], onnx_path)
+    print(
+        f"exported {onnx_path} (valid CCC valence {c['valence']:.3f}, arousal {c['arousal']:.3f}; "
+        f"RMSE valence {r['valence']:.3f}, arousal {r['arousal']:.3f})"
+    )
     return 0

@@ -37,4 +37,6 @@ class TrainConfig:
     mean: float = 0.5
     std: float = 0.25
     init_from: str = ""  # checkpoint/weights to fine-tune from (head re-initialised if classes differ)
+    # "expression" (classes) or "valence_arousal" (classes then names the two outputs); see objectives.py
+    task: str = "expression"
     notes: dict = field(default_factory=dict)

@@ -1,5 +1,5 @@
-"""ONNX export of a trained expression network with its preprocessing spec in the metadata,
-and temperature calibration on validation logits."""
+"""ONNX export of a trained expression (or valence/arousal) network with its preprocessing spec in
+the metadata, and temperature calibration on validation logits."""
 
 from __future__ import annotations
 
@@ -53,17 +53,24 @@ def export_onnx(
     (arch, classes, size, mean, std, template, temperature, …) is stored as JSON under ``openfer.spec``.
     With ``openset`` it has a second output, ``mahalanobis`` ``(N,)`` (see
     :class:`~openfer.train.openset.WithDistance`); ``spec["openset"]`` should then hold its calibration.
+
+    A valence/arousal network (``spec["task"] == "valence_arousal"``, ``spec["outputs"]`` naming the
+    columns) has a ``tanh`` head and one output, ``valence_arousal`` ``(N, 2)`` in [-1, 1].
     """
     import onnx
 
+    regression = spec.get("task") == "valence_arousal"
+    if regression and openset is not None:
+        raise ValueError("a valence/arousal model has no open-set head")
     if isinstance(weights, torch.nn.Module):
         model = weights
     else:
         st = torch.load(weights, map_location="cpu", weights_only=False)
-        model = build(spec["arch"], len(spec["classes"]), 0.0)
+        n_out = len(spec["outputs"]) if regression else len(spec["classes"])
+        model = build(spec["arch"], n_out, 0.0, tanh=regression)
         model.load_state_dict(st.get("model", st))
     model.eval()
-    names = ["logits"]
+    names = ["valence_arousal"] if regression else ["logits"]
     if openset is not None:
         from .openset import WithDistance
 

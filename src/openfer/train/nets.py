@@ -31,7 +31,10 @@ class BasicBlock(nn.Module):
 
 
 class FerNet(nn.Module):
-    """Stem at full resolution, then ``len(widths)`` stages each halving the resolution."""
+    """Stem at full resolution, then ``len(widths)`` stages each halving the resolution.
+
+    ``tanh=True`` bounds the outputs to (-1, 1) (the valence/arousal head); otherwise they are logits.
+    """
 
     def __init__(
         self,
@@ -41,6 +44,7 @@ class FerNet(nn.Module):
         depths: tuple[int, ...] = (1, 2, 2),
         dropout: float = 0.3,
         in_chans: int = 1,
+        tanh: bool = False,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
@@ -59,6 +63,7 @@ class FerNet(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(cin, num_classes)
         self.num_features = cin
+        self.tanh = tanh
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -71,7 +76,8 @@ class FerNet(nn.Module):
         return torch.flatten(self.pool(self.stages(self.stem(x))), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(self.features(x)))
+        y = self.fc(self.drop(self.features(x)))
+        return torch.tanh(y) if self.tanh else y
 
 
 class _Average(nn.Module):
@@ -114,7 +120,8 @@ ARCHS: dict[str, dict] = {
 }
 
 
-def build(arch: str, num_classes: int = 8, dropout: float = 0.3) -> FerNet:
+def build(arch: str, num_classes: int = 8, dropout: float = 0.3, tanh: bool = False) -> FerNet:
+    """Network ``arch`` with ``num_classes`` outputs (logits; ``tanh``: bounded to (-1, 1))."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHS)}")
-    return FerNet(num_classes=num_classes, dropout=dropout, **ARCHS[arch])
+    return FerNet(num_classes=num_classes, dropout=dropout, tanh=tanh, **ARCHS[arch])

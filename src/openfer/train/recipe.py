@@ -1,5 +1,6 @@
-"""The expression training recipe: soft-label training with batch augmentation, EMA weights,
-cosine schedule, per-epoch atomic checkpoints and exact resume.
+"""The training recipe: soft-label expression training (or valence/arousal regression, see
+:mod:`openfer.train.objectives`) with batch augmentation, EMA weights, cosine schedule, per-epoch
+atomic checkpoints and exact resume.
 
 Everything random is drawn from generators seeded by ``(seed, epoch)``, so a run killed and resumed
 from its last checkpoint continues exactly as an uninterrupted run would (same backend and threads).
@@ -23,7 +24,9 @@ from torch import nn
 
 from ..io.tables import atomic_open, atomic_path, write_json
 from .config import TrainConfig
-from .nets import build
+from .objectives import Objective, objective_for, soft_cross_entropy
+
+__all__ = ["augment", "degrade", "mix", "predict_logits", "soft_cross_entropy", "train"]
 
 log = logging.getLogger("openfer.train")
 
@@ -131,15 +134,12 @@ def mix(
     return x, lam * y + (1 - lam) * y[perm]
 
 
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
-
-
 @torch.no_grad()
 def predict_logits(
     model: nn.Module, x_u8: np.ndarray, cfg: TrainConfig, batch: int = 512, flip_tta: bool = True
 ) -> np.ndarray:
-    """Logits for ``(N, H, W)`` uint8 images; averages with the mirrored image when ``flip_tta``."""
+    """Outputs (logits, or the regression head's values) for ``(N, H, W)`` uint8 images; averages
+    with the mirrored image when ``flip_tta``."""
     model.eval()
     outs = []
     for i in range(0, len(x_u8), batch):
@@ -182,21 +182,28 @@ def train(
     valid_x: np.ndarray,
     valid_labels: np.ndarray,
     out_dir: str | Path,
+    objective: Objective | None = None,
 ) -> dict:
-    """Train with soft targets ``train_y`` ((N, C) rows summing to 1); select the EMA weights with
-    the best validation accuracy. Resumes from ``out_dir/last.pt`` when present.
+    """Train with targets ``train_y`` and select the EMA weights with the best validation score.
+    Resumes from ``out_dir/last.pt`` when present.
+
+    ``objective`` (default: the one for ``cfg.task``) sets the head, the loss and the score. For
+    ``expression``: soft targets ``train_y`` ((N, C) rows summing to 1), ``valid_labels`` (N,) class
+    indices, selection on accuracy (``valid_acc``). For ``valence_arousal``: ``train_y`` and
+    ``valid_labels`` are (N, 2) values in [-1, 1], selection on the mean CCC (``valid_ccc``).
 
     Writes ``last.pt`` (full state, every epoch), ``best.pt`` (EMA weights), ``log.csv`` and
-    ``config.json`` into ``out_dir``; returns a summary dict.
+    ``config.json`` into ``out_dir``; returns a summary dict with ``best_<metric>`` (e.g.
+    ``best_valid_acc``), ``epochs`` and ``history``.
     """
+    obj = objective if objective is not None else objective_for(cfg.task)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    ncls = len(cfg.classes)
-    model = build(cfg.arch, ncls, cfg.dropout)
+    model = obj.build(cfg, cfg.dropout)
     if cfg.init_from:
         _load_init(model, cfg.init_from)
     if cfg.channels_last:
@@ -222,6 +229,7 @@ def train(
             return cfg.lr * (step + 1) / warm
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(total - warm, 1)))
 
+    # best_acc: the best selection score so far (accuracy or CCC; the name is kept so old runs resume)
     start_epoch, best_acc, history = 0, -1.0, []
     last = out / "last.pt"
     if last.exists():
@@ -252,7 +260,7 @@ def train(
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(xb)
-            loss = soft_cross_entropy(logits, yb)
+            loss = obj.loss(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -266,12 +274,13 @@ def train(
             if i % 10 == 0 or i == steps_per_epoch - 1:
                 bar.update(i + 1, f"loss {loss_sum / (i + 1):.4f}")
         val_logits = predict_logits(ema, valid_x, cfg)
-        val_acc = float((val_logits.argmax(1) == valid_labels).mean())
+        val_acc, extra = obj.score(val_logits, valid_labels)
         row = {
             "epoch": epoch + 1,
             "lr": lr_at((epoch + 1) * steps_per_epoch - 1),
             "train_loss": loss_sum / steps_per_epoch,
-            "valid_acc": val_acc,
+            obj.metric: val_acc,
+            **extra,
             "seconds": time.time() - t0,
         }
         history.append(row)
@@ -281,7 +290,7 @@ def train(
         if val_acc > best_acc:
             best_acc = val_acc
             _atomic_torch_save(
-                {"model": ema.state_dict(), "epoch": epoch, "valid_acc": val_acc}, out / "best.pt"
+                {"model": ema.state_dict(), "epoch": epoch, obj.metric: val_acc}, out / "best.pt"
             )
         _atomic_torch_save(
             {
@@ -295,7 +304,7 @@ def train(
             last,
         )
         _write_log(history, out / "log.csv")
-    return {"best_valid_acc": best_acc, "epochs": len(history), "history": history}
+    return {f"best_{obj.metric}": best_acc, "epochs": len(history), "history": history}
 
 
 def _write_log(history: list[dict], path: Path) -> None:
