@@ -83,3 +83,20 @@ def test_fit_temperature_recovers_scaling():
     y = np.array([rng.choice(4, p=row) for row in p])
     t = fit_temperature(true_logits * 3.0, y)  # over-confident by 3x
     assert t == pytest.approx(3.0, rel=0.15)
+
+
+def test_degrade_touches_about_p_of_the_images_reproducibly():
+    from openfer.train.config import TrainConfig
+    from openfer.train.recipe import degrade
+
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (400, 1, 48, 48)).astype(np.uint8))
+    assert degrade(x, TrainConfig(degrade_p=0.0), torch.Generator().manual_seed(0)) is x
+    cfg = TrainConfig(degrade_p=0.25)
+    a = degrade(x, cfg, torch.Generator().manual_seed(3))
+    b = degrade(x, cfg, torch.Generator().manual_seed(3))
+    assert a.dtype == torch.uint8 and a.shape == x.shape and torch.equal(a, b)
+    changed = (a != x).flatten(1).any(1).float().mean().item()
+    assert 0.18 < changed < 0.32  # 25% chosen; a degradation almost always changes pixels
+    assert torch.equal(
+        x, torch.from_numpy(np.random.default_rng(0).integers(0, 256, (400, 1, 48, 48)).astype(np.uint8))
+    )
