@@ -89,12 +89,22 @@ def speed(name: str) -> dict:
 
 def recipe(run: Path, cfg: dict) -> str:
     deg = cfg.get("degrade_p", 0.0)
+    notes = cfg.get("notes") or {}
+    teachers, tw = notes.get("teachers", []), notes.get("teacher_weight", 0.0)
     return (
         f"`openfer train ../shared/datasets/ferplus --out {run} --arch {cfg['arch']} --epochs {cfg['epochs']} "
         f"--seed {cfg['seed']}"
         + (f" --degrade-p {deg:g}" if deg else "")
+        + (f" --teacher {' '.join(teachers)} --teacher-weight {tw:g}" if teachers else "")
         + f"` (run with --threads {cfg['threads'] or 0}): "
-        f"SGD (Nesterov, momentum {cfg['momentum']}, lr {cfg['lr']}, weight decay {cfg['weight_decay']}), batch {cfg['batch_size']}, "
+        + (
+            f"distilled: the targets are {1 - tw:g} x the FER+ vote distribution + {tw:g} x the teachers' "
+            "mirror-averaged softmax (temperature 1) on each training crop, computed once before training "
+            "(`openfer.train.distill`); "
+            if teachers
+            else ""
+        )
+        + f"SGD (Nesterov, momentum {cfg['momentum']}, lr {cfg['lr']}, weight decay {cfg['weight_decay']}), batch {cfg['batch_size']}, "
         f"{cfg['warmup_epochs']:g} warm-up epochs then cosine decay, {cfg['epochs']} epochs; soft-label cross-entropy; augmentation: "
         f"rotation ±{cfg['rotate_deg']:g}°, scale {cfg['scale']}, translation ±{cfg['translate']:g}, horizontal flip, random erasing "
         f"p={cfg['erase_p']}, mixup/CutMix on {cfg['mix_p']:.0%} of batches"

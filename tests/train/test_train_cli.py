@@ -40,3 +40,71 @@ def test_train_imagefolder_new_labels_exports_working_onnx(tmp_path):
     probs, unknown = clf.predict_open(crops)
     np.testing.assert_allclose(probs, p, atol=1e-6)
     assert unknown.shape == (4,) and ((unknown >= 0) & (unknown <= 1)).all()
+
+
+def test_train_distills_from_a_teacher_and_caches_its_predictions(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "data"
+    for k, name in enumerate(["happy", "sad", "neutral"]):
+        (root / name).mkdir(parents=True)
+        for i in range(10):
+            img = rng.integers(0, 80, (48, 48)).astype(np.uint8)
+            img[:, k * 16 : k * 16 + 16] += 150
+            cv2.imwrite(str(root / name / f"{i}.png"), img)
+    valid = tmp_path / "valid"
+    for name in ["happy", "sad", "neutral"]:
+        (valid / name).mkdir(parents=True)
+        cv2.imwrite(str(valid / name / "0.png"), cv2.imread(str(root / name / "0.png"), cv2.IMREAD_GRAYSCALE))
+    out = tmp_path / "student"
+    args = ["train", str(root), "--valid", str(valid), "--out", str(out), "--arch", "fernet_xs", "--epochs", "1",
+            "--batch-size", "8", "--threads", "1", "--template-images", "10", "--teacher", "fernet_s",
+            "--teacher-weight", "0.5"]
+    assert main(args) == 0
+    from openfer.components.expression import ExpressionClassifier
+    from openfer.eval.datasets import load_gray_stack
+    from openfer.eval.evaluate import read_dataset
+    from openfer.train import distill
+
+    # the cached predictions are the shipped model's mirror-averaged softmax at temperature 1 on the
+    # training crops, restricted to the student's classes and renormalised
+    config = json.loads((out / "config.json").read_text())
+    data = read_dataset(root, "imagefolder", split="train", classes=None)
+    assert tuple(config["classes"]) == data.classes and len(data) == 30
+    cached = np.load(out / "teacher.npz")["probs"]
+    clf = ExpressionClassifier("fernet_s")
+    clf.temperature = 1.0
+    full = clf.predict_crops(load_gray_stack(data, 48))
+    sub = full[:, [clf.classes.index(c) for c in data.classes]]
+    np.testing.assert_allclose(cached, sub / sub.sum(1, keepdims=True), atol=1e-5)
+    config = json.loads((out / "config.json").read_text())
+    assert config["notes"] == {"teachers": ["fernet_s"], "teacher_weight": 0.5}
+    spec = ExpressionClassifier(str(out / "fernet_xs.onnx")).model.spec
+    assert spec["distilled_from"] == ["fernet_s"]
+
+    # a second run in the same folder (resume) reads the cache instead of running the teacher again
+    def fail(*a, **k):
+        raise AssertionError("teacher recomputed")
+
+    monkeypatch.setattr(distill, "teacher_probabilities", fail)
+    assert main(args) == 0
+
+
+def test_blend_targets_is_the_weighted_mean_and_checks_its_inputs():
+    from openfer.train.distill import blend_targets
+
+    t = np.array([[1.0, 0.0], [0.5, 0.5]])
+    s = np.array([[0.6, 0.4], [0.0, 1.0]])
+    np.testing.assert_allclose(blend_targets(t, s, 0.25), [[0.9, 0.1], [0.375, 0.625]], atol=1e-7)
+    np.testing.assert_allclose(blend_targets(t, s, 0.0), t)
+    with pytest.raises(ValueError, match="weight"):
+        blend_targets(t, s, 1.5)
+    with pytest.raises(ValueError, match="shape"):
+        blend_targets(t, s[:1], 0.5)
+
+
+def test_teacher_missing_a_class_is_a_clear_error():
+    from openfer.train.distill import teacher_probabilities
+
+    crops = np.zeros((2, 48, 48), np.uint8)
+    with pytest.raises(ValueError, match="lacks the classes"):
+        teacher_probabilities(["fernet_s"], crops, ["happiness", "boredom"])

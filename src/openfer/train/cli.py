@@ -71,6 +71,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--template-images", type=int, default=2000, help="training images used to measure the crop template"
     )
+    p.add_argument(
+        "--teacher",
+        nargs="+",
+        default=[],
+        metavar="MODEL",
+        help="distill: ONNX expression models (names or paths) whose mirror-averaged predictions on the "
+        "training crops are blended into the targets (see openfer.train.distill); teachers must not "
+        "have seen the validation or test images",
+    )
+    p.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=0.5,
+        help="weight of the teachers' predictions in the blended targets (default 0.5)",
+    )
 
 
 def _load(data, size: int) -> np.ndarray:  # noqa: ANN001
@@ -187,13 +202,26 @@ def run(args: argparse.Namespace) -> int:
         else:  # hold out a seeded, stratified fraction of the training set
             tr, va = holdout(tr, args.valid_fraction, args.seed)
         soft = tr.soft if tr.soft is not None else np.eye(len(tr.classes), dtype=np.float32)[tr.labels]
-    cfg: TrainConfig = _config(args, classes=tr.classes)
+    teachers = list(getattr(args, "teacher", None) or [])
+    notes = {}
+    if teachers:
+        if not 0.0 <= args.teacher_weight <= 1.0:
+            raise ValueError(f"--teacher-weight must be in [0, 1], got {args.teacher_weight}")
+        notes = {"teachers": [str(t) for t in teachers], "teacher_weight": args.teacher_weight}
+    cfg: TrainConfig = _config(args, classes=tr.classes, notes=notes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log.info("train %d images, valid %d, classes %s", len(tr), len(va), tr.classes)
-    xt, xv = _load(tr, cfg.size), _load(va, cfg.size)
+    xt = _load(tr, cfg.size)
     va = va.subset(va.labels >= 0) if (va.labels < 0).any() else va
     xv = _load(va, cfg.size)
+    if teachers:
+        from .distill import blend_targets, cached_teacher_probabilities
+
+        teach = cached_teacher_probabilities(out / "teacher.npz", teachers, xt, tr.classes, cfg.threads)
+        agree = float((teach.argmax(1) == soft.argmax(1)).mean())
+        log.info("teachers agree with the training targets on %.1f%% of images", 100 * agree)
+        soft = blend_targets(soft, teach, args.teacher_weight)
     summary = train(cfg, xt, soft, xv, va.labels, out)
 
     # crop template: where the face mesh lands on the training crops
@@ -223,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
         "epochs": cfg.epochs,
         "best_valid_acc": summary["best_valid_acc"],
         "openset": openset.to_dict(),
+        **({"distilled_from": notes["teachers"], "teacher_weight": notes["teacher_weight"]} if notes else {}),
     }
     onnx_path = export_onnx(out / "best.pt", spec, out / f"{cfg.arch}.onnx", openset=maha)
     with atomic_open(out / "summary.json") as fh:
