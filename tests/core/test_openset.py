@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from openfer.core.openset import (
     Mahalanobis,
+    NearestNeighbours,
     OpenSetCalibration,
     auroc,
     energy_score,
@@ -96,3 +97,29 @@ def test_calibration_is_a_percentile_of_known_faces_and_round_trips():
         cal(msp=np.zeros(2))
     with pytest.raises(ValueError, match="non-decreasing"):
         OpenSetCalibration.from_dict({**cal.to_dict(), "quantiles": [1.0, 0.0]})
+
+
+def test_nearest_neighbours_is_the_kth_standardised_distance():
+    ref = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    nn = NearestNeighbours.fit(ref, k=2)
+    sd = ref.std(0)
+    q = np.array([[0.0, 0.0], [10.0, 10.0]])
+    # by brute force: standardised squared distances, sorted, second smallest
+    z = lambda v: (v - ref.mean(0)) / sd  # noqa: E731
+    want = [np.sort(((z(ref) - z(x)) ** 2).sum(1))[1] for x in q]
+    np.testing.assert_allclose(nn.score(q), want, rtol=1e-6)
+    assert nn.score(q)[1] > 10 * nn.score(q)[0]  # far from every known vector scores high
+    # chunking does not change the result
+    rng = np.random.default_rng(0)
+    many = NearestNeighbours.fit(rng.normal(size=(500, 3)), k=5, max_reference=200)
+    x = rng.normal(size=(50, 3))
+    np.testing.assert_allclose(many.score(x, chunk=7), many.score(x), rtol=1e-9)
+    assert many.reference.shape == (200, 3)
+
+
+def test_nearest_neighbours_rejects_bad_input():
+    with pytest.raises(ValueError, match="more than k"):
+        NearestNeighbours.fit(np.zeros((3, 2)), k=3)
+    nn = NearestNeighbours.fit(np.arange(20.0).reshape(10, 2), k=2)
+    with pytest.raises(ValueError):
+        nn.score(np.zeros((2, 3)))

@@ -5,7 +5,10 @@ Three scores over a classifier's outputs, all "higher means unknown":
 * :func:`msp_score` -- one minus the maximum softmax probability (Hendrycks & Gimpel, 2017);
 * :func:`energy_score` -- the negative free energy ``-T logsumexp(logits / T)`` (Liu et al., 2020);
 * :class:`Mahalanobis` -- the smallest class-conditional Mahalanobis distance of the penultimate
-  features, with one covariance shared by the classes (Lee et al., 2018), fitted on training features.
+  features, with one covariance shared by the classes (Lee et al., 2018), fitted on training features;
+* :class:`NearestNeighbours` -- the distance to the k-th nearest known training sample of any
+  standardised feature vector (Sun et al., 2022, "Out-of-distribution detection with deep nearest
+  neighbors"); ``scripts/openset_protocol.py`` applies it to the AU intensities.
 
 :func:`auroc` and :func:`fpr_at_tpr` evaluate a score (unknown = positive), and
 :func:`threshold_at_tpr` picks the threshold that keeps a given share of known faces.
@@ -85,6 +88,46 @@ class Mahalanobis:
     def score(self, features: np.ndarray) -> np.ndarray:
         """Distance to the nearest class mean (squared Mahalanobis): the open-set score."""
         return self.distances(features).min(1)
+
+
+@dataclass(frozen=True)
+class NearestNeighbours:
+    """Squared Euclidean distance to the ``k``-th nearest reference vector, after standardising
+    each dimension with the reference's mean and standard deviation."""
+
+    reference: np.ndarray  # (M, D), standardised
+    mean: np.ndarray
+    std: np.ndarray
+    k: int
+
+    @classmethod
+    def fit(
+        cls, features: np.ndarray, k: int = 10, max_reference: int = 6000, seed: int = 0
+    ) -> NearestNeighbours:
+        """Keep (a seeded sample of at most ``max_reference`` of) the ``(N, D)`` known ``features``."""
+        f = np.asarray(features, dtype=np.float64)
+        if f.ndim != 2:
+            raise ShapeError("features", "(N, D)", f.shape)
+        if len(f) <= k:
+            raise ValueError(f"need more than k={k} reference vectors, got {len(f)}")
+        mean, std = f.mean(0), f.std(0) + 1e-9
+        if len(f) > max_reference:
+            f = f[np.sort(np.random.default_rng(seed).choice(len(f), max_reference, replace=False))]
+        return cls((f - mean) / std, mean, std, int(k))
+
+    def score(self, features: np.ndarray, chunk: int = 1024) -> np.ndarray:
+        """``(N,)`` squared distance of each row of ``features`` to its k-th nearest reference."""
+        f = np.asarray(features, dtype=np.float64)
+        if f.ndim != 2 or f.shape[1] != self.reference.shape[1]:
+            raise ShapeError("features", f"(N, {self.reference.shape[1]})", f.shape)
+        z = (f - self.mean) / self.std
+        r2 = (self.reference**2).sum(1)
+        out = np.empty(len(z))
+        for i in range(0, len(z), chunk):
+            q = z[i : i + chunk]
+            d = np.maximum((q**2).sum(1)[:, None] - 2 * q @ self.reference.T + r2[None], 0.0)
+            out[i : i + chunk] = np.partition(d, self.k - 1, axis=1)[:, self.k - 1]
+        return out
 
 
 @dataclass(frozen=True)
@@ -180,6 +223,7 @@ def fpr_at_tpr(known: np.ndarray, unknown: np.ndarray, tpr: float = 0.95) -> flo
 
 __all__ = [
     "Mahalanobis",
+    "NearestNeighbours",
     "OpenSetCalibration",
     "auroc",
     "energy_score",
