@@ -87,6 +87,19 @@ def speed(name: str) -> dict:
     return out
 
 
+def _teacher_origin(teacher: str) -> str:
+    """Where a teacher came from, when it is an ensemble built by scripts/build_ensemble.py."""
+    ens = Path(teacher).parent / "ensemble.json"
+    if not ens.is_file():
+        return ""
+    e = json.loads(ens.read_text())
+    members = ", ".join(Path(m).name for m in e["members"])
+    return (
+        f"; teacher `{Path(teacher).name}`: the ensemble of runs {members} "
+        f"(FER2013Train only, FER2013Valid accuracy {e['valid_accuracy']['ensemble']:.2%}), built by `{e['command']}`"
+    )
+
+
 def recipe(run: Path, cfg: dict) -> str:
     deg = cfg.get("degrade_p", 0.0)
     notes = cfg.get("notes") or {}
@@ -100,7 +113,7 @@ def recipe(run: Path, cfg: dict) -> str:
         + (
             f"distilled: the targets are {1 - tw:g} x the FER+ vote distribution + {tw:g} x the teachers' "
             "mirror-averaged softmax (temperature 1) on each training crop, computed once before training "
-            "(`openfer.train.distill`); "
+            "(`openfer.train.distill`)" + "".join(_teacher_origin(t) for t in teachers) + "; "
             if teachers
             else ""
         )
