@@ -102,9 +102,22 @@ def test_blend_targets_is_the_weighted_mean_and_checks_its_inputs():
         blend_targets(t, s[:1], 0.5)
 
 
-def test_teacher_missing_a_class_is_a_clear_error():
-    from openfer.train.distill import teacher_probabilities
+def test_bad_teachers_are_clear_errors_before_anything_is_written(tmp_path, capsys):
+    from openfer.errors import ModelError
+    from openfer.train.distill import load_teachers
 
-    crops = np.zeros((2, 48, 48), np.uint8)
-    with pytest.raises(ValueError, match="lacks the classes"):
-        teacher_probabilities(["fernet_s"], crops, ["happiness", "boredom"])
+    with pytest.raises(ModelError, match="lacks the classes"):
+        load_teachers(["fernet_s"], ["happiness", "boredom"])
+    root = tmp_path / "data"
+    for name in ("happy", "sad"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(root / name / f"{i}.png"), np.full((48, 48), 40 * i, np.uint8))
+    out = tmp_path / "run"
+    base = ["train", str(root), "--out", str(out), "--epochs", "1", "--threads", "1"]
+    assert main([*base, "--teacher", str(tmp_path / "missing.onnx")]) == 4
+    assert "missing.onnx: model file not found" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--teacher", "fernet_s", "--teacher-weight", "1.5"])
+    assert e.value.code == 2 and "must be in [0, 1]" in capsys.readouterr().err

@@ -82,10 +82,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--teacher-weight",
-        type=float,
+        type=_unit_float,
         default=0.5,
         help="weight of the teachers' predictions in the blended targets (default 0.5)",
     )
+
+
+def _unit_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {v:g}")
+    return v
 
 
 def _load(data, size: int) -> np.ndarray:  # noqa: ANN001
@@ -202,11 +212,11 @@ def run(args: argparse.Namespace) -> int:
         else:  # hold out a seeded, stratified fraction of the training set
             tr, va = holdout(tr, args.valid_fraction, args.seed)
         soft = tr.soft if tr.soft is not None else np.eye(len(tr.classes), dtype=np.float32)[tr.labels]
-    teachers = list(getattr(args, "teacher", None) or [])
-    notes = {}
-    if teachers:
-        if not 0.0 <= args.teacher_weight <= 1.0:
-            raise ValueError(f"--teacher-weight must be in [0, 1], got {args.teacher_weight}")
+    teachers, notes = list(getattr(args, "teacher", None) or []), {}
+    if teachers:  # loaded (and checked) before anything is written
+        from .distill import load_teachers
+
+        teacher_models = load_teachers(teachers, tr.classes, args.threads)
         notes = {"teachers": [str(t) for t in teachers], "teacher_weight": args.teacher_weight}
     cfg: TrainConfig = _config(args, classes=tr.classes, notes=notes)
     out = Path(args.out)
@@ -218,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     if teachers:
         from .distill import blend_targets, cached_teacher_probabilities
 
-        teach = cached_teacher_probabilities(out / "teacher.npz", teachers, xt, tr.classes, cfg.threads)
+        teach = cached_teacher_probabilities(out / "teacher.npz", teacher_models, xt, tr.classes)
         agree = float((teach.argmax(1) == soft.argmax(1)).mean())
         log.info("teachers agree with the training targets on %.1f%% of images", 100 * agree)
         soft = blend_targets(soft, teach, args.teacher_weight)
