@@ -33,6 +33,7 @@ def main() -> None:
     bench, recall = load("benchmarks/results/pipeline.json"), load("benchmarks/results/detection_recall.json")
     mach = bench["machine"]
     heights = sorted({r["face_height_px"] for r in recall["results"]})
+    cls2 = bench["threads"]["2"]["classify_batch256"]
     lines = [
         "## Results",
         "",
@@ -48,6 +49,17 @@ def main() -> None:
         "",
         f"photos_dev: faces found in {photos['face_found_rate']:.1%} of photos; its labels are noisy and skewed "
         "(1,131 neutral, 1,001 happiness, few others), so read UAR with care.",
+        "",
+        f"**The 89% target is not reached.** openfer set out to ship a default model at ≥ 89.0% on FER+ test "
+        f"trained from scratch; `{m}` reaches {test['accuracy']:.2%}. The other two targets are met: ECE "
+        f"{test['ece']:.3f} after calibration (≤ 0.03) and {cls2['faces_per_second']:.0f} faces/s on 2 cores "
+        "with mirror averaging (≥ 250; speed table below). Every run of the campaign is in "
+        "`docs/experiments.md`: three 30-epoch runs of this network on 2 CPU cores (plain, with "
+        "photographic degradation, distilled from an ensemble of the first two) reach 86.3-86.6% on "
+        "FER2013Valid, and the ensemble of the first two 86.9% valid / 87.2% test: +0.03 points on test "
+        "for twice the compute, so there is no separate `accurate` preset. What we think closes the gap: "
+        "wider and deeper teachers trained for longer on a GPU (none has been lent so far), distilled "
+        "into this network with `openfer train --teacher`.",
         "",
         "Detection recall on small real faces (`benchmarks/detection_recall.py`: the five-person photo scaled "
         "and tiled 3x3, 45 faces; default `min_face` 30):",
