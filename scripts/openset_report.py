@@ -11,24 +11,16 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-METHODS = (
-    "msp",
-    "energy",
-    "mahalanobis",
-    "mahalanobis+msp",
-    "au_knn",
-    "au_knn+msp",
-    "mahalanobis+msp+au_knn",
-)
-HEADERS = (
-    "max-softmax",
-    "energy",
-    "Mahalanobis",
-    "Mahalanobis + max-softmax (shipped)",
-    "AU kNN",
-    "AU kNN + max-softmax",
-    "all three",
-)
+# column headings of the methods scripts/openset_protocol.py reports (its METHODS, in that order)
+HEADERS = {
+    "msp": "max-softmax",
+    "energy": "energy",
+    "mahalanobis": "Mahalanobis",
+    "mahalanobis+msp": "Mahalanobis + max-softmax (shipped)",
+    "au_knn": "AU kNN",
+    "au_knn+msp": "AU kNN + max-softmax",
+    "mahalanobis+msp+au_knn": "all three",
+}
 
 
 def _row(rows: list[dict], name: str) -> dict:
@@ -39,6 +31,7 @@ def main() -> None:
     proto = json.loads((ROOT / "docs" / "openset.json").read_text())
     shipped = json.loads((ROOT / "docs" / "openset_shipped.json").read_text())
     rows = proto["classes"]
+    methods = tuple(proto["mean"])  # the protocol's order
     lines = [
         "## Open set",
         "",
@@ -54,17 +47,17 @@ def main() -> None:
         "standardised on known validation faces. AUROC (unknown = positive) / FPR at 95% TPR "
         "on the known faces:",
         "",
-        "| held out | unknowns | known accuracy | " + " | ".join(HEADERS) + " |",
-        "|---|---|---|" + "---|" * len(HEADERS),
+        "| held out | unknowns | known accuracy | " + " | ".join(HEADERS.get(m, m) for m in methods) + " |",
+        "|---|---|---|" + "---|" * len(methods),
     ]
     for r in rows:
-        cells = " | ".join(f"{r[m]['auroc']:.3f} / {r[m]['fpr95']:.2f}" for m in METHODS)
+        cells = " | ".join(f"{r[m]['auroc']:.3f} / {r[m]['fpr95']:.2f}" for m in methods)
         lines.append(f"| {r['held_out']} | {r['n_unknown']} | {r['known_accuracy']:.3f} | {cells} |")
     mean = " | ".join(
-        f"**{proto['mean'][m]['auroc']:.3f}** / {proto['mean'][m]['fpr95']:.2f}" for m in METHODS
+        f"**{proto['mean'][m]['auroc']:.3f}** / {proto['mean'][m]['fpr95']:.2f}" for m in methods
     )
     lines.append(f"| **mean** ({len(rows)} classes) | | | {mean} |")
-    best = max(METHODS, key=lambda m: proto["mean"][m]["auroc"])
+    best = max(methods, key=lambda m: proto["mean"][m]["auroc"])
     lines += [
         "",
         f"Reading: the best mean AUROC here is {proto['mean'][best]['auroc']:.3f} ({best}), against the 0.90 "

@@ -11,15 +11,23 @@ pytest.importorskip("torch")
 from openfer.cli import main  # noqa: E402
 
 
+def _image_folder(root, names, n, seed, axis):
+    """One folder of ``n`` noisy 48x48 images per class, class k with a bright band (rows or
+    columns, ``axis`` 0 or 1) at position k: a cue a tiny network learns in an epoch or two."""
+    rng = np.random.default_rng(seed)
+    for k, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            img = rng.integers(0, 80, (48, 48)).astype(np.uint8)
+            band = np.moveaxis(img, axis, 0)  # a view: writes go to img
+            band[k * 16 : k * 16 + 16] += 150
+            cv2.imwrite(str(root / name / f"{i}.png"), img)
+    return root
+
+
 def test_train_imagefolder_new_labels_exports_working_onnx(tmp_path):
     rng = np.random.default_rng(0)
-    root = tmp_path / "data"
-    for k, name in enumerate(["engagement", "boredom", "confusion"]):
-        (root / name).mkdir(parents=True)
-        for i in range(12):
-            img = rng.integers(0, 80, (48, 48)).astype(np.uint8)
-            img[k * 16 : k * 16 + 16] += 150  # learnable class cue
-            cv2.imwrite(str(root / name / f"{i}.png"), img)
+    root = _image_folder(tmp_path / "data", ["engagement", "boredom", "confusion"], 12, seed=0, axis=0)
     out = tmp_path / "run"
     rc = main(["train", str(root), "--out", str(out), "--arch", "fernet_xs", "--epochs", "2",
                "--batch-size", "8", "--threads", "1", "--template-images", "10"])
@@ -43,14 +51,7 @@ def test_train_imagefolder_new_labels_exports_working_onnx(tmp_path):
 
 
 def test_train_distills_from_a_teacher_and_caches_its_predictions(tmp_path, monkeypatch):
-    rng = np.random.default_rng(1)
-    root = tmp_path / "data"
-    for k, name in enumerate(["happy", "sad", "neutral"]):
-        (root / name).mkdir(parents=True)
-        for i in range(10):
-            img = rng.integers(0, 80, (48, 48)).astype(np.uint8)
-            img[:, k * 16 : k * 16 + 16] += 150
-            cv2.imwrite(str(root / name / f"{i}.png"), img)
+    root = _image_folder(tmp_path / "data", ["happy", "sad", "neutral"], 10, seed=1, axis=1)
     valid = tmp_path / "valid"
     for name in ["happy", "sad", "neutral"]:
         (valid / name).mkdir(parents=True)
