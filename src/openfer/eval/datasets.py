@@ -48,6 +48,12 @@ VA_NAMES: tuple[str, ...] = ("valence", "arousal")
 log = logging.getLogger("openfer")
 
 
+def _check_images(name: str, images: np.ndarray | None, n: int) -> None:
+    """Pixels that come with the labels must be ``(n, H, W)`` uint8."""
+    if images is not None and (images.ndim != 3 or len(images) != n or images.dtype != np.uint8):
+        raise ShapeError(f"{name}: images", f"({n}, H, W) uint8", images.shape)
+
+
 @dataclass(frozen=True)
 class LabeledImages:
     """A labelled image set: ``paths[i]`` has class ``classes[labels[i]]`` (-1: no usable label)."""
@@ -67,9 +73,7 @@ class LabeledImages:
             raise InputError(f"{self.name}: {n} paths but {len(self.labels)} labels")
         if self.soft is not None and self.soft.shape != (n, len(self.classes)):
             raise ShapeError(f"{self.name}: soft", f"({n}, {len(self.classes)})", self.soft.shape)
-        if self.images is not None and (self.images.ndim != 3 or len(self.images) != n
-                                        or self.images.dtype != np.uint8):
-            raise ShapeError(f"{self.name}: images", f"({n}, H, W) uint8", self.images.shape)
+        _check_images(self.name, self.images, n)
         for k, v in (self.targets or {}).items():
             if np.shape(v) != (n,):
                 raise ShapeError(f"{self.name}: targets[{k!r}]", f"({n},)", np.shape(v))
@@ -229,9 +233,7 @@ class ValenceArousalImages:
             raise ShapeError(f"{self.name}: values", f"({n}, 2)", v.shape)
         if not (np.isfinite(v).all() and (np.abs(v) <= 1.0).all()):
             raise InputError(f"{self.name}: valence/arousal values must be finite and in [-1, 1]")
-        if self.images is not None and (self.images.ndim != 3 or len(self.images) != n
-                                        or self.images.dtype != np.uint8):
-            raise ShapeError(f"{self.name}: images", f"({n}, H, W) uint8", self.images.shape)
+        _check_images(self.name, self.images, n)
         object.__setattr__(self, "values", v)
 
     def __len__(self) -> int:

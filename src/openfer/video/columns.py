@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -93,13 +93,7 @@ class ColumnGroups:
 
     def kwargs(self) -> dict[str, Any]:
         """The fields as keyword arguments (``Timeline(classes, **groups.kwargs())``)."""
-        return {
-            "au_names": self.au_names,
-            "affect": self.affect,
-            "pspi": self.pspi,
-            "au_baseline": self.au_baseline,
-            "openset": self.openset,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def timeline_columns(

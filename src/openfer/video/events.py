@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -109,17 +109,8 @@ class ExpressionEvent:
     aus: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "track": self.track,
-            "label": self.label,
-            "onset": self.onset,
-            "apex": self.apex,
-            "offset": self.offset,
-            "duration": self.duration,
-            "peak": self.peak,
-            "frames": self.frames,
-            "aus": dict(self.aus),
-        }
+        """The fields as a JSON-ready dict (``aus`` copied)."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)

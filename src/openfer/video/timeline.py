@@ -30,7 +30,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,23 +111,8 @@ class TrackSummary:
     mean_aus: dict[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "track": self.track,
-            "frames": self.frames,
-            "first_time": self.first_time,
-            "last_time": self.last_time,
-            "duration": self.duration,
-            "dominant": self.dominant,
-            "shares": dict(self.shares),
-            "mean_probabilities": dict(self.mean_probabilities),
-            "mean_valence": self.mean_valence,
-            "mean_arousal": self.mean_arousal,
-            "peak_valence": self.peak_valence,
-            "peak_valence_time": self.peak_valence_time,
-            "peak_arousal": self.peak_arousal,
-            "peak_arousal_time": self.peak_arousal_time,
-            "mean_aus": dict(self.mean_aus),
-        }
+        """The fields as a JSON-ready dict (mappings copied)."""
+        return asdict(self)
 
 
 def _mean(v: np.ndarray) -> float | None:
