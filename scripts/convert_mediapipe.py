@@ -5,12 +5,16 @@ What it does, rerunnably:
 
 1. takes the ``mediapipe==0.10.21`` wheel (``--wheel PATH``, or ``pip download --no-deps`` into a
    temporary folder) and reads the face detector, face mesh and iris models and the licence from it;
+   takes Face Mesh v2 (478 points incl. iris) and the blendshape model from the Face Landmarker v2
+   bundle (``--task PATH``, default ``../shared/models/mediapipe/face_landmarker_v2_with_blendshapes.task``,
+   from MediaPipe's repository; provenance in ``../shared/README.md``);
 2. converts each ``.tflite`` with tf2onnx (opset 17) and makes the batch dimension dynamic (``"N"``)
    where the graph's constant Reshape shapes can be proven to carry the batch, else keeps batch 1;
 3. runs TFLite and ONNX Runtime (CPU, one thread) on random inputs in the model's input range and on
-   the fixture photo, checks a batch of 3 against 3 single runs, and fails before installing anything
+   the fixture photo (the blendshape model: on Face Mesh v2's landmarks of the fixture, jittered and
+   scaled copies, random point clouds and MediaPipe's own test vector), checks a batch of 3 against 3 single runs, and fails before installing anything
    when a difference exceeds the tolerance;
-4. writes ``src/openfer/models/{blazeface_short,facemesh,iris}.onnx`` (with the preprocessing spec in
+4. writes ``src/openfer/models/{blazeface_short,facemesh,iris,facemesh_v2,blendshapes}.onnx`` (with the preprocessing spec in
    the ONNX metadata key ``openfer.spec``), ``LICENSES/mediapipe-LICENSE`` and
    ``LICENSES/mediapipe-NOTICE``, its own block of ``models.toml`` (other tables are left as they
    are) and ``docs/models/mediapipe_parity.json``.
@@ -24,7 +28,7 @@ This is a maintainer tool, not part of the package (nothing in ``openfer`` impor
 throwaway environment with TensorFlow, which openfer itself never depends on::
 
     python3.11 -m venv /tmp/mp-venv
-    /tmp/mp-venv/bin/pip install tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnxruntime "numpy<2"
+    /tmp/mp-venv/bin/pip install tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.17.0 onnxruntime "numpy<2"
     /tmp/mp-venv/bin/python scripts/convert_mediapipe.py --wheel mediapipe-0.10.21-cp311-...whl
 
 The canonical face mesh (``canonical_face_model.obj``) is installed when the wheel holds it or when
@@ -81,9 +85,11 @@ class ModelSpec:
     key: str  # registry name in models.toml
     file: str  # file name under src/openfer/models/
     inner: str  # path inside the wheel
-    size: int  # square input side, pixels
+    size: int  # square input side, pixels (image models); number of points (point models)
     input_range: tuple[float, float]  # RGB 0..255 is mapped linearly onto this range
     description: str
+    origin: str = "wheel"  # "wheel": the mediapipe wheel; "task": the Face Landmarker v2 bundle
+    kind: str = "image"  # "image": NHWC image tensor; "points": (1, size, 2) landmark tensor
 
 
 MODELS: tuple[ModelSpec, ...] = (
@@ -104,7 +110,26 @@ MODELS: tuple[ModelSpec, ...] = (
         "Iris landmarks of a left eye (mirror right eyes): 71 eye-contour and brow points and "
         "5 iris points, (x, y in input pixels, z) each",
     ),
+    ModelSpec(
+        "facemesh_v2", "facemesh_v2.onnx", "face_landmarks_detector.tflite", 192, (0.0, 1.0),
+        "Face Mesh v2 (Face Landmarker): 478 landmarks incl. 10 iris points (x, y in input pixels, z) "
+        "and a face-presence logit", origin="task",
+    ),
+    ModelSpec(
+        "blendshapes", "blendshapes.onnx", "face_blendshapes.tflite", 146, (0.0, 1.0),
+        "Face blendshapes (MLP-Mixer): 146 of the 478 Face Mesh v2 landmarks as (x * image width, "
+        "y * image height) -> 52 ARKit-style blendshape coefficients in [0, 1], '_neutral' first",
+        origin="task", kind="points",
+    ),
 )
+
+# The Face Landmarker v2 bundle (a zip) in ../shared, from MediaPipe's repository (see ../shared/README.md).
+DEFAULT_TASK = ROOT.parent / "shared" / "models" / "mediapipe" / "face_landmarker_v2_with_blendshapes.task"
+TASK_REPO = "google-ai-edge/mediapipe@0179f0c4566ae78e02e1198cb73c60e4668395b5"
+TASK_INNER = "mediapipe/tasks/testdata/vision/face_landmarker_v2_with_blendshapes.task"
+# MediaPipe's own blendshape test vector (tests/assets/mediapipe/, transcribed from the repository's
+# mediapipe/tasks/testdata/vision/face_blendshapes_{in_landmarks,out}.prototxt), used as a parity case.
+TESTVECTOR = ROOT / "tests" / "assets" / "mediapipe" / "face_blendshapes_testvector.json"
 
 
 # --------------------------------------------------------------------------------------------- wheel
@@ -297,14 +322,13 @@ def static_copy(model: Any) -> Any:
 
 def annotate(model: Any, spec: ModelSpec, source: str, dynamic: bool) -> None:
     """Doc string and the ``openfer.spec`` metadata that openfer's runtime reads."""
+    image = {"size": spec.size, "layout": "NHWC", "colour": "RGB", "input_range": list(spec.input_range)}
+    points = {"points": spec.size, "layout": "points", "units": "image pixels (x * width, y * height)"}
     meta = {
         "arch": f"mediapipe.{Path(spec.inner).stem}",
         "source": source,
         "license": "Apache-2.0",
-        "size": spec.size,
-        "layout": "NHWC",
-        "colour": "RGB",
-        "input_range": list(spec.input_range),
+        **(points if spec.kind == "points" else image),
         "batch": "N" if dynamic else 1,
         "outputs": [o.name for o in model.graph.output],
         "description": spec.description,
@@ -364,6 +388,9 @@ class TfliteRunner:
 
 
 def random_input(spec: ModelSpec, seed: int) -> np.ndarray:
+    if spec.kind == "points":  # a face-sized cloud of points in pixel coordinates
+        rng = np.random.default_rng(seed)
+        return rng.uniform(100.0, 300.0, size=(1, spec.size, 2)).astype(np.float32)
     lo, hi = spec.input_range
     rng = np.random.default_rng(seed)
     return rng.uniform(lo, hi, size=(1, spec.size, spec.size, 3)).astype(np.float32)
@@ -383,6 +410,41 @@ def to_input(rgb: np.ndarray, spec: ModelSpec) -> np.ndarray:
     x = tf.image.resize(rgb[None].astype(np.float32), (spec.size, spec.size), method="area").numpy()
     lo, hi = spec.input_range
     return (lo + (hi - lo) * x / 255.0).astype(np.float32)
+
+
+def load_blendshapes_module() -> Any:
+    """``openfer.core.blendshapes`` loaded from its file (numpy only; openfer is not installed here)."""
+    import importlib.util
+
+    path = ROOT / "src" / "openfer" / "core" / "blendshapes.py"
+    spec = importlib.util.spec_from_file_location("openfer_core_blendshapes", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def points_cases(mesh_v2: Any, face_rgb: np.ndarray, n_random: int) -> dict[str, np.ndarray]:
+    """Inputs for the blendshape model: Face Mesh v2's landmarks on the fixture photo (whole image
+    resized to 192 px, so coordinates are in 192-px units), the same points jittered and scaled,
+    random point clouds, and MediaPipe's own test vector when it is in tests/assets."""
+    bs = load_blendshapes_module()
+    spec = next(m for m in MODELS if m.key == "facemesh_v2")
+    sess = ort_session(mesh_v2)
+    outs = sess.run(None, {sess.get_inputs()[0].name: to_input(face_rgb, spec)})
+    raw = next(o for o in outs if o.size == 478 * 3).reshape(1, 478, 3)
+    pts = bs.blendshape_inputs(raw)
+    rng = np.random.default_rng(0)
+    bspec = next(m for m in MODELS if m.key == "blendshapes")
+    cases = {"fixture_mesh_v2": pts,
+             "fixture_mesh_v2_jitter": (pts + rng.normal(0, 0.5, pts.shape)).astype(np.float32),
+             "fixture_mesh_v2_x3": (pts * 3.0 + 40.0).astype(np.float32)}
+    cases |= {f"random_{i}": random_input(bspec, i) for i in range(n_random)}
+    if TESTVECTOR.is_file():
+        tv = json.loads(TESTVECTOR.read_text())
+        w, h = tv["image_size"]
+        lm = bs.normalized_to_pixels(np.asarray(tv["landmarks"])[None], w, h)
+        cases["mediapipe_testvector"] = bs.blendshape_inputs(lm)
+    return cases
 
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -533,6 +595,29 @@ Conversion tools:
 """
 
 
+def task_notice(task: Path, task_sha: str, installed: list[tuple[str, str, str]]) -> str:
+    rows = "\n".join(f"  {dst:<26} <- {inner}\n  {'':<26}    (sha256 of the original: {sha})"
+                     for dst, inner, sha in installed)
+    return f"""
+Face Landmarker v2 models
+-------------------------
+
+The files below are models by Google LLC (The MediaPipe Authors) from the Face Landmarker v2 bundle
+in MediaPipe's GitHub repository, licensed under the Apache License, Version 2.0 (the same licence
+as above; the repository's LICENSE is identical to mediapipe-LICENSE):
+
+Source: {TASK_REPO}, {TASK_INNER}
+  ({task.name}, a zip; sha256 {task_sha})
+
+Files (in openfer/models/ <- member of the bundle):
+{rows}
+
+Modifications by openfer: converted to ONNX (opset {OPSET}) by scripts/convert_mediapipe.py, with
+the same "{SPEC_KEY}" metadata entry; weight values unchanged; outputs checked against TFLite and,
+for the blendshape model, against MediaPipe's own test vector (docs/models/mediapipe_parity.json).
+"""
+
+
 def tool_versions() -> dict[str, str]:
     import onnx
     import onnxruntime
@@ -558,6 +643,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wheel", type=Path, help=f"mediapipe-{MP_VERSION} wheel (default: pip download it)")
     p.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE, help="photo with one face, for parity")
     p.add_argument("--canonical-obj", type=Path, help="canonical_face_model.obj, when the wheel lacks it")
+    p.add_argument("--task", type=Path, default=DEFAULT_TASK,
+                   help="face_landmarker_v2_with_blendshapes.task (Face Mesh v2 and blendshapes)")
     p.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     p.add_argument("--parity-json", type=Path, default=PARITY_JSON)
     p.add_argument("--opset", type=int, default=OPSET)
@@ -570,18 +657,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def process_model(spec: ModelSpec, tflite: Path, source: str, face_rgb: np.ndarray,
-                  args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
+                  args: argparse.Namespace, converted: dict[str, Any]) -> tuple[Any, dict[str, Any], bool]:
     """Convert, make batch dynamic if provably safe, check parity; returns (model, report, ok)."""
     log.info("%s: converting %s", spec.key, spec.inner)
     base = convert(tflite, args.opset)
-    dyn, patched, pinned = make_batch_dynamic(base)
     tfl = TfliteRunner(tflite)
-    real = to_input(face_rgb, spec)
-    cases = {f"random_{i}": random_input(spec, i) for i in range(args.random_cases)} | {"fixture": real}
+    if spec.kind == "points":
+        # the output has no batch axis ([52]): the model stays batch 1 and is run once per face
+        dyn, patched, pinned = base, [], []
+        cases = points_cases(converted["facemesh_v2"], face_rgb, args.random_cases)
+        real = cases["fixture_mesh_v2"]
+    else:
+        dyn, patched, pinned = make_batch_dynamic(base)
+        real = to_input(face_rgb, spec)
+        cases = {f"random_{i}": random_input(spec, i) for i in range(args.random_cases)} | {"fixture": real}
 
     batch: dict[str, Any] = {"patched_reshapes": patched, "reshapes_pinning_batch": pinned}
     model = dyn
-    if pinned:
+    if spec.kind == "points":
+        batch["why_static"] = "the output [52] has no batch axis"
+    elif pinned:
         batch["why_static"] = "constant Reshape shapes pin batch 1 and could not be proven safe to free"
     else:
         trio = [real, random_input(spec, 100), random_input(spec, 101)]
@@ -590,7 +685,7 @@ def process_model(spec: ModelSpec, tflite: Path, source: str, face_rgb: np.ndarr
         if not ok:
             batch["why_static"] = f"batch of 3 differs from single runs by {diff:g}"
     if "why_static" in batch:
-        log.warning("%s: keeping batch 1: %s", spec.key, batch["why_static"])
+        (log.info if spec.kind == "points" else log.warning)("%s: keeping batch 1: %s", spec.key, batch["why_static"])
         model = static_copy(base)
     dynamic = model is dyn
     batch["dynamic"] = dynamic
@@ -606,11 +701,28 @@ def process_model(spec: ModelSpec, tflite: Path, source: str, face_rgb: np.ndarr
         log.info("%s: %-32s max |TFLite - ONNX| = %.3g", spec.key, name, d)
     report: dict[str, Any] = {
         "file": spec.file, "source": source,
-        "input_range": list(spec.input_range), "layout": "NHWC", "colour": "RGB",
+        **({"layout": "points (1, 146, 2), image pixels"} if spec.kind == "points" else
+           {"input_range": list(spec.input_range), "layout": "NHWC", "colour": "RGB"}),
         "inputs": io_summary(model.graph.input), "outputs": io_summary(model.graph.output),
         "op_types": ops, "batch": batch, "parity": parity,
     }
-    if spec.key == "facemesh":
+    if spec.kind == "points":
+        report["input_convention"] = ("146 of the 478 Face Mesh v2 landmarks (openfer.core.blendshapes."
+                                      "BLENDSHAPE_LANDMARKS), x * image width, y * image height")
+        if "mediapipe_testvector" in cases:
+            ref = dict(zip([o.name for o in sess.get_outputs()],
+                           sess.run(None, {sess.get_inputs()[0].name: cases["mediapipe_testvector"]}),
+                           strict=True))
+            tv = json.loads(TESTVECTOR.read_text())
+            got = np.ravel(next(iter(ref.values())))
+            want = np.asarray(list(tv["blendshapes"].values()))
+            report["mediapipe_testvector"] = {
+                "file": str(TESTVECTOR.relative_to(ROOT)), "image_size": tv["image_size"],
+                "max_abs_diff_onnx_vs_expected": float(np.max(np.abs(got - want))),
+            }
+            log.info("%s: MediaPipe test vector max |ONNX - expected| = %.3g", spec.key,
+                     report["mediapipe_testvector"]["max_abs_diff_onnx_vs_expected"])
+    if spec.key in ("facemesh", "facemesh_v2"):
         report["face_flag"] = face_flag_probe(sess, real, spec)
         log.info("%s: face flag %s", spec.key, report["face_flag"]["raw"])
     return model, report, parity["ok"]
@@ -641,17 +753,32 @@ def main(argv: list[str] | None = None) -> int:
         with zipfile.ZipFile(wheel) as zf:
             licence_inner = find_license(zf)
             licence = read_member(zf, licence_inner)
-            for spec in MODELS:
+            for spec in (m for m in MODELS if m.origin == "wheel"):
                 data = read_member(zf, spec.inner)
                 tflite = tmp / Path(spec.inner).name
                 tflite.write_bytes(data)
                 source = f"{wheel.name}!{spec.inner}"
-                model, report, ok = process_model(spec, tflite, source, face_rgb, args)
+                model, report, ok = process_model(spec, tflite, source, face_rgb, args, converted)
                 report["tflite_sha256"] = sha256_bytes(data)
                 converted[spec.key], reports[spec.key] = model, report
                 originals.append((spec.file, spec.inner, report["tflite_sha256"]))
                 all_ok &= ok
             obj = zf.read(CANONICAL_OBJ) if CANONICAL_OBJ in zf.namelist() else None
+        if not args.task.is_file():
+            raise SystemExit(f"--task {args.task}: no such file")
+        task_sha = sha256_bytes(args.task.read_bytes())
+        task_originals: list[tuple[str, str, str]] = []
+        with zipfile.ZipFile(args.task) as zf:
+            for spec in (m for m in MODELS if m.origin == "task"):
+                data = read_member(zf, spec.inner)
+                tflite = tmp / spec.inner
+                tflite.write_bytes(data)
+                source = f"{TASK_REPO}:{TASK_INNER}!{spec.inner}"
+                model, report, ok = process_model(spec, tflite, source, face_rgb, args, converted)
+                report["tflite_sha256"] = sha256_bytes(data)
+                converted[spec.key], reports[spec.key] = model, report
+                task_originals.append((spec.file, spec.inner, report["tflite_sha256"]))
+                all_ok &= ok
         obj_source = f"{wheel.name}!{CANONICAL_OBJ}"
         if obj is None and args.canonical_obj is not None:
             obj = args.canonical_obj.read_bytes()
@@ -664,6 +791,7 @@ def main(argv: list[str] | None = None) -> int:
     parity_doc: dict[str, Any] = {
         "generated_by": "scripts/convert_mediapipe.py",
         "wheel": wheel.name, "wheel_sha256": wheel_sha, "mediapipe_version": version, "opset": args.opset,
+        "task": {"file": args.task.name, "sha256": task_sha, "source": f"{TASK_REPO}:{TASK_INNER}"},
         "tools": tools,
         "fixture": {"file": args.fixture.name, "sha256": sha256_bytes(args.fixture.read_bytes()),
                     "preprocessing": "whole image, area-resized to the input size, RGB mapped onto "
@@ -699,8 +827,11 @@ def main(argv: list[str] | None = None) -> int:
             "file": spec.file, "sha256": sha256_bytes(data), "source": rep["source"],
             "license": "Apache-2.0", "input_name": rep["inputs"][0]["name"],
             "input_shape": rep["inputs"][0]["shape"], "outputs": [o["name"] for o in rep["outputs"]],
-            "input_layout": "NHWC", "input_range": list(spec.input_range),
         }
+        if spec.kind == "points":
+            tables[spec.key]["input_layout"] = "points"
+        else:
+            tables[spec.key] |= {"input_layout": "NHWC", "input_range": list(spec.input_range)}
         rep["sha256"], rep["size_bytes"] = tables[spec.key]["sha256"], len(data)
         log.info("wrote %s (%d bytes)", out / spec.file, len(data))
     if obj is not None:
@@ -709,7 +840,8 @@ def main(argv: list[str] | None = None) -> int:
         originals.append(("canonical_face_model.obj", obj_source.split("!")[-1], sha256_bytes(obj)))
     (out / "LICENSES" / "mediapipe-LICENSE").write_bytes(licence)
     (out / "LICENSES" / "mediapipe-NOTICE").write_text(
-        notice_text(wheel, wheel_sha, version, licence_inner, originals, tools), encoding="utf-8")
+        notice_text(wheel, wheel_sha, version, licence_inner, originals, tools)
+        + task_notice(args.task, task_sha, task_originals), encoding="utf-8")
     update_registry(out / "models.toml", tables)
     args.parity_json.parent.mkdir(parents=True, exist_ok=True)
     args.parity_json.write_text(json.dumps(parity_doc, indent=2) + "\n", encoding="utf-8")

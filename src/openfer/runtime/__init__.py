@@ -1,5 +1,5 @@
 """ONNX Runtime sessions for the shipped models, verified by sha256 at load."""
 
-from .onnx import OnnxModel, model_path, registry
+from .onnx import OnnxModel, model_path, registry, verified_path
 
-__all__ = ["OnnxModel", "model_path", "registry"]
+__all__ = ["OnnxModel", "model_path", "registry", "verified_path"]

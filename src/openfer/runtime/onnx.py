@@ -51,6 +51,17 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def verified_path(name: str) -> Path:
+    """Path of a shipped file by registry name, after checking its sha256 against the registry."""
+    path = model_path(name)
+    if not path.is_file():
+        raise WeightsError(f"{path}: file of {name!r} missing (broken install?)")
+    digest, want = sha256_file(path), registry()[name].get("sha256")
+    if want != digest:
+        raise WeightsError(f"{path}: sha256 {digest[:12]}… does not match the registry ({str(want)[:12]}…)")
+    return path
+
+
 @dataclass
 class OnnxModel:
     """An ONNX Runtime session with its registry entry and embedded spec."""
