@@ -87,12 +87,14 @@ def bench(threads: int, warmup: int, repeats: int) -> dict:
         c, s, a = rois_from_detections(det.boxes, det.keypoints)
         lm, _ = an.mesh(rgb, c, s, a)
         crops = an.expression.crops(rgb, lm)
+        bs = an.blendshapes(lm)
         out[name] = {
             "faces": int(len(an.analyze_rgb(rgb).faces)),
             "detect": timed(lambda: an.detector(rgb), warmup, repeats),
             "landmarks": timed(lambda: an.mesh(rgb, c, s, a), warmup, repeats),
             "head_pose": timed(lambda: estimate_pose(lm), warmup, repeats),
-            "action_units": timed(lambda: estimate_aus(lm), warmup, repeats),
+            "blendshapes": timed(lambda: an.blendshapes(lm), warmup, repeats),
+            "action_units": timed(lambda: estimate_aus(lm, None, bs), warmup, repeats),
             "expression": timed(lambda: an.expression(rgb, lm), warmup, repeats),
             "expression_model_only": timed(lambda: an.expression.predict_crops(crops), warmup, repeats),
             "end_to_end": timed(lambda: an.analyze_rgb(rgb), warmup, repeats),

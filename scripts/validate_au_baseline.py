@@ -38,18 +38,19 @@ DEFAULT_CLIPS = (
 
 
 def measure(video: VideoAnalyzer, clip: Path) -> dict:
-    own, ref, used, labels, pn, lms, tracks = [], [], [], [], [], [], []
+    own, ref, used, labels, pn, lms, bss, tracks = [], [], [], [], [], [], [], []
     final: dict[int, np.ndarray] = {}  # each track's last baseline (before the tracker forgets it)
     run = video.run(clip)
     for f in run:
         if not len(f.faces):
             continue
         own.append(f.faces.aus)
-        ref.append(estimate_aus(f.faces.landmarks))
+        ref.append(estimate_aus(f.faces.landmarks, None, f.faces.blendshapes))
         used.append(f.au_baseline)
         labels += f.faces.labels
         pn.append(f.faces.expressions[:, f.faces.classes.index("neutral")])
         lms.append(f.faces.landmarks)
+        bss.append(f.faces.blendshapes)
         tracks.append(f.track_ids)
         base, ready = run.checkpoint().au_baseline.neutral(f.track_ids)
         final.update({int(k): b for k, b, r in zip(f.track_ids, base, ready, strict=True) if r})
@@ -59,9 +60,11 @@ def measure(video: VideoAnalyzer, clip: Path) -> dict:
     # for comparison, what an offline (two-pass) analysis could give: every row of a track against
     # the track's final baseline, also before it was known
     lm_a, tr_a = np.concatenate(lms), np.concatenate(tracks)
+    bs_a = None if any(b is None for b in bss) else np.concatenate(bss)
     late = ref_a.copy()
     for k, b in final.items():
-        late[tr_a == k] = estimate_aus(lm_a[tr_a == k], b)
+        m = tr_a == k
+        late[m] = estimate_aus(lm_a[m], b, None if bs_a is None else bs_a[m])
     lab = np.array(labels)
     frames_in = int(np.argmax(used_a)) if used_a.any() else None
     return {

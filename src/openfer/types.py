@@ -70,6 +70,8 @@ class Face:
     reason: str | None = None
     unknown_score: float | None = None
     open_label: str | None = None  # ``label``, or "unknown" when unknown_score is over the threshold
+    blendshapes: np.ndarray | None = None
+    blendshape_names: tuple[str, ...] = ()
 
     @property
     def probabilities(self) -> dict[str, float]:
@@ -81,6 +83,13 @@ class Face:
         if self.aus is None:
             return {}
         return {n: float(v) for n, v in zip(self.au_names, self.aus, strict=True)}
+
+    @property
+    def blendshape_scores(self) -> dict[str, float]:
+        """The 52 blendshape coefficients (0-1) by MediaPipe name; empty when not computed."""
+        if self.blendshapes is None:
+            return {}
+        return {n: float(v) for n, v in zip(self.blendshape_names, self.blendshapes, strict=True)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,6 +119,9 @@ class Faces:
             or ``None`` without AUs.
         unknown_threshold: faces with ``unknown_scores`` above it get the ``open_labels`` entry
             ``"unknown"``; ``None``: never.
+        blendshapes: ``(N, 52)`` MediaPipe blendshape coefficients in [0, 1] over
+            ``blendshape_names`` (``openfer.components.blendshapes``), or ``None`` when not computed.
+        blendshape_names: their ARKit-style names, ``_neutral`` first.
         va_source: where ``valence_arousal`` comes from: ``"derived"`` (the circumplex mapping of the
             expression probabilities) or ``"model"`` (a trained valence/arousal model); ``None``
             without valence/arousal (or when not stated).
@@ -131,6 +143,8 @@ class Faces:
     unknown_threshold: float | None = None
     pspi: np.ndarray | None = None
     va_source: str | None = None
+    blendshapes: np.ndarray | None = None
+    blendshape_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = np.asarray(self.boxes).reshape(-1, 4).shape[0] if np.size(self.boxes) else 0
@@ -148,6 +162,13 @@ class Faces:
         set_(self, "au_names", tuple(self.au_names))
         if self.aus is not None:
             set_(self, "aus", _check("aus", self.aus, n, (len(self.au_names),), np.float32))
+        set_(self, "blendshape_names", tuple(self.blendshape_names))
+        if self.blendshapes is not None:
+            set_(
+                self,
+                "blendshapes",
+                _check("blendshapes", self.blendshapes, n, (len(self.blendshape_names),), np.float32),
+            )
         if self.valence_arousal is not None:
             set_(
                 self, "valence_arousal", _check("valence_arousal", self.valence_arousal, n, (2,), np.float32)
@@ -173,8 +194,9 @@ class Faces:
         classes: tuple[str, ...] = EXPRESSIONS,
         num_landmarks: int = 478,
         au_names: tuple[str, ...] | None = None,
+        blendshape_names: tuple[str, ...] | None = None,
     ) -> Faces:
-        """No faces; ``au_names`` given: an empty ``aus`` array with those columns."""
+        """No faces; ``au_names`` / ``blendshape_names`` given: empty arrays with those columns."""
         return cls(
             boxes=np.zeros((0, 4)),
             scores=np.zeros(0),
@@ -186,6 +208,8 @@ class Faces:
             classes=classes,
             aus=None if au_names is None else np.zeros((0, len(au_names))),
             au_names=au_names or (),
+            blendshapes=None if blendshape_names is None else np.zeros((0, len(blendshape_names))),
+            blendshape_names=blendshape_names or (),
         )
 
     def __len__(self) -> int:
@@ -234,6 +258,8 @@ class Faces:
                 reason=None if self.reasons is None else self.reasons[i],
                 unknown_score=None if self.unknown_scores is None else float(self.unknown_scores[i]),
                 open_label=self.open_labels[i],
+                blendshapes=None if self.blendshapes is None else self.blendshapes[i],
+                blendshape_names=self.blendshape_names,
             )
         idx = np.asarray(index) if not isinstance(index, slice) else index
         if isinstance(idx, np.ndarray) and idx.dtype == bool and idx.shape != (len(self),):
@@ -257,6 +283,8 @@ class Faces:
             unknown_threshold=self.unknown_threshold,
             pspi=None if self.pspi is None else self.pspi[idx],
             va_source=self.va_source,
+            blendshapes=None if self.blendshapes is None else self.blendshapes[idx],
+            blendshape_names=self.blendshape_names,
         )
 
     def __iter__(self) -> Iterator[Face]:
@@ -293,6 +321,7 @@ class Faces:
                 r["va_source"] = self.va_source
             if f.reason is not None:
                 r["reason"] = f.reason
+            r.update(f.blendshape_scores)
             if landmarks:
                 r["landmarks"] = np.round(f.landmarks, 2).tolist()
             recs.append(r)

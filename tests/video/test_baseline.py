@@ -11,8 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
+from openfer.components.au import estimate_aus
 from openfer.components.pose import reference_face
 from openfer.core.au import AU_NAMES, FEATURE_NAMES, au_features
+from openfer.core.blendshapes import BLENDSHAPE_NAMES
 from openfer.errors import InputError, ShapeError
 from openfer.pipeline import PRESETS, Analyzer, mesh_boxes, mesh_keypoints
 from openfer.types import EXPRESSIONS
@@ -25,7 +27,7 @@ from openfer.video.baseline import (
     neutral_faces,
 )
 
-F = len(FEATURE_NAMES)
+F = len(FEATURE_NAMES) + len(BLENDSHAPE_NAMES)  # evidence: mesh features, then blendshapes
 AU20, AU12 = AU_NAMES.index("AU20"), AU_NAMES.index("AU12")
 
 
@@ -88,7 +90,7 @@ def scene():
     """(landmarks or None, p(neutral)) per frame: 0-4 wide mouth but not confidently neutral, 5-19
     confidently neutral, 20-24 neutral-ish again (0.5), 25-29 a smile."""
     out = [(face(), 0.55)] * 5 + [(face(), 0.9)] * 15 + [(face(), 0.5)] * 5
-    return out + [(face(smile=0.04), 0.02)] * 5
+    return out + [(face(smile=0.06), 0.02)] * 5  # corners 0.06 up: AU12 ~2.5 on the calibrated scale
 
 
 def frame_rgb(index: int) -> np.ndarray:
@@ -127,7 +129,8 @@ def scripted_analyzer(frames) -> Analyzer:
 
     an = Analyzer.__new__(Analyzer)
     an.options = PRESETS["video"]
-    an.mesh = _Callable(mesh, num_landmarks=468)
+    an.mesh = _Callable(mesh, num_landmarks=468, model_name="facemesh")
+    an.blendshapes = None  # 468 points: AUs from their calibrated geometric fallbacks
     an.detector = _Callable(detector)
     an.expression = SimpleNamespace(classes=EXPRESSIONS, openset=None, classify=classify)
     return an
@@ -171,7 +174,10 @@ def test_wide_mouth_reads_as_au20_until_the_baseline_is_in(video, frames):
     assert ckpts[29].au_baseline.counts(np.array([0])).tolist() == [15]
     ready = 5 + BASELINE_MIN_FRAMES
     assert flags.tolist() == [False] * ready + [True] * (len(frames) - ready)
-    assert (aus[:ready, AU20] > 4.0).all()  # 42.2 per unit x 0.1 wider than the reference face
+    # 0.1 inter-ocular distances wider than the population's neutral mouth: a marked AU20, exactly
+    # what the calibrated geometric AU20 gives the same face on its own
+    assert (aus[:ready, AU20] > 2.0).all()
+    np.testing.assert_allclose(aus[:ready, AU20], estimate_aus(face()[None])[0, AU20], atol=1e-5)
     assert (aus[ready:, AU20] < 0.01).all()  # the person's own resting mouth
     assert (aus[:25, AU12] < 0.01).all()
     assert (aus[25:, AU12] > 2.0).all() and (aus[25:, AU20] < 0.01).all()  # the smile still shows
@@ -200,7 +206,7 @@ def test_none_mode_keeps_the_reference_face(frames):
     video = VideoAnalyzer(analyzer=scripted_analyzer(frames), au_baseline="none")
     out, ckpts = stepped(video, frames, until=24)
     assert all(f.au_baseline is None for f in out)
-    assert all(f.faces.aus[0, AU20] > 4.0 for f in out)
+    assert all(f.faces.aus[0, AU20] > 2.0 for f in out)
     assert ckpts[24].au_baseline.tracks == {}
     with pytest.raises(InputError, match="au_baseline"):
         VideoOptions(au_baseline="median")
@@ -235,7 +241,7 @@ def test_a_forgotten_track_drops_its_baseline(frames):
     assert ckpts[23].au_baseline.tracks == {}  # the tracker forgot track 0 after 2 missed frames
     back = out[24:]
     assert {int(f.track_ids[0]) for f in back} == {1}  # a new track: measured on the reference again
-    assert all(not f.au_baseline[0] and f.faces.aus[0, AU20] > 4.0 for f in back)
+    assert all(not f.au_baseline[0] and f.faces.aus[0, AU20] > 2.0 for f in back)
 
 
 def test_pipelined_iteration_hands_out_the_state_after_each_frame(tmp_path, frames):

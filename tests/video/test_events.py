@@ -129,6 +129,9 @@ def test_caption_brief_event_slight_and_unmeasured_aus():
     aus[53:56] = 0.0
     slight = ExpressionEvent(0, "surprise", 5.3, 5.3, 5.6, 0.3, 0.7, 3, {"AU1": 0.2, "AU2": 0.0})
     assert describe_event(slight) == "brief slight surprise at 5.3 s"
+    # the same weak AUs under a confident classifier (peak 0.98): not "slight", and no match claimed
+    sure = ExpressionEvent(0, "sadness", 0.2, 3.0, 6.1, 5.9, 0.98, 139, {"AU1": 0.1, "AU4": 0.0, "AU15": 0.5})
+    assert describe_event(sure) == "sadness (prototype AUs not seen) from 0.2 s to 6.1 s"
 
 
 def test_lead_is_left_out_when_the_first_event_starts_at_once_and_non_neutral_lead():

@@ -12,6 +12,7 @@ VIDEOS = Path(__file__).resolve().parent.parent / "assets" / "videos"
 SINGLE_FACE = VIDEOS / "single_face.mp4"  # 72 frames, 640x360, 30 fps, one face throughout
 NO_FACE = VIDEOS / "no_face.mp4"  # 95 decodable frames (98 declared), 960x540, no face
 FACE_NOFACE = VIDEOS / "face_noface.mov"  # a face in frames 0-71 (~2.4 s), then none; variable frame rate
+CRY_LAUGH = VIDEOS / "WolfgangLanger_Pexels.mp4"  # 472 frames, 640x360: crying 0.2-6 s, laughing 10-19 s
 
 
 @functools.cache

@@ -53,6 +53,8 @@ AU6/AU7, AU25/AU26) are only approximated.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..errors import InputError, ShapeError
@@ -394,3 +396,162 @@ __all__ = [
     "neutral_baseline",
     "pspi",
 ]
+
+
+# ------------------------------------------------------------------------ calibrated AUs (openfer 0.2)
+#
+# Each AU is read from the best evidence measured for it (``scripts/calibrate_aus.py``, the table in
+# ``docs/validation.md``): MediaPipe blendshapes where they carry the AU, the mesh geometry above
+# where they do not (cheekSquint and noseSneer stay ~0 on real faces, so AU6 and AU9 are geometric).
+# ``AU_SOURCES``: AU -> (evidence channels averaged over both sides, sign). ``AU_FEATURES`` above is
+# each AU's geometric fallback, used when no blendshapes were computed (Face Mesh v1 without iris).
+AU_SOURCES: dict[str, tuple[tuple[str, ...], int]] = {
+    "AU1": (("browInnerUp",), +1),
+    "AU2": (("browOuterUpLeft", "browOuterUpRight"), +1),
+    "AU4": (("browDownLeft", "browDownRight"), +1),
+    "AU5": (("eyeWideLeft", "eyeWideRight"), +1),
+    "AU6": (("cheek_height",), +1),
+    "AU7": (("eyeSquintLeft", "eyeSquintRight"), +1),
+    "AU9": (("nose_wing_height",), +1),
+    "AU10": (("mouthUpperUpLeft", "mouthUpperUpRight"), +1),
+    "AU12": (("mouthSmileLeft", "mouthSmileRight"), +1),
+    "AU14": (("mouthDimpleLeft", "mouthDimpleRight"), +1),
+    "AU15": (("mouthFrownLeft", "mouthFrownRight"), +1),
+    "AU17": (("chin_height",), +1),
+    "AU20": (("mouthStretchLeft", "mouthStretchRight"), +1),
+    "AU23": (("lip_red_height",), -1),
+    "AU24": (("mouthPressLeft", "mouthPressRight"), +1),
+    "AU25": (("lip_aperture",), +1),
+    "AU26": (("jawOpen",), +1),
+    "AU43": (("eyeBlinkLeft", "eyeBlinkRight"), +1),
+}
+
+
+# A smile raises the nose wings and the upper lip, widens the mouth and thins the lips without AU9,
+# AU10, AU20 or AU23: their channels separate happiness from neutral at AUC 0.92, 0.92, 0.88, 0.69 on
+# FER2013Train, better than they separate their own prototypes (AU9 disgust 0.79, AU10 disgust 0.72,
+# AU20 fear 0.60, AU23 anger 0.56). These AUs are read only as far as the lip corners are not pulled
+# up, ``change * smile_gate(AU12)``; so a smile's AU10 (which FACS allows) is not measured.
+SMILE_GATED: tuple[str, ...] = ("AU9", "AU10", "AU20", "AU23")
+SMILE_FULL = 2.0  # AU12 intensity (B, slight) from which the gate is closed
+
+
+def smile_gate(au12: np.ndarray) -> np.ndarray:
+    """``1 - min(AU12, 2) / 2``: 1 without a smile, 0 from a slight smile (AU12 = 2) on."""
+    return 1.0 - np.clip(np.asarray(au12, dtype=np.float64), 0.0, SMILE_FULL) / SMILE_FULL
+
+
+def evidence_names(blendshape_names: tuple[str, ...]) -> tuple[str, ...]:
+    """Channels of :func:`au_evidence`: the geometric features, then the blendshapes."""
+    return FEATURE_NAMES + tuple(blendshape_names)
+
+
+def au_evidence(features: np.ndarray, blendshapes: np.ndarray | None, n_blendshapes: int = 52) -> np.ndarray:
+    """``(N, F + B)`` evidence: geometric ``features`` ``(N, F)`` then ``blendshapes`` ``(N, B)``
+    (NaN columns when ``None``)."""
+    f = np.asarray(features, dtype=np.float64).reshape(-1, len(FEATURE_NAMES))
+    if blendshapes is None:
+        b = np.full((len(f), n_blendshapes), np.nan)
+    else:
+        b = np.asarray(blendshapes, dtype=np.float64).reshape(len(f), -1)
+    return np.concatenate([f, b], 1)
+
+
+def au_source(au_name: str, blendshapes: bool) -> tuple[tuple[str, ...], int]:
+    """The channels and sign an AU is read from: :data:`AU_SOURCES`, or its geometric feature
+    (:data:`AU_FEATURES`) when ``blendshapes`` is False."""
+    channels, sign = AU_SOURCES[au_name]
+    if blendshapes or all(c in FEATURE_NAMES for c in channels):
+        return channels, sign
+    _, feat, sign = next(x for x in AU_FEATURES if x[0] == au_name)
+    return (feat,), sign
+
+
+def source_key(au_name: str, blendshapes: bool) -> str:
+    """Key of an AU's knots in :class:`AuCalibration`: ``"AU1"``, or ``"AU1:geometry"`` for the
+    geometric fallback of a blendshape-read AU."""
+    primary = au_source(au_name, True)
+    return au_name if blendshapes or au_source(au_name, False) == primary else f"{au_name}:geometry"
+
+
+def signed_change(evidence: np.ndarray, neutral: np.ndarray, names: tuple[str, ...],
+                  channels: tuple[str, ...], sign: int) -> np.ndarray:
+    """``(N,)`` sign * (mean of ``channels`` in ``evidence`` - the same in ``neutral``)."""
+    idx = [names.index(c) for c in channels]
+    e = np.asarray(evidence, dtype=np.float64)[:, idx].mean(1)
+    n = np.asarray(neutral, dtype=np.float64).reshape(-1, len(names))[:, idx].mean(1)
+    return sign * (e - n)
+
+
+def knot_intensity(change: np.ndarray, k1: float, k2: float) -> np.ndarray:
+    """The calibrated scale: 0 at (or below) the neutral evidence, 1 (FACS A, trace) at ``k1`` (the
+    95th percentile of neutral faces), 4 (D) at ``k2`` (the 90th percentile of faces of the AU's
+    prototype expressions), linear in between and beyond, clipped to [0, 5]."""
+    d = np.asarray(change, dtype=np.float64)
+    low = d / k1
+    high = 1.0 + 3.0 * (d - k1) / (k2 - k1)
+    return np.clip(np.where(d <= k1, low, high), 0.0, 5.0)
+
+
+@dataclass(frozen=True)
+class AuCalibration:
+    """Fitted AU scales (``openfer/models/au_calibration.json``, by ``scripts/calibrate_aus.py``).
+
+    ``names``: evidence channels (:func:`evidence_names`); ``neutral``: their population neutral
+    value (median over neutral faces); ``knots``: per :func:`source_key`, ``(k1, k2)`` of
+    :func:`knot_intensity`."""
+
+    names: tuple[str, ...]
+    neutral: np.ndarray
+    knots: dict[str, tuple[float, float]]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AuCalibration:
+        try:
+            names = tuple(str(n) for n in d["names"])
+            neutral = np.asarray(d["neutral"], dtype=np.float64)
+            knots = {str(k): (float(v[0]), float(v[1])) for k, v in d["knots"].items()}
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise InputError(f"AU calibration: missing or malformed field {e}") from None
+        if neutral.shape != (len(names),) or not np.isfinite(neutral).all():
+            raise InputError("AU calibration: 'neutral' must hold one finite value per name")
+        for k, (k1, k2) in knots.items():
+            if not (np.isfinite(k1) and np.isfinite(k2) and 0 < k1 < k2):
+                raise InputError(f"AU calibration: knots of {k} must satisfy 0 < k1 < k2")
+        return cls(names, neutral, knots)
+
+    def intensities(self, evidence: np.ndarray, neutral: np.ndarray | None = None) -> np.ndarray:
+        """``(N, len(AU_NAMES))`` calibrated intensities in [0, 5] of ``(N, E)`` evidence, against the
+        population neutral or a person's ``neutral`` evidence (``(E,)`` or ``(N, E)``). AUs read
+        from blendshapes fall back to geometry for rows without blendshapes (NaN)."""
+        ev = np.asarray(evidence, dtype=np.float64).reshape(-1, len(self.names))
+        base = self.neutral if neutral is None else np.asarray(neutral, dtype=np.float64)
+        base = np.broadcast_to(base.reshape(-1, len(self.names)), ev.shape)
+        # a person's baseline without blendshapes (NaN) uses the population neutral there
+        base = np.where(np.isnan(base), self.neutral, base)
+        has_bs = ~np.isnan(ev[:, len(FEATURE_NAMES):]).any(1)
+        out = np.zeros((len(ev), len(AU_NAMES)))
+        for use_bs in (True, False):
+            rows = has_bs if use_bs else ~has_bs
+            if rows.any():
+                out[rows] = self._intensities(ev[rows], base[rows], use_bs)
+        return out
+
+    def changes(self, evidence: np.ndarray, neutral: np.ndarray, blendshapes: bool, au12=None) -> dict:
+        """Per AU, the ``(N,)`` signed change from ``neutral`` it is scaled from (smile-gated for
+        :data:`SMILE_GATED`, given the ``au12`` intensities)."""
+        out = {}
+        for name in AU_NAMES:
+            channels, sign = au_source(name, blendshapes)
+            d = signed_change(evidence, neutral, self.names, channels, sign)
+            if name in SMILE_GATED and au12 is not None:
+                d = d * smile_gate(au12)
+            out[name] = d
+        return out
+
+    def _intensities(self, ev: np.ndarray, base: np.ndarray, use_bs: bool) -> np.ndarray:
+        k1, k2 = self.knots[source_key("AU12", use_bs)]
+        au12 = knot_intensity(signed_change(ev, base, self.names, *au_source("AU12", use_bs)), k1, k2)
+        d = self.changes(ev, base, use_bs, au12)
+        cols = [knot_intensity(d[name], *self.knots[source_key(name, use_bs)]) for name in AU_NAMES]
+        return np.stack(cols, 1)

@@ -36,7 +36,7 @@ ADJECTIVES: dict[str, str] = {
     "neutral": "neutral",
 }
 COMPOUND_ORDER = ("happiness", "sadness", "fear", "anger", "disgust", "contempt", "surprise")
-SUPPORT = 1.0  # mean prototype intensity (0-5) at or above which the AUs support a label
+SUPPORT = 1.0  # intensity (0-5) from which an AU counts as present (calibrated: neutral p95 = 1)
 CLEAR = 2.5  # mean intensity at which another prototype counts as clearly present
 COMPOUND_MARGIN = 0.15  # top-two probability gap below which the face is reported as a compound
 
@@ -82,13 +82,22 @@ def explain(
     parts = [head]
     if label in PROTOTYPE_AUS:
         proto = [a for a in PROTOTYPE_AUS[label] if a in idx]
-        evidence = ", ".join(
-            f"{a} {AU_DESCRIPTIONS.get(a, a).split(' (')[0]} {aus[idx[a]]:.1f}" for a in proto
-        )
-        if strength.get(label, 0.0) >= SUPPORT:
-            parts.append(f"{evidence} match the {label} prototype")
+
+        def shown(names: list[str]) -> str:
+            return ", ".join(f"{a} {AU_DESCRIPTIONS.get(a, a).split(' (')[0]} {aus[idx[a]]:.1f}" for a in names)
+
+        # an AU is present from 1.0 (FACS A: beyond 95% of neutral faces); a match is claimed only
+        # for the prototype AUs that are present, and only when they are at least half of them
+        present = [a for a in proto if aus[idx[a]] >= SUPPORT]
+        absent = [a for a in proto if a not in present]
+        if present and 2 * len(present) >= len(proto):
+            verb = "match" if len(present) > 1 else "matches"
+            text = f"{shown(present)} {verb} the {label} prototype"
+            if absent:
+                text += f" ({shown(absent)} not shown)"
+            parts.append(text)
         else:
-            parts.append(f"but the {label} prototype AUs are weak ({evidence})")
+            parts.append(f"but the {label} prototype AUs are weak ({shown(proto)})")
     elif label == "neutral":
         active = [(a, aus[i]) for a, i in idx.items() if aus[i] >= CLEAR]
         if active:

@@ -22,11 +22,12 @@ PAD = 0.25  # border added around the crop so the face fits the mesh ROI
 
 
 def mesh_on_crops(crops: np.ndarray, mesh: FaceMesh, passes: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Landmarks ``(N, 468, 3)`` in crop pixels and presence scores for ``(N, S, S)`` gray crops."""
+    """Landmarks ``(N, K, 3)`` in crop pixels (K = ``mesh.num_landmarks``: 478 with Face Mesh v2)
+    and presence scores for ``(N, S, S)`` gray crops."""
     n, s = crops.shape[0], crops.shape[1]
     big = s * UPSCALE
     pad = int(big * PAD)
-    out_lm = np.zeros((n, 468, 3))
+    out_lm = np.zeros((n, mesh.num_landmarks, 3))
     out_sc = np.zeros(n)
     for i, c in enumerate(crops):
         img = cv2.resize(c, (big, big), interpolation=cv2.INTER_CUBIC)
@@ -37,7 +38,7 @@ def mesh_on_crops(crops: np.ndarray, mesh: FaceMesh, passes: int = 2) -> tuple[n
         for _ in range(passes):
             lm, sc = mesh(rgb, center, roi_side, angle)
             center, roi_side, angle = rois_from_landmarks(lm)
-        out_lm[i] = (lm[0, :468] - np.array([pad, pad, 0])) / UPSCALE
+        out_lm[i] = (lm[0] - np.array([pad, pad, 0])) / UPSCALE
         out_sc[i] = sc[0]
     return out_lm, out_sc
 

@@ -28,9 +28,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from ..components.au import estimate_evidence, reference_evidence
 from ..components.landmarks import rois_from_detections, rois_from_landmarks
-from ..components.pose import reference_face
-from ..core.au import au_features, frontalize
 from ..core.boxes import iou_matrix
 from ..errors import InputError, ShapeError
 from ..pipeline import Analyzer, AnalyzerOptions, Located, mesh_boxes
@@ -319,8 +318,7 @@ class VideoRun:
         an = video.analyzer
         self._keep_baselines = o.au_baseline == "neutral" and an.options.aus
         if self._keep_baselines:
-            self._reference = reference_face()
-            self._reference_features = au_features(self._reference[None])[0]
+            self._reference_features = reference_evidence()
         self._done_before = resume.frames_done if resume is not None else 0
         self._yielded: VideoCheckpoint | None = None  # state after the last frame handed out
         if resume is not None:
@@ -439,7 +437,8 @@ class VideoRun:
         )
         want = neutral_faces(res.faces.expressions, res.faces.classes, base.counts(ids))
         if want.any():
-            feats = au_features(frontalize(located.landmarks[want], self._reference))
+            bs = res.faces.blendshapes
+            feats = estimate_evidence(located.landmarks[want], None if bs is None else bs[want])
             base = base.add(ids[want], feats)
         self._baselines = base = base.keep(live)
         return res, ready, base

@@ -1,16 +1,16 @@
 """Per-track neutral AU baselines for video (pure numpy).
 
-AU intensities compare a face's geometric features (:func:`openfer.core.au.au_features`) with a
-neutral face's. For a single image that is openfer's reference face, the population's mean neutral
-face, so a person whose resting face differs from it (a wide mouth, low brows) reads as a constant
+AU intensities compare a face's evidence (its mesh features and blendshapes,
+:func:`openfer.components.au.estimate_evidence`) with a neutral face's. For a single image that is
+the population's neutral (``openfer/models/au_calibration.json``), so a person whose resting face differs from it (a wide mouth, low brows) reads as a constant
 AU all video long. In video each track therefore collects its own neutral features:
 
 * a face of a track counts as neutral when the expression model gives it ``p(neutral) >=``
-  :data:`NEUTRAL_PROB`; its AU features (of the frontalized mesh) are collected, up to the first
+  :data:`NEUTRAL_PROB`; its AU evidence is collected, up to the first
   :data:`BASELINE_FRAMES` such frames of the track;
 * from :data:`BASELINE_MIN_FRAMES` collected frames on, the track's baseline is their median (the
-  semantics of :func:`openfer.core.au.neutral_baseline`), and its AUs, PSPI and AU-based reasons
-  are measured against it; before that, against the reference face. A frame's own features count
+  semantics of :func:`openfer.components.au.estimate_baseline`), and its AUs, PSPI and AU-based reasons
+  are measured against it; before that, against the population's neutral. A frame's own features count
   from the next frame on (so the baseline never includes the frame it measures);
 * a track the tracker forgets drops its baseline.
 
@@ -26,7 +26,9 @@ from types import MappingProxyType
 
 import numpy as np
 
+from ..components.au import estimate_baseline
 from ..core.au import FEATURE_NAMES
+from ..core.blendshapes import BLENDSHAPE_NAMES
 from ..errors import InputError, ShapeError
 
 BASELINE_MODES: tuple[str, ...] = ("none", "neutral")
@@ -34,13 +36,13 @@ NEUTRAL_PROB = 0.6  # p(neutral) from which a face counts as resting
 BASELINE_FRAMES = 30  # neutral frames collected per track, at most (the first ones)
 BASELINE_MIN_FRAMES = 10  # neutral frames a track needs before its baseline is used
 
-_F = len(FEATURE_NAMES)
+_F = len(FEATURE_NAMES) + len(BLENDSHAPE_NAMES)  # evidence channels; blendshapes NaN when not computed
 
 
 def _features(a: object, name: str) -> np.ndarray:
     f = np.array(a, dtype=np.float64).reshape(-1, _F) if np.size(a) else np.zeros((0, _F))
-    if not np.isfinite(f).all():
-        raise InputError(f"{name}: contains NaN or infinite values")
+    if np.isinf(f).any() or np.isnan(f[:, : len(FEATURE_NAMES)]).any():
+        raise InputError(f"{name}: contains infinite values or NaN mesh features")
     f.setflags(write=False)
     return f
 
@@ -48,7 +50,8 @@ def _features(a: object, name: str) -> np.ndarray:
 @dataclass(frozen=True, eq=False)
 class AuBaselines:
     """The neutral AU features collected so far per track: ``tracks`` maps a track id to its
-    ``(n, F)`` float64 features (:data:`~openfer.core.au.FEATURE_NAMES`), in collection order.
+    ``(n, E)`` float64 evidence (mesh features :data:`~openfer.core.au.FEATURE_NAMES`, then the 52
+    blendshapes, NaN where not computed), in collection order.
 
     Immutable: :meth:`add` and :meth:`keep` return new objects, so a snapshot can be handed from the
     thread that updates it to another.
@@ -82,7 +85,7 @@ class AuBaselines:
         out = np.full((len(ids), _F), np.nan)
         ready = self.counts(ids) >= max(int(min_frames), 1)
         for i in np.flatnonzero(ready):
-            out[i] = np.median(self.tracks[int(ids[i])], axis=0)
+            out[i] = estimate_baseline(self.tracks[int(ids[i])])
         return out, ready
 
     def add(

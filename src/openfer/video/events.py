@@ -32,8 +32,11 @@ event.
   ``"brief"`` when it lasted less than ``BRIEF`` (0.5 s), then given ``at <onset> s``, otherwise
   ``from <onset> s to <offset> s``; with AUs, ``"broad"`` (smile) / ``"strong"`` (other classes) when
   the mean of the prototype AUs' event means is ``>= STRONG`` (2.5) and ``"slight"`` when it is
-  ``< SLIGHT`` (1.0); the prototype AUs whose event mean is ``>= CITE`` (1.0) are named, e.g.
-  ``(AU6+AU12)``. Without AUs there is no intensity word and no AU is named.
+  ``< SLIGHT`` (1.0) and the event's peak probability is below ``CONFIDENT`` (0.8); the prototype
+  AUs whose event mean is ``>= CITE`` (1.0) are named, e.g. ``(AU6+AU12)``; a confident event whose
+  prototype AUs stay weak reads ``(prototype AUs not seen)`` (the classifier sees it, the AUs do not
+  confirm it: neither "slight" nor a match is claimed). Without AUs there is no intensity word and
+  no AU is named.
 
 Example: ``track 0: neutral, then a broad smile (AU6+AU12) from 2.1 s to 4.0 s, brief surprise at 5.3 s``.
 
@@ -64,7 +67,8 @@ MERGE_GAP = 0.3  # s: same-class events closer than this are merged
 MIN_DURATION = 0.2  # s: shorter events are dropped
 BRIEF = 0.5  # s: events shorter than this are "brief"; a shorter lead-in is not described
 CITE = 1.0  # mean AU intensity (0-5) during an event at or above which the AU is named
-SLIGHT = 1.0  # mean prototype intensity below which an event is "slight"
+SLIGHT = 1.0  # mean prototype intensity below which an event is "slight" (when not CONFIDENT)
+CONFIDENT = 0.8  # peak probability from which weak prototype AUs do not make an event "slight"
 STRONG = 2.5  # mean prototype intensity at or above which an event is "broad"/"strong"
 GAP_STEPS = 1.5  # a time step larger than this many frame steps is a gap (face absent)
 EVENT_TAU = 0.1  # s: time constant of the EMA that timeline_dynamics smooths probabilities with
@@ -307,11 +311,14 @@ def describe_event(event: ExpressionEvent) -> str:
         strength = float(np.mean(list(event.aus.values())))
         if strength >= STRONG:
             words.append("broad" if noun == "smile" else "strong")
-        elif strength < SLIGHT:
+        elif strength < SLIGHT and event.peak < CONFIDENT:
             words.append("slight")
         high = sorted((n for n, v in event.aus.items() if v >= CITE), key=_au_number)
         if high:
             cited = f" ({'+'.join(high)})"
+        elif strength < SLIGHT and event.peak >= CONFIDENT:
+            # a confident classifier whose prototype AUs barely move: say so rather than "slight"
+            cited = " (prototype AUs not seen)"
     phrase = " ".join([*words, noun])
     if noun in _COUNTABLE:
         phrase = f"a {phrase}"
