@@ -12,7 +12,9 @@ from openfer.train.rebalance import (
     balanced_objective,
     class_prior,
     fit_linear_head,
+    pick_one_se,
     tau_normalize,
+    uar_standard_error,
 )
 
 
@@ -159,3 +161,22 @@ def test_replace_head_changes_only_the_logits_and_the_spec(tmp_path):
     np.testing.assert_allclose(feats, np.maximum(x, 0))
     with pytest.raises(Exception, match="shape|head"):
         replace_head(m, LinearHead(np.zeros((2, 4)), np.zeros(2)))
+
+
+def test_pick_one_se_trades_noise_sized_uar_for_accuracy():
+    uar = np.array([0.70, 0.75, 0.76, 0.80])
+    acc = np.array([0.88, 0.87, 0.86, 0.80])
+    assert pick_one_se(uar, acc, 0.85, 0.0) == 2  # plain rule: best UAR above the floor
+    assert pick_one_se(uar, acc, 0.85, 0.02) == 1  # 0.75 is within noise of 0.76 and more accurate
+    assert pick_one_se(uar, acc, 0.85, 0.10) == 0
+    assert pick_one_se(uar, acc, 0.95, 0.02) == 0  # nothing feasible: the most accurate
+
+
+def test_uar_standard_error_shrinks_with_more_samples():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, 4000)
+    pred = np.where(rng.random(4000) < 0.7, y, (y + 1) % 3)
+    small, large = uar_standard_error(pred[:200], y[:200]), uar_standard_error(pred, y)
+    assert 0 < large < small
+    # three recalls over ~4000/3 images each: the SE of their mean is that of one rate over 4000
+    assert large == pytest.approx(np.sqrt(0.7 * 0.3 / 4000), rel=0.35)

@@ -12,7 +12,8 @@ Three levers on a frozen network (pure numpy, except :func:`replace_head` and
   features: a new linear layer trained with the class-balanced (or logit-adjusted) soft-label
   cross-entropy, full batch, deterministic.
 
-:func:`balanced_objective` ranks the candidates on validation data: UAR with an accuracy floor.
+:func:`balanced_objective` ranks the candidates on validation data (UAR with an accuracy floor), and
+:func:`pick_one_se` picks one with the one-standard-error rule (:func:`uar_standard_error`).
 """
 
 from __future__ import annotations
@@ -145,6 +146,31 @@ def balanced_objective(probs: np.ndarray, labels: np.ndarray, min_accuracy: floa
     return float(np.mean([(pred[y == k] == k).mean() for k in present]))
 
 
+def uar_standard_error(pred: np.ndarray, labels: np.ndarray, n: int = 300, seed: int = 0) -> float:
+    """Bootstrap standard error of the UAR of predictions ``pred`` (resampling the images; with a
+    class of 16 images it is about 0.02)."""
+    y, p = np.asarray(labels), np.asarray(pred)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        i = rng.integers(0, len(y), len(y))
+        yy, pp = y[i], p[i]
+        out.append(np.mean([(pp[yy == k] == k).mean() for k in np.unique(yy)]))
+    return float(np.std(out))
+
+
+def pick_one_se(uar: np.ndarray, accuracy: np.ndarray, min_accuracy: float, se: float) -> int:
+    """Index of a candidate by the one-standard-error rule: among those with ``accuracy >=
+    min_accuracy``, the most accurate one whose UAR is within ``se`` of the best UAR (UAR
+    differences smaller than their noise do not buy accuracy away). None feasible: the most accurate."""
+    u, a = np.asarray(uar, dtype=np.float64), np.asarray(accuracy, dtype=np.float64)
+    ok = a >= min_accuracy
+    if not ok.any():
+        return int(np.argmax(a))
+    near = ok & (u >= u[ok].max() - se)
+    return int(np.flatnonzero(near)[np.argmax(a[near])])
+
+
 def _head_gemm(graph, output: str = "logits"):  # noqa: ANN001, ANN202
     for node in graph.node:
         if output in node.output and node.op_type == "Gemm":
@@ -230,7 +256,9 @@ __all__ = [
     "features_model",
     "fit_linear_head",
     "head_of",
+    "pick_one_se",
     "replace_head",
     "save_model",
     "tau_normalize",
+    "uar_standard_error",
 ]
