@@ -15,8 +15,8 @@ neutral frames, and after the smoothing has warmed up), of the one face's track:
 * ``std``: the temporal standard deviation of the intensity as written to the timeline (0-5, so
   clipped at 0: an AU resting at 0 hides half its noise), raw and after ``Timeline.smooth("ema")``;
 * ``p95 |d|``: the 95th percentile of the absolute change from one frame to the next, raw and EMA;
-* ``std unclipped``: the std of the signed intensity before clipping (scale x the feature's change,
-  :func:`openfer.core.au.au_scales`), raw and EMA (``openfer.core.filters.ema``, the same filter),
+* ``std unclipped``: the std of the signed intensity before clipping (the AU's signed evidence
+  change over its calibrated ``k1``, :class:`openfer.core.au.AuCalibration`), raw and EMA (``openfer.core.filters.ema``, the same filter),
   which shows the noise of AUs that rest at 0 too.
 
 The tables give the mean over the clips; ``docs/validation_au_stability.json`` has each clip's.
@@ -36,8 +36,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from openfer.components.pose import reference_face
-from openfer.core.au import AU_FEATURES, AU_NAMES, FEATURE_NAMES, au_features, au_scales, frontalize
+from openfer.components.au import calibration, estimate_evidence
+from openfer.core.au import AU_NAMES, au_source, knot_intensity, signed_change, source_key
 from openfer.core.filters import DEFAULT_TAU, ema
 from openfer.video import Timeline, VideoAnalyzer, VideoReader
 
@@ -96,21 +96,28 @@ def noise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.std(0, ddof=1), np.percentile(np.abs(np.diff(x, axis=0)), 95, axis=0)
 
 
-def unclipped(landmarks: np.ndarray) -> np.ndarray:
-    """``(T, len(AU_NAMES))`` signed intensities before clipping (their std does not depend on the
-    neutral features, except AU43's scale: the reference face's)."""
-    ref = reference_face()
-    idx = [FEATURE_NAMES.index(f) for _, f, _ in AU_FEATURES]
-    return au_features(frontalize(landmarks, ref))[:, idx] * au_scales(au_features(ref[None]))
+def unclipped(landmarks: np.ndarray, blendshapes: np.ndarray | None) -> np.ndarray:
+    """``(T, len(AU_NAMES))`` signed intensities before clipping: each AU's signed change from the
+    population neutral (smile-gated where the AU is) divided by its ``k1`` (the neutral p95, where
+    the calibrated scale reads 1), so resting AUs show their noise on the same scale."""
+    cal = calibration()
+    ev = estimate_evidence(landmarks, blendshapes)
+    use_bs = blendshapes is not None
+    k12 = cal.knots[source_key("AU12", use_bs)]
+    au12 = knot_intensity(signed_change(ev, cal.neutral, cal.names, *au_source("AU12", use_bs)), *k12)
+    d = cal.changes(ev, cal.neutral, use_bs, au12)
+    return np.stack([d[a] / cal.knots[source_key(a, use_bs)][0] for a in AU_NAMES], 1)
 
 
 def measure(video: VideoAnalyzer, clip: Path) -> dict | None:
     tl = Timeline.for_video(video)
-    lms, times = {}, {}
+    lms, bss, times = {}, {}, {}
     for f in video.run(clip):
         tl.add(f)
         for k, tid in enumerate(f.track_ids):
             lms.setdefault(int(tid), []).append(f.faces.landmarks[k])
+            if f.faces.blendshapes is not None:
+                bss.setdefault(int(tid), []).append(f.faces.blendshapes[k])
             times.setdefault(int(tid), []).append((f.frame_index, f.timestamp))
     if not len(tl):
         return None
@@ -119,7 +126,7 @@ def measure(video: VideoAnalyzer, clip: Path) -> dict | None:
     rows = (tl.tracks == track) & (tl.frames >= SKIP)
     frames_idx = np.array([i for i, _ in times[track]])
     t = np.array([s for _, s in times[track]])
-    u = unclipped(np.stack(lms[track]))
+    u = unclipped(np.stack(lms[track]), np.stack(bss[track]) if track in bss else None)
     keep = frames_idx >= SKIP
     u_raw, u_ema = u[keep], ema(u, t, DEFAULT_TAU)[keep]
     out = {
