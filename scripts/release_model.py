@@ -4,7 +4,9 @@ write its model card.
     python scripts/release_model.py RUN_DIR [--ferplus ../shared/datasets/ferplus]
         [--photos ../shared/datasets/photos_dev] [--name fernet_s]
 
-RUN_DIR is an ``openfer train`` run folder (config.json, log.csv, summary.json, <arch>.onnx).
+RUN_DIR is an ``openfer train`` run folder (config.json, log.csv, summary.json, <arch>.onnx), or a
+folder written by ``scripts/rebalance_head.py`` (the same files of the network's training run, the
+ONNX with a rebalanced last layer, and ``rebalance.json`` saying how that layer was made).
 Evaluations (each written to docs/models/<name>_*.json):
   * FER+ FER2013Valid and FER2013Test, majority protocol, face crops (the reported numbers);
   * FER+ test accuracy with uncalibrated probabilities (ECE before calibration);
@@ -140,11 +142,14 @@ def main() -> None:
     cfg = cfgs[0]
     name = a.name or (ensemble["name"] if ensemble else cfg["arch"])
     lic = "MIT (openfer weights); trained on FER2013 images (research use only) with FER+ labels (MIT)"
+    reb_path = a.run / "rebalance.json"  # written by scripts/rebalance_head.py
+    rebalance = json.loads(reb_path.read_text()) if reb_path.exists() else None
     digest = install(
         a.run / f"{name if ensemble else cfg['arch']}.onnx",
         name,
         "openfer: trained from scratch on FER2013Train, "
-        + (f"ensemble of runs {', '.join(m.name for m in members)}" if ensemble else f"run {a.run.name}"),
+        + (f"ensemble of runs {', '.join(m.name for m in members)}" if ensemble else f"run {Path(rebalance['base_run']).name if rebalance else a.run.name}")
+        + (f"; last layer rebalanced ({rebalance['lever']}, scripts/rebalance_head.py)" if rebalance else ""),
         lic,
     )
     DOCS.mkdir(parents=True, exist_ok=True)
@@ -186,6 +191,54 @@ def main() -> None:
             "tighter, >1 looser). The shipped framing should be at or near the best:\n\n"
             "| crop scale | accuracy | UAR | macro F1 |\n|---|---|---|---|\n" + rows + "\n"
         )
+    robust_path = ROOT / "docs" / "framing_robustness_test.json"  # scripts/framing_robustness.py --split test
+    if robust_path.exists():
+        rob = json.loads(robust_path.read_text())
+        mine = [k for k, m in rob["models"].items() if m["sha256"] == digest]
+        if mine:
+            framing_md = ""  # supersedes the photos_dev crop-scale check, measured on an earlier file
+            others = [k for k in rob["models"] if k not in mine]
+            cols = mine + others
+            rows = "\n".join(
+                f"| {c} | {rob['results'][cols[0]][c]['n']} | "
+                + " | ".join(
+                    f"{rob['results'][k][c]['accuracy']:.4f} / {rob['results'][k][c]['uar']:.4f} / "
+                    f"{rob['results'][k][c]['ece']:.3f}" for k in cols)
+                + " |"
+                for c in rob["results"][cols[0]]
+            )
+            framing_md += (
+                "## Framing robustness\n`scripts/framing_robustness.py --split test`: FER2013Test crops re-framed "
+                "about their centre (tight: the central 85% / 75% upscaled; loose: 15% of the side added on each "
+                "side, border replicated) and photos_dev through the full pipeline. Accuracy / UAR / ECE "
+                f"(this model: {', '.join(mine)}):\n\n| condition | n | " + " | ".join(cols) + " |\n|---|---|"
+                + "---|" * len(cols) + "\n" + rows + "\n"
+            )
+    recall_md = (
+        "| split | " + " | ".join(cfg["classes"]) + " |\n|---|" + "---|" * len(cfg["classes"]) + "\n"
+        + "\n".join(
+            f"| {label} | " + " | ".join(
+                f"{r['per_class'][c]['recall']:.3f} ({r['confusion']['matrix'][i][i]}/{r['per_class'][c]['support']})"
+                for i, c in enumerate(cfg["classes"]))
+            + " |"
+            for label, r in (("FER2013Valid", v), ("FER2013Test", t), ("photos_dev (faces found)", pd_))
+        )
+        + "\n"
+    )
+    rebalance_md = ""
+    if rebalance:
+        rv = rebalance["valid"]
+        rebalance_md = (
+            "\n\n## Last layer: rebalanced for the rare classes\n"
+            f"The network is run {Path(rebalance['base_run']).name}'s, unchanged; its last linear layer was replaced by "
+            f"`{rebalance['spec_head']['command']}` (lever `{rebalance['lever']}`, parameter {rebalance['param']:g}; "
+            "`openfer.train.rebalance`, `docs/experiments.md`): fitted on the frozen network's FER2013Train "
+            "features, the parameter picked on FER2013Valid (among the values whose valid accuracy stays within "
+            "0.2 points of the original head's, the most accurate one whose UAR is within one bootstrap standard "
+            "error of the best), the temperature and the open-set calibration re-fitted on "
+            f"FER2013Valid. FER2013Valid with this layer: accuracy {rv['accuracy']:.4f}, UAR {rv['uar']:.4f}, "
+            f"ECE {rv['ece']:.4f}."
+        )
     openset_md = ""
     if clf.openset is not None:
         op = DOCS.parent / "openset_shipped.json"
@@ -220,7 +273,8 @@ def main() -> None:
         if ensemble
         else f"`{cfg['arch']}` (residual CNN, `openfer/train/nets.py`)"
     )
-    recipe_md = "\n\n".join(recipe(m, c) for m, c in zip(members, cfgs, strict=True))
+    trained = [Path(rebalance["base_run"])] if rebalance else members  # where the network was trained
+    recipe_md = "\n\n".join(recipe(m, c) for m, c in zip(trained, cfgs, strict=True))
     if ensemble:
         recipe_md += (
             f"\n\nJoined by `{ensemble['command']}`: the members' logits are averaged, one temperature "
@@ -239,6 +293,7 @@ Generated by `scripts/release_model.py {a.run}`; every number below comes from t
 | licence | {lic} |
 | framing | similarity-aligned crop: {len(clf.spec.template_index)} rigid face-mesh points mapped to their median position in FER2013Train crops |
 | calibration | temperature {clf.model.spec.get("temperature", 1.0):.3f}, fitted on FER2013Valid (NLL) |
+| last layer | {f"rebalanced: {rebalance['lever']} ({rebalance['param']:g}), see below" if rebalance else "as trained"} |
 
 ## Data
 FER+ (Barsoum et al. 2016): FER2013 images with 10 crowd votes each. Trained on FER2013Train
@@ -248,7 +303,7 @@ selected on FER2013Valid (majority protocol, {v["n"]} images); reported on FER20
 
 ## Recipe
 {recipe_md}
-Training took {hours:.1f} h on 2 shared CPU cores ({cpu_name()}). Best epoch by validation accuracy (EMA weights).
+Training took {hours:.1f} h on 2 shared CPU cores ({cpu_name()}). Best epoch by validation accuracy (EMA weights).{rebalance_md}
 
 ## Results (FER+ majority protocol, face crops, mirror-averaged)
 | split | n | accuracy | UAR | macro F1 | ECE (15 bins) |
@@ -259,6 +314,9 @@ Training took {hours:.1f} h on 2 shared CPU cores ({cpu_name()}). Best epoch by 
 
 ECE on FER2013Test before temperature calibration: {reps["test_uncalibrated"]["ece"]:.4f}; after: {t["ece"]:.4f}.
 
+Recall per class (correct/support):
+
+{recall_md}
 Confusion matrix, FER2013Test:
 
 {confusion_md(t)}
