@@ -63,6 +63,12 @@ def test_state_round_trips_json_exactly_and_none_is_empty():
     for k in b.tracks:
         np.testing.assert_array_equal(back.tracks[k], b.tracks[k])  # bit-exact
     assert AuBaselines.from_json(None).tracks == {}
+    # without a blendshape model the blendshape channels are NaN: written as null (strict JSON), read back
+    rows = rng.normal(size=(2, F)) / 3
+    rows[:, len(FEATURE_NAMES) :] = np.nan
+    b = AuBaselines.empty().add(np.array([1, 1]), rows)
+    text = json.dumps(b.to_json(), allow_nan=False)
+    np.testing.assert_array_equal(AuBaselines.from_json(json.loads(text)).tracks[1], rows)
 
 
 def test_only_confident_neutral_faces_of_unfilled_tracks_are_collected():

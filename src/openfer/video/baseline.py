@@ -112,14 +112,20 @@ class AuBaselines:
         return AuBaselines({k: v for k, v in self.tracks.items() if k in live})
 
     def to_json(self) -> dict:
-        return {"tracks": [{"track": k, "features": v.tolist()} for k, v in self.tracks.items()]}
+        """JSON-able state (exact); blendshape channels not computed (NaN) as ``null``."""
+        return {
+            "tracks": [
+                {"track": k, "features": np.where(np.isnan(v), None, v).tolist()}
+                for k, v in self.tracks.items()
+            ]
+        }
 
     @classmethod
     def from_json(cls, d: dict | None) -> AuBaselines:
         """From :meth:`to_json`; ``None`` (a checkpoint written before baselines existed): empty."""
         if d is None:
             return cls.empty()
-        return cls({int(t["track"]): t["features"] for t in d["tracks"]})
+        return cls({int(t["track"]): np.array(t["features"], dtype=np.float64) for t in d["tracks"]})
 
 
 def neutral_faces(
