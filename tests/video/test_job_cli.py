@@ -12,6 +12,7 @@ from video_assets import NO_FACE, SINGLE_FACE, video_analyzer
 
 from openfer.cli import EXIT_INPUT, EXIT_OK, EXIT_USAGE, _Progress, main
 from openfer.core.au import AU_NAMES
+from openfer.core.blendshapes import BLENDSHAPE_NAMES
 from openfer.types import EXPRESSIONS
 from openfer.video import Timeline, analyze_video_to_dir, timeline_columns
 from openfer.video.timeline import PROGRESS_FILE, TIMELINE_FILE
@@ -62,11 +63,18 @@ def test_cli_zero_face_video_header_only_and_exit_0(tmp_path, capsys):
     rc = main(["video", str(NO_FACE), "--fps", "4", "--end", "3", "--threads", "1", "--out", str(tmp_path)])
     assert rc == EXIT_OK
     out = tmp_path / "no_face"
-    # the default options compute AUs (with PSPI and the baseline flag) and valence/arousal: their
-    # columns are there without faces too; open-set columns iff the shipped model has that head
+    # the default options compute AUs (with PSPI and the baseline flag), valence/arousal and the
+    # blendshapes: their columns are there without faces too; open-set columns iff the shipped model
+    # has that head
     openset = video_analyzer().analyzer.expression.openset is not None
     header = timeline_columns(
-        EXPRESSIONS, AU_NAMES, affect=True, pspi=True, au_baseline=True, openset=openset
+        EXPRESSIONS,
+        AU_NAMES,
+        affect=True,
+        pspi=True,
+        au_baseline=True,
+        openset=openset,
+        blendshape_names=BLENDSHAPE_NAMES,
     )
     assert (out / TIMELINE_FILE).read_text() == ",".join(header) + "\n"
     summary = json.loads((out / "summary.json").read_text())

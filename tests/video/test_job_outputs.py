@@ -1,5 +1,6 @@
-"""Video job outputs on a real clip: AU and valence/arousal columns in timeline.csv (and read back),
-timeline.parquet, timeline_smooth.csv with raw values alongside; a resumed run gives the same bytes."""
+"""Video job outputs on a real clip: AU, valence/arousal and blendshape columns in timeline.csv (and
+read back), timeline.parquet, timeline_smooth.csv with raw values alongside; a resumed run gives the
+same bytes."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from video_assets import SINGLE_FACE, video_analyzer
 
 from openfer.cli import EXIT_OK, EXIT_USAGE, main
 from openfer.core.au import AU_NAMES
+from openfer.core.blendshapes import BLENDSHAPE_NAMES
+from openfer.pipeline import Analyzer
 from openfer.types import EXPRESSIONS
-from openfer.video import Timeline, analyze_video_to_dir, timeline_columns
+from openfer.video import Timeline, VideoAnalyzer, analyze_video_to_dir, timeline_columns
 from openfer.video.job import PARQUET_FILE, SMOOTH_FILE
 from openfer.video.timeline import TIMELINE_FILE
 
@@ -36,7 +39,13 @@ def test_aus_valence_arousal_parquet_and_smoothed_survive_a_resume(tmp_path):
     )
     openset = video.analyzer.expression.openset is not None  # the shipped model: no open-set head yet
     header = timeline_columns(
-        EXPRESSIONS, AU_NAMES, affect=True, pspi=True, au_baseline=True, openset=openset
+        EXPRESSIONS,
+        AU_NAMES,
+        affect=True,
+        pspi=True,
+        au_baseline=True,
+        openset=openset,
+        blendshape_names=BLENDSHAPE_NAMES,
     )
     assert full.timeline.read_text().splitlines()[0] == ",".join(header)
     tl = Timeline.read_csv(full.timeline)
@@ -84,3 +93,34 @@ def test_cli_parquet_and_smooth_flags(tmp_path, capsys):
     with pytest.raises(Exception, match="smoothing method 'median'"):
         analyze_video_to_dir(video_analyzer(every=8), SINGLE_FACE, tmp_path / "x", smooth="median")
     assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def test_blendshapes_of_the_frames_in_the_timeline_and_back(tmp_path):
+    video = video_analyzer(every=4)
+    frames = list(video.run(SINGLE_FACE))
+    tl = Timeline.for_video(video)
+    for vf in frames:
+        tl.add(vf)
+    want = np.concatenate([vf.faces.blendshapes for vf in frames])  # one face in each of 18 frames
+    assert want.shape == (18, 52) and tl.blendshape_names == BLENDSHAPE_NAMES
+    np.testing.assert_array_equal(tl.blendshapes, want.astype(np.float64))
+    assert (want >= 0).all() and (want <= 1).all() and want.max() > 0.2 and want.std(0).max() > 0
+    full = analyze_video_to_dir(video, SINGLE_FACE, tmp_path / "full")
+    header = full.timeline.read_text().splitlines()[0].split(",")
+    assert header[-52:] == list(BLENDSHAPE_NAMES)
+    back = Timeline.read_csv(full.timeline)
+    assert back.groups == tl.groups and back.columns == tl.columns
+    rounded = np.vectorize(lambda v: float(f"{v:.4f}"))(want.astype(np.float64))  # the CSV's 4 decimals
+    np.testing.assert_array_equal(back.blendshapes, rounded)
+    assert back.write_csv(tmp_path / "again.csv").read_bytes() == full.timeline.read_bytes()
+    (track,) = json.loads((tmp_path / "full" / "summary.json").read_text())["tracks"]
+    assert list(track["mean_blendshapes"]) == list(BLENDSHAPE_NAMES)
+    np.testing.assert_allclose(list(track["mean_blendshapes"].values()), rounded.mean(0), atol=1e-12)
+    # the same video without the blendshape model: no blendshape columns, the rest as before
+    plain = VideoAnalyzer(analyzer=Analyzer("video", blendshapes=False), every=4)
+    tl2 = Timeline.for_video(plain)
+    assert tl2.blendshape_names == () and tl2.columns == tl.columns[:-52]
+    res = analyze_video_to_dir(plain, SINGLE_FACE, tmp_path / "plain")
+    old = Timeline.read_csv(res.timeline)
+    assert old.blendshapes.shape == (18, 0) and len(old) == 18 and old.columns == tl.columns[:-52]
+    assert old.labels == back.labels

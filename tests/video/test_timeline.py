@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from openfer.core.blendshapes import BLENDSHAPE_NAMES
 from openfer.core.filters import smooth_tracks
 from openfer.errors import InputError, ShapeError
 from openfer.types import EXPRESSIONS, Faces, FrameResult
@@ -564,3 +565,175 @@ def test_timeline_stream_writes_the_same_groups():
         stream.write(f)
         expected += format_rows(f, **GROUPS)
     assert [line.split(",") for line in buf.getvalue().splitlines()] == expected
+
+
+# --- blendshape columns ---------------------------------------------------------------------------
+
+BS = BLENDSHAPE_NAMES
+
+
+def with_blendshapes(f: VideoFrame, present: bool = True) -> VideoFrame:
+    """``f`` with the open-set groups (:func:`with_open`) and 52 blendshapes: ``jawOpen`` the
+    happiness probability, the others ``k / 100 + frame / 1000`` (``None`` unless ``present``)."""
+    g = with_open(f)
+    n = len(g.faces)
+    bs = np.tile(np.arange(len(BS)) / 100 + f.frame_index / 1000, (n, 1)).astype(np.float32)
+    bs[:, BS.index("jawOpen")] = g.faces.expressions[:, 1]
+    faces = dataclasses.replace(
+        g.faces, blendshapes=bs if present else None, blendshape_names=BS if present else ()
+    )
+    return VideoFrame(dataclasses.replace(g.result, faces=faces), g.track_ids, g.au_baseline)
+
+
+def frames_d():
+    return [with_blendshapes(f, present=f.frame_index != 4) for f in frames_a()]
+
+
+BS_GROUPS = {**GROUPS, "blendshape_names": BS}
+
+
+def test_columns_carry_blendshapes_after_the_other_groups():
+    cols = timeline_columns(EXPRESSIONS, **BS_GROUPS)
+    assert cols[: -len(BS)] == timeline_columns(EXPRESSIONS, **GROUPS) and cols[-len(BS) :] == BS
+    assert BS[0] == "_neutral" and not any(b.startswith("AU") for b in BS)  # why the parser knows them
+    (row,) = format_rows(with_blendshapes(make_frame(7, 0.7, [4], [1])), **BS_GROUPS)
+    assert len(row) == len(cols) and row[-len(BS) :][:3] == ["0.0070", "0.0170", "0.0270"]
+    assert row[cols.index("jawOpen")] == "0.8600" and row[cols.index("open_label")] == "unknown"
+    tl = _timeline(frames_d(), **BS_GROUPS)
+    assert tl.columns == cols and tl.groups == ColumnGroups(**BS_GROUPS) and tl.blendshape_names == BS
+    assert tl.blendshapes.shape == (14, 52) and tl.blendshapes.dtype == np.float64
+    missing = tl.frames == 4  # a frame without blendshapes: NaN cells, the row stays whole
+    assert missing.sum() == 2 and np.isnan(tl.blendshapes[missing]).all()
+    assert np.isfinite(tl.blendshapes[~missing]).all()
+    np.testing.assert_allclose(
+        tl.blendshapes[:, BS.index("jawOpen")][~missing], tl.probabilities[~missing, 1]
+    )
+    df = tl.to_dataframe()
+    assert tuple(df.columns) == cols and df["jawOpen"].iloc[0] == pytest.approx(0.86)
+    s0, _ = tl.summary()
+    assert set(s0.mean_blendshapes) == set(BS)
+    assert s0.mean_blendshapes["jawOpen"] == pytest.approx((5 * 0.86 + 4 * 0.02) / 9, rel=1e-6)  # NaN skipped
+    assert s0.mean_blendshapes["_neutral"] == pytest.approx(np.mean([k / 1000 for k in range(10) if k != 4]))
+    json.dumps([s.to_dict() for s in tl.summary()], allow_nan=False)
+    # a timeline without the group ignores the frames' blendshapes, and its summary has none
+    bare = _timeline(frames_d(), **GROUPS)
+    assert bare.blendshapes.shape == (14, 0) and bare.columns == timeline_columns(EXPRESSIONS, **GROUPS)
+    assert bare.summary()[0].mean_blendshapes == {}
+    assert set(bare.summary()[0].to_dict()) == set(s0.to_dict())
+    other = with_blendshapes(make_frame(20, 2.0, [0]))
+    other = VideoFrame(
+        dataclasses.replace(other.result, faces=dataclasses.replace(other.faces, blendshape_names=BS[::-1])),
+        other.track_ids,
+    )
+    with pytest.raises(InputError, match="blendshapes"):
+        _timeline([other], blendshape_names=BS)
+
+
+def test_blendshapes_round_trip_csv_resume_and_parquet(tmp_path):
+    frames = frames_d()
+    w = TimelineWriter(tmp_path / "g", EXPRESSIONS, {"source": "x"}, chunk_frames=3, **BS_GROUPS)
+    for f in frames:
+        w.append(f, lambda: None)
+    path = w.finish()
+    assert path.read_text().splitlines()[0] == ",".join(timeline_columns(EXPRESSIONS, **BS_GROUPS))
+    back = Timeline.read_csv(path)
+    mem = _timeline(frames, **BS_GROUPS)
+    assert back.groups == mem.groups and back.columns == mem.columns and back.blendshape_names == BS
+    np.testing.assert_allclose(back.blendshapes, mem.blendshapes, atol=5e-5)  # 4 decimals, NaN kept
+    np.testing.assert_array_equal(np.isnan(back.blendshapes), np.isnan(mem.blendshapes))
+    assert back.open_labels == mem.open_labels and back.au_baseline.tolist() == mem.au_baseline.tolist()
+    assert back.write_csv(tmp_path / "again.csv").read_bytes() == path.read_bytes()
+    # blendshapes alone, and with AUs only: the header says which groups there are
+    for kw in ({"blendshape_names": BS}, {"au_names": AUS, "blendshape_names": BS}):
+        w = TimelineWriter(tmp_path / str(len(list(tmp_path.iterdir()))), EXPRESSIONS, {}, **kw)
+        w.append(frames[5], lambda: None)
+        one = Timeline.read_csv(w.finish())
+        assert one.groups == ColumnGroups(**kw) and one.blendshapes.shape == (2, 52)
+    # a killed run resumed gives the same bytes; resuming it without the blendshapes is refused
+    full = tmp_path / "full"
+    w = TimelineWriter(full, EXPRESSIONS, {"source": "x"}, chunk_frames=3, **BS_GROUPS)
+    for f in frames:
+        w.append(f, lambda f=f: {"after": f.frame_index})
+    w.finish()
+    run = tmp_path / "run"
+    w = TimelineWriter(run, EXPRESSIONS, {"source": "x"}, chunk_frames=3, **BS_GROUPS)
+    for f in frames[:8]:
+        w.append(f, lambda f=f: {"after": f.frame_index})
+    with pytest.raises(InputError, match="other columns"):
+        TimelineWriter(run, EXPRESSIONS, {"source": "x"}, resume=True, **GROUPS)
+    w = TimelineWriter(run, EXPRESSIONS, {"source": "x"}, resume=True, chunk_frames=3, **BS_GROUPS)
+    assert w.resume_state == {"after": 5}
+    for f in frames[6:]:
+        w.append(f, lambda: None)
+    assert w.finish().read_bytes() == (full / TIMELINE_FILE).read_bytes()
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    got = pd.read_parquet(mem.to_parquet(tmp_path / "t.parquet"))
+    pd.testing.assert_frame_equal(got, mem.to_dataframe())
+    assert tuple(got.columns[-len(BS) :]) == BS and got["_neutral"].dtype == np.float64
+
+
+def test_read_csv_rejects_blendshapes_out_of_order_or_unknown(tmp_path):
+    base = ",".join(timeline_columns())
+    for tail in (
+        ",jawOpen,pspi",
+        ",jawOpen,unknown_score,open_label",
+        ",jawOpen,AU1",
+        ",jawOpen,jawOpen",
+        ",jawOpen,notABlendshape",
+    ):
+        p = tmp_path / "h.csv"
+        p.write_text(base + tail + "\n")
+        with pytest.raises(InputError, match="not an openfer timeline"):
+            Timeline.read_csv(p)
+
+
+@pytest.mark.parametrize("method", ["ema", "window", "one_euro"])
+def test_smooth_blendshapes_like_aus(tmp_path, method):
+    frames = [with_blendshapes(f) for f in flicker_frames()]
+    tl = _timeline(frames, **BS_GROUPS)
+    sm = tl.smooth(method)
+    j = BS.index("jawOpen")
+    flicker = np.flatnonzero((tl.frames == 20) & (tl.tracks == 0))[0]
+    assert tl.blendshapes[flicker, j] < 0.05 and sm.blendshapes[flicker, j] > 0.5  # dip smoothed away
+    alone = smooth_tracks(tl.blendshapes, tl.times, tl.tracks, method, max_gap=MAX_GAP)
+    np.testing.assert_allclose(sm.blendshapes, alone, atol=1e-12)  # each on its own, unit scale
+    assert (sm.blendshapes >= 0).all() and (sm.blendshapes <= 1).all()
+    np.testing.assert_allclose(sm.pspi, _timeline(frames, **GROUPS).smooth(method).pspi)  # others unchanged
+    df = sm.to_dataframe()
+    raw_cols = [c for c in df.columns if c.startswith("raw_")]
+    assert raw_cols[-len(BS) - 2 :] == ["raw_pspi", "raw_unknown_score", *(f"raw_{b}" for b in BS)]
+    back = Timeline.read_csv(sm.write_csv(tmp_path / "s.csv"))
+    assert back.columns == sm.columns and back.raw is not None
+    np.testing.assert_allclose(back.blendshapes, sm.blendshapes, atol=5e-5)
+    np.testing.assert_allclose(back.raw.blendshapes, tl.blendshapes, atol=5e-5)
+
+
+def test_optional_columns_follow_the_analyzers_blendshape_model():
+    from types import SimpleNamespace
+
+    from openfer.video.columns import optional_columns
+
+    def analyzer(blendshapes):
+        opts = SimpleNamespace(aus=False, explain=False)
+        return SimpleNamespace(
+            options=opts, expression=SimpleNamespace(openset=None), blendshapes=blendshapes
+        )
+
+    assert optional_columns(analyzer(object())) == ColumnGroups(blendshape_names=BS)
+    assert optional_columns(analyzer(None)) == ColumnGroups()
+
+
+def test_timeline_stream_writes_the_blendshapes():
+    import io
+
+    from openfer.video.live import TimelineStream
+
+    buf = io.StringIO()
+    stream = TimelineStream([buf], EXPRESSIONS, **BS_GROUPS)
+    expected = [list(timeline_columns(EXPRESSIONS, **BS_GROUPS))]
+    for f in frames_d()[3:6]:
+        stream.write(f)
+        expected += format_rows(f, **BS_GROUPS)
+    assert [line.split(",") for line in buf.getvalue().splitlines()] == expected
+    assert len(expected[0]) == len(expected[-1]) and expected[-1][-1] != "nan" and "nan" in expected[2]

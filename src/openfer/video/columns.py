@@ -11,7 +11,10 @@ expression class, then the optional groups (:class:`ColumnGroups`) the run compu
 * ``au_baseline``: 1 where the row's AUs and PSPI are measured against the track's own neutral
   baseline, 0 where against the population reference face (with AUs; ``VideoOptions.au_baseline``);
 * ``unknown_score, open_label``: the open-set score (0-1) and the label or ``unknown`` (an expression
-  model with an open-set head).
+  model with an open-set head);
+* one column per MediaPipe blendshape named as MediaPipe names it (``_neutral``, ``browDownLeft``
+  ... ``noseSneerRight``, 0-1, 4 decimals; :data:`~openfer.core.blendshapes.BLENDSHAPE_NAMES`, the
+  Analyzer's blendshape model). Last, so the columns before them keep their places.
 
 The header says which groups are present (:func:`parse_header`), so timelines written before a
 group existed still read. The groups are fixed when a timeline or writer is created
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..components.au import AU_NAMES
+from ..core.blendshapes import BLENDSHAPE_NAMES
 from ..errors import InputError
 from ..types import EXPRESSIONS, POSE_NAMES
 
@@ -76,9 +80,11 @@ class ColumnGroups:
     pspi: bool = False
     au_baseline: bool = False
     openset: bool = False
+    blendshape_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "au_names", tuple(self.au_names))
+        object.__setattr__(self, "blendshape_names", tuple(self.blendshape_names))
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -89,6 +95,7 @@ class ColumnGroups:
             + ((PSPI_COLUMN,) if self.pspi else ())
             + ((BASELINE_COLUMN,) if self.au_baseline else ())
             + (OPENSET_COLUMNS if self.openset else ())
+            + self.blendshape_names
         )
 
     def kwargs(self) -> dict[str, Any]:
@@ -104,16 +111,18 @@ def timeline_columns(
     pspi: bool = False,
     au_baseline: bool = False,
     openset: bool = False,
+    blendshape_names: Sequence[str] = (),
 ) -> tuple[str, ...]:
     """The columns of a timeline: base, probabilities, then the :class:`ColumnGroups` asked for."""
-    groups = ColumnGroups(tuple(au_names), affect, pspi, au_baseline, openset)
+    groups = ColumnGroups(tuple(au_names), affect, pspi, au_baseline, openset, tuple(blendshape_names))
     return BASE_COLUMNS + tuple(classes) + groups.columns
 
 
 def optional_columns(analyzer: Analyzer) -> ColumnGroups:
     """The column groups that frames of a :class:`~openfer.video.VideoAnalyzer` over ``analyzer``
     fill: AUs, ``pspi`` and ``au_baseline`` with option ``aus``; valence/arousal with ``explain``;
-    ``unknown_score, open_label`` when its expression model has an open-set head."""
+    ``unknown_score, open_label`` when its expression model has an open-set head; the blendshapes
+    when it runs its blendshape model (``analyzer.blendshapes``)."""
     aus = bool(analyzer.options.aus)
     return ColumnGroups(
         au_names=AU_NAMES if aus else (),
@@ -121,11 +130,20 @@ def optional_columns(analyzer: Analyzer) -> ColumnGroups:
         pspi=aus,
         au_baseline=aus,
         openset=analyzer.expression.openset is not None,
+        blendshape_names=BLENDSHAPE_NAMES if analyzer.blendshapes is not None else (),
     )
+
+
+_BLENDSHAPES = frozenset(BLENDSHAPE_NAMES)
 
 
 def _is_au(name: str) -> bool:
     return name.startswith("AU")
+
+
+def _is_blendshape(name: str) -> bool:
+    # by the known names: they share no prefix (``_neutral``, ``browDownLeft``, ``jawOpen`` ...)
+    return name in _BLENDSHAPES
 
 
 def _is_group(name: str) -> bool:
@@ -134,6 +152,7 @@ def _is_group(name: str) -> bool:
         or _is_au(name)
         or name in (PSPI_COLUMN, BASELINE_COLUMN)
         or name in OPENSET_COLUMNS
+        or _is_blendshape(name)
     )
 
 
@@ -159,9 +178,11 @@ def parse_header(header: Sequence[str]) -> tuple[tuple[str, ...], ColumnGroups, 
     pspi, tail = _take(tail, (PSPI_COLUMN,))
     au_baseline, tail = _take(tail, (BASELINE_COLUMN,))
     openset, tail = _take(tail, OPENSET_COLUMNS)
+    n_bs = next((i for i, c in enumerate(tail) if not _is_blendshape(c)), len(tail))
+    blendshape_names, tail = tail[:n_bs], tail[n_bs:]
     if not classes or tail or len(set(main)) != len(main):
         raise InputError(f"not an openfer timeline (columns {list(rest)})")
-    groups = ColumnGroups(au_names, affect, pspi, au_baseline, openset)
+    groups = ColumnGroups(au_names, affect, pspi, au_baseline, openset, blendshape_names)
     raw = raw_at < len(rest)
     if raw and rest[raw_at:] != tuple(RAW_PREFIX + c for c in smoothed_columns(classes, groups)):
         raise InputError(f"not an openfer timeline (raw columns {list(rest[raw_at:])})")
@@ -198,19 +219,21 @@ class Rows(NamedTuple):
     au_baseline: np.ndarray  # (N,) int64, 1: AUs against the track's own baseline
     unknown: np.ndarray  # (N,) open-set score, NaN where missing
     open_label: np.ndarray  # (N,) object (str): the label, or "unknown"
+    blendshapes: np.ndarray  # (N, B) 0-1, NaN where missing
 
     @classmethod
-    def empty(cls, classes: int, aus: int) -> Rows:
+    def empty(cls, classes: int, aus: int, blendshapes: int = 0) -> Rows:
         f = np.zeros
         return cls(
             f(0), f(0, np.int64), f(0, np.int64), f((0, 4)), f(0), f(0), f((0, 3)), f((0, classes)),
             f(0, np.int64), f((0, aus)), f((0, 2)), f(0), f(0, np.int64), f(0), f(0, dtype=object),
+            f((0, blendshapes)),
         )  # fmt: skip
 
 
 def frame_rows(frame: VideoFrame, groups: ColumnGroups) -> Rows:
-    """One frame's rows with the column ``groups`` (NaN where the frame lacks a group; AUs it has
-    are dropped when ``groups.au_names`` is empty)."""
+    """One frame's rows with the column ``groups`` (NaN where the frame lacks a group; AUs or
+    blendshapes it has are dropped when ``groups.au_names`` / ``groups.blendshape_names`` is empty)."""
     f = frame.faces
     n = len(f)
     au_names = groups.au_names
@@ -221,6 +244,15 @@ def frame_rows(frame: VideoFrame, groups: ColumnGroups) -> Rows:
                 f"frame {frame.frame_index}: AUs {f.au_names} differ from the timeline's {au_names}"
             )
         aus = f.aus
+    bs_names = groups.blendshape_names
+    bs = np.full((n, len(bs_names)), np.nan)
+    if bs_names and f.blendshapes is not None:
+        if f.blendshape_names != bs_names:
+            raise InputError(
+                f"frame {frame.frame_index}: blendshapes {f.blendshape_names} differ from the "
+                f"timeline's {bs_names}"
+            )
+        bs = f.blendshapes
     va = f.valence_arousal if groups.affect and f.valence_arousal is not None else np.full((n, 2), np.nan)
     f64 = functools.partial(np.asarray, dtype=np.float64)
     probs = f64(f.expressions)
@@ -242,6 +274,7 @@ def frame_rows(frame: VideoFrame, groups: ColumnGroups) -> Rows:
         based.astype(np.int64) if groups.au_baseline and based is not None else np.zeros(n, np.int64),
         f64(f.unknown_scores) if groups.openset and f.unknown_scores is not None else nan,
         np.array(f.open_labels if groups.openset else f.labels, dtype=object).reshape(n),
+        f64(bs),
     )
 
 
@@ -269,6 +302,7 @@ def row_table(
         cols += [(BASELINE_COLUMN, r.au_baseline, None)]
     if groups.openset:
         cols += [("unknown_score", r.unknown, 6), ("open_label", r.open_label, None)]
+    cols += [(c, r.blendshapes[:, k], 4) for k, c in enumerate(groups.blendshape_names)]
     if raw is not None:
         smoothed = set(smoothed_columns(classes, groups))
         cols += [(RAW_PREFIX + c, a, d) for c, a, d in row_table(raw, classes, groups) if c in smoothed]
@@ -295,10 +329,11 @@ def format_rows(
     pspi: bool = False,
     au_baseline: bool = False,
     openset: bool = False,
+    blendshape_names: Sequence[str] = (),
 ) -> list[list[str]]:
     """The CSV cells of one frame's rows, columns :func:`timeline_columns` of the frame's classes and
     these groups (fixed precision, so output is reproducible)."""
-    groups = ColumnGroups(tuple(au_names), affect, pspi, au_baseline, openset)
+    groups = ColumnGroups(tuple(au_names), affect, pspi, au_baseline, openset, tuple(blendshape_names))
     return csv_cells(row_table(frame_rows(frame, groups), frame.faces.classes, groups))
 
 
@@ -334,6 +369,7 @@ def parse_rows(
             "va": num(AFFECT_COLUMNS, prefix) if groups.affect else np.full((n, 2), np.nan),
             "pspi": one(PSPI_COLUMN, prefix) if groups.pspi else nan,
             "unknown": one("unknown_score", prefix) if groups.openset else nan,
+            "blendshapes": num(groups.blendshape_names, prefix),
         }
 
     base = num(("time", "frame", "track", "score", "landmark_score", *POSE_NAMES))

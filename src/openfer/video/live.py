@@ -258,9 +258,12 @@ class TimelineStream:
         pspi: bool = False,
         au_baseline: bool = False,
         openset: bool = False,
+        blendshape_names: Sequence[str] = (),
     ) -> None:
         self.streams = list(streams)
-        self.groups = ColumnGroups(tuple(au_names), affect, pspi, au_baseline, openset)
+        self.groups = ColumnGroups(
+            tuple(au_names), affect, pspi, au_baseline, openset, tuple(blendshape_names)
+        )
         self.au_names, self.affect = self.groups.au_names, self.groups.affect
         self.header = timeline_columns(tuple(classes), **self.groups.kwargs())
         self.rows = 0
@@ -269,7 +272,8 @@ class TimelineStream:
     @classmethod
     def for_video(cls, streams: Sequence[TextIO], video: VideoAnalyzer) -> TimelineStream:
         """The columns ``video`` fills (:func:`~openfer.video.timeline.optional_columns`: AUs, PSPI
-        and ``au_baseline``, valence/arousal, open-set scores when its analyzer computes them)."""
+        and ``au_baseline``, valence/arousal, open-set scores, blendshapes when its analyzer computes
+        them)."""
         return cls(streams, video.classes, **optional_columns(video.analyzer).kwargs())
 
     def _emit(self, rows: list[list[str]]) -> None:

@@ -2,8 +2,9 @@
 (:class:`TimelineWriter`).
 
 One row per face per analysed frame; the columns (base columns, one probability per class, then the
-optional groups: valence/arousal, AUs, ``pspi``, ``au_baseline``, ``unknown_score, open_label``)
-are described in :mod:`openfer.video.columns` (:func:`timeline_columns`, :class:`ColumnGroups`).
+optional groups: valence/arousal, AUs, ``pspi``, ``au_baseline``, ``unknown_score, open_label``, the
+52 MediaPipe blendshapes) are described in :mod:`openfer.video.columns` (:func:`timeline_columns`,
+:class:`ColumnGroups`).
 The header says which groups are present, so :meth:`Timeline.read_csv` reads any of them (and
 timelines written before the groups existed). A video without faces has a header and no rows. The
 groups are fixed when the writer (or timeline) is created (:func:`optional_columns` of the
@@ -17,8 +18,8 @@ the parts into ``DIR/timeline.csv``, byte-identical whether or not the run was i
 
 :meth:`Timeline.smooth` gives a smoothed copy (``ema``, centered ``window`` mean or ``one_euro``, see
 :mod:`openfer.core.filters`) that keeps the raw values: ``.raw``, and ``raw_<column>`` columns in
-its DataFrame, records and CSV (``au_baseline`` and ``open_label`` are per-frame decisions and stay
-as they were).
+its DataFrame, records and CSV (blendshapes are smoothed like the AUs; ``au_baseline`` and
+``open_label`` are per-frame decisions and stay as they were).
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ class TrackSummary:
     while the face was away do not count); ``shares`` is the share of its frames per top label.
 
     With valence/arousal: their means, and their peaks (the value largest in magnitude) with the
-    peak's time; with AUs, ``mean_aus`` per AU. ``None`` (``{}`` for AUs) when the timeline lacks
-    them (or all the track's values are missing).
+    peak's time; with AUs, ``mean_aus`` per AU; with blendshapes, ``mean_blendshapes`` per
+    blendshape. ``None`` (``{}`` for AUs and blendshapes) when the timeline lacks them (or all the
+    track's values are missing).
     """
 
     track: int
@@ -109,6 +111,7 @@ class TrackSummary:
     peak_arousal: float | None = None
     peak_arousal_time: float | None = None
     mean_aus: dict[str, float | None] = field(default_factory=dict)
+    mean_blendshapes: dict[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict (mappings copied)."""
@@ -134,8 +137,9 @@ class Timeline:
 
     ``frame_step``: seconds between analysed frames, for durations; ``None``: the median step
     between the distinct frame times in the timeline. ``au_names``, ``affect``, ``pspi``,
-    ``au_baseline``, ``openset``: the optional column groups (:class:`ColumnGroups`, see the module
-    doc; :meth:`for_video` takes them from a :class:`~openfer.video.VideoAnalyzer`), as ``groups``.
+    ``au_baseline``, ``openset``, ``blendshape_names``: the optional column groups
+    (:class:`ColumnGroups`, see the module doc; :meth:`for_video` takes them from a
+    :class:`~openfer.video.VideoAnalyzer`), as ``groups``.
     ``raw``: for a smoothed timeline, the timeline it was smoothed from (``None`` otherwise).
     """
 
@@ -149,13 +153,20 @@ class Timeline:
         pspi: bool = False,
         au_baseline: bool = False,
         openset: bool = False,
+        blendshape_names: Sequence[str] = (),
     ) -> None:
         self.classes = tuple(classes)
         self.frame_step = frame_step
         self.groups = ColumnGroups(
-            tuple(au_names), bool(affect), bool(pspi), bool(au_baseline), bool(openset)
+            tuple(au_names),
+            bool(affect),
+            bool(pspi),
+            bool(au_baseline),
+            bool(openset),
+            tuple(blendshape_names),
         )
         self.au_names = self.groups.au_names
+        self.blendshape_names = self.groups.blendshape_names
         self.affect = self.groups.affect
         self.raw: Timeline | None = None
         self._chunks: list[Rows] = []
@@ -190,7 +201,7 @@ class Timeline:
             if self._chunks:
                 cols = [np.concatenate(c) for c in zip(*self._chunks, strict=True)]
             else:
-                cols = list(Rows.empty(len(self.classes), len(self.au_names)))
+                cols = list(Rows.empty(len(self.classes), len(self.au_names), len(self.blendshape_names)))
             for a in cols:
                 a.setflags(write=False)
             self._cache = Rows(*cols)
@@ -240,6 +251,12 @@ class Timeline:
         """``(N, len(au_names))`` AU intensities (0-5; NaN where a frame lacked them), ``(N, 0)``
         without AU columns."""
         return self._rows().aus
+
+    @property
+    def blendshapes(self) -> np.ndarray:
+        """``(N, len(blendshape_names))`` MediaPipe blendshape coefficients (0-1; NaN where a frame
+        lacked them), ``(N, 0)`` without blendshape columns."""
+        return self._rows().blendshapes
 
     @property
     def valence_arousal(self) -> np.ndarray:
@@ -334,6 +351,9 @@ class Timeline:
                 extra["peak_arousal"], extra["peak_arousal_time"] = _peak(va[:, 1], t)
             if self.au_names:
                 extra["mean_aus"] = {a: _mean(r.aus[m, j]) for j, a in enumerate(self.au_names)}
+            if self.blendshape_names:
+                bs = r.blendshapes[m]
+                extra["mean_blendshapes"] = {b: _mean(bs[:, j]) for j, b in enumerate(self.blendshape_names)}
             out.append(
                 TrackSummary(
                     track=int(k),
@@ -362,11 +382,11 @@ class Timeline:
         d_cutoff: float = DEFAULT_D_CUTOFF,
         max_gap: float = MAX_GAP,
     ) -> Timeline:
-        """A new timeline with boxes, probabilities, valence/arousal, AUs, PSPI and open-set scores
-        smoothed over time, per track in time order; the other columns (scores, pose, ``au_baseline``,
-        ``open_label``) as they are. Its ``raw`` is the
-        timeline the values came from (for a smoothed timeline: its own ``raw``), and its
-        DataFrame, records and CSV add ``raw_<column>`` for every smoothed column.
+        """A new timeline with boxes, probabilities, valence/arousal, AUs, PSPI, open-set scores and
+        blendshapes smoothed over time, per track in time order; the other columns (scores, pose,
+        ``au_baseline``, ``open_label``) as they are. Its ``raw`` is the timeline the values came
+        from (for a smoothed timeline: its own ``raw``), and its DataFrame, records and CSV add
+        ``raw_<column>`` for every smoothed column.
 
         ``method``: ``"ema"`` (exponential, time constant ``tau`` s: a step is half followed after
         ~0.2 s at ``tau=0.3``), ``"window"`` (centered mean over ``window`` s: no lag, but needs the
@@ -375,15 +395,24 @@ class Timeline:
         noise reduction. A pause longer than ``max_gap`` s (the face was away) restarts the filter.
 
         Probabilities are renormalised to sum to 1 and the label is recomputed from them; open-set
-        scores are smoothed like probabilities (clipped to [0, 1], not renormalised). The one-euro
-        filter sees every quantity on a unit scale: probabilities, open-set scores and
-        valence/arousal as they are, AU intensities / 5, PSPI / 16, box coordinates in face heights
-        (the track's median box height).
+        scores are smoothed like probabilities (clipped to [0, 1], not renormalised), blendshapes
+        each on its own like the AUs. The one-euro filter sees every quantity on a unit scale:
+        probabilities, open-set scores, blendshapes and valence/arousal as they are, AU intensities
+        / 5, PSPI / 16, box coordinates in face heights (the track's median box height).
         """
         r = self._rows()
-        c, k = len(self.classes), len(self.au_names)
+        c, k, b = len(self.classes), len(self.au_names), len(self.blendshape_names)
         x = np.concatenate(
-            [r.box, r.prob, r.aus / AU_MAX, r.pspi[:, None] / PSPI_MAX, r.unknown[:, None], r.va], axis=1
+            [
+                r.box,
+                r.prob,
+                r.aus / AU_MAX,
+                r.pspi[:, None] / PSPI_MAX,
+                r.unknown[:, None],
+                r.blendshapes,
+                r.va,
+            ],
+            axis=1,
         )
         unit = np.ones_like(x)  # one-euro's unit scale: boxes in face heights
         if len(x):
@@ -397,7 +426,7 @@ class Timeline:
         total = prob.sum(1, keepdims=True)
         prob = np.where(total > 0, prob / np.where(total > 0, total, 1.0), r.prob)
         out = Timeline(self.classes, self.frame_step, **self.groups.kwargs())
-        j = 4 + c + k  # pspi, unknown score, then valence/arousal
+        j = 4 + c + k  # pspi, unknown score, blendshapes, then valence/arousal
         out._append(
             r._replace(
                 box=y[:, :4],
@@ -406,7 +435,8 @@ class Timeline:
                 aus=y[:, 4 + c : j] * AU_MAX,
                 pspi=y[:, j] * PSPI_MAX,
                 unknown=np.clip(y[:, j + 1], 0.0, 1.0),
-                va=y[:, j + 2 :] if self.affect else r.va,
+                blendshapes=y[:, j + 2 : j + 2 + b],
+                va=y[:, j + 2 + b :] if self.affect else r.va,
             )
         )
         out.raw = self.raw if self.raw is not None else self
@@ -496,7 +526,7 @@ class TimelineWriter:
         out_dir: the run's folder (created).
         classes: expression classes (the probability columns).
         meta: what identifies the run (source, options, models); a resume must match it.
-        au_names, affect, pspi, au_baseline, openset: the optional column groups
+        au_names, affect, pspi, au_baseline, openset, blendshape_names: the optional column groups
             (:class:`ColumnGroups`, :func:`optional_columns`); fixed for the run, a resume must have
             the same.
         resume: continue the unfinished run in ``out_dir``. Without it, an unfinished run there is an
@@ -521,11 +551,17 @@ class TimelineWriter:
         pspi: bool = False,
         au_baseline: bool = False,
         openset: bool = False,
+        blendshape_names: Sequence[str] = (),
     ) -> None:
         self.out_dir = Path(out_dir)
         self.classes = tuple(classes)
         self.groups = ColumnGroups(
-            tuple(au_names), bool(affect), bool(pspi), bool(au_baseline), bool(openset)
+            tuple(au_names),
+            bool(affect),
+            bool(pspi),
+            bool(au_baseline),
+            bool(openset),
+            tuple(blendshape_names),
         )
         self.au_names, self.affect = self.groups.au_names, self.groups.affect
         self.meta = json.loads(json.dumps(meta))  # as it will read back
