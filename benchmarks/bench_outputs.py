@@ -3,8 +3,9 @@
 End-to-end ``Analyzer.analyze_rgb`` on the 640x360 one-face frame and the five-face photo with:
 
 * ``label_only``: expression probabilities (and the open-set score, computed inside the expression
-  model's graph when the model has the head), no AUs, no explanations;
-* ``aus``: plus the 18 action units and PSPI;
+  model's graph when the model has the head), no blendshapes, no AUs, no explanations;
+* ``blendshapes``: plus MediaPipe's 52 blendshapes;
+* ``aus``: plus the 18 action units and PSPI (calibrated from the blendshapes and the mesh);
 * ``aus_explain``: plus derived valence/arousal and the reason text (the default);
 * ``saliency``: the occlusion-saliency overlay of ``--explain --annotate`` on top of the default
   (``openfer.explain.saliency.saliency_image``).
@@ -30,7 +31,8 @@ from openfer.pipeline import Analyzer
 def bench(threads: int, warmup: int, repeats: int) -> dict:
     cv2.setNumThreads(threads)
     variants = {
-        "label_only": Analyzer(threads=threads, aus=False, explain=False),
+        "label_only": Analyzer(threads=threads, aus=False, explain=False, blendshapes=False),
+        "blendshapes": Analyzer(threads=threads, aus=False, explain=False),
         "aus": Analyzer(threads=threads, explain=False),
         "aus_explain": Analyzer(threads=threads),
     }
@@ -47,7 +49,8 @@ def bench(threads: int, warmup: int, repeats: int) -> dict:
         row["open_set_head"] = an.expression.openset is not None
         base = row["label_only"]["median_ms"]
         row["added_ms"] = {
-            "aus": round(row["aus"]["median_ms"] - base, 2),
+            "blendshapes": round(row["blendshapes"]["median_ms"] - base, 2),
+            "aus": round(row["aus"]["median_ms"] - row["blendshapes"]["median_ms"], 2),
             "explain": round(row["aus_explain"]["median_ms"] - row["aus"]["median_ms"], 2),
             "saliency": row["saliency"]["median_ms"],
         }

@@ -99,7 +99,12 @@ def bench(threads: int, warmup: int, repeats: int) -> dict:
             "expression_model_only": timed(lambda: an.expression.predict_crops(crops), warmup, repeats),
             "end_to_end": timed(lambda: an.analyze_rgb(rgb), warmup, repeats),
         }
-    # the "fast" preset: one detector pass (faces > ~15% of the image side), 468 points, no mirror
+    # openfer 0.1's mesh in the same run: Face Mesh v1 + Iris, no blendshapes (the cost of v2 + blendshapes)
+    v1 = Analyzer(threads=threads, mesh="facemesh", blendshapes=False)
+    for name, path in IMAGES.items():
+        rgb = read_image(path)
+        out[name]["v1_mesh_end_to_end"] = timed(lambda: v1.analyze_rgb(rgb), warmup, repeats)
+    # the "fast" preset: one detector pass (faces > ~15% of the image side), no mirror averaging
     fast = Analyzer("fast", threads=threads)
     for name, path in IMAGES.items():
         rgb = read_image(path)

@@ -8,11 +8,13 @@ One timed run = the whole clip through ``list(VideoAnalyzer(...).run(clip))``: d
 
 Configurations:
 
-* ``default``: ``VideoAnalyzer()`` as shipped (the ``video`` preset: no iris, no mirror averaging,
+* ``default``: ``VideoAnalyzer()`` as shipped (the ``video`` preset: Face Mesh v2, blendshapes, no mirror averaging,
   1 ONNX Runtime thread per model; the face mesh of frame t+1 runs beside the expression of frame t);
 * ``no_pipeline``: the same, one stage after the other, with ``--threads`` intra-op threads;
 * ``image_preset``: the image default (iris, mirror-averaged expression), pipelined;
 * ``detect_every_frame``: ``detect_every=1`` (what tracking saves);
+* ``v1_mesh``: openfer 0.1's defaults in the same run (Face Mesh v1 without iris, no blendshapes):
+  the cost of Face Mesh v2's 478 points and the 52 blendshapes;
 * ``decode_only``: decoding alone.
 
 Usage: python benchmarks/bench_video.py [--repeats 7] [--warmup 1] [--out benchmarks/results/video.json]
@@ -65,6 +67,8 @@ def bench_clip(clip: Path, threads: int, warmup: int, repeats: int) -> dict:
         "no_pipeline": VideoAnalyzer(analyzer=Analyzer("video", threads=threads), pipeline=False),
         "image_preset": VideoAnalyzer(analyzer=Analyzer("default", threads=1)),
         "detect_every_frame": VideoAnalyzer(analyzer=video_an, detect_every=1),
+        # openfer 0.1's video defaults in the same run: Face Mesh v1 without iris, no blendshapes
+        "v1_mesh": VideoAnalyzer(analyzer=Analyzer("video", mesh="facemesh", blendshapes=False)),
     }
     for name, video in configs.items():
         frames = list(video.run(clip))
@@ -104,7 +108,8 @@ def main() -> None:
                 f"({r['default']['faces_per_frame']} faces/frame); no pipeline "
                 f"{r['no_pipeline']['frames_per_second']:.1f}; image preset "
                 f"{r['image_preset']['frames_per_second']:.1f}; detect every frame "
-                f"{r['detect_every_frame']['frames_per_second']:.1f}; decode only "
+                f"{r['detect_every_frame']['frames_per_second']:.1f}; v1 mesh "
+                f"{r['v1_mesh']['frames_per_second']:.1f}; decode only "
                 f"{r['decode_only']['frames_per_second']:.0f}",
                 flush=True,
             )

@@ -728,6 +728,25 @@ def process_model(spec: ModelSpec, tflite: Path, source: str, face_rgb: np.ndarr
     return model, report, parity["ok"]
 
 
+def convert_members(zf: zipfile.ZipFile, origin: str, source_of: Any, tmp: Path, face_rgb: np.ndarray,
+                    args: argparse.Namespace, converted: dict[str, Any], reports: dict[str, Any],
+                    originals: list[tuple[str, str, str]]) -> bool:
+    """Convert and check every model of ``origin`` found in ``zf``; fills ``converted``, ``reports``
+    and ``originals`` (in MODELS order, so Face Mesh v2 exists before the blendshape model needs it).
+    Returns whether all passed parity."""
+    ok_all = True
+    for spec in (m for m in MODELS if m.origin == origin):
+        data = read_member(zf, spec.inner)
+        tflite = tmp / Path(spec.inner).name
+        tflite.write_bytes(data)
+        model, report, ok = process_model(spec, tflite, source_of(spec.inner), face_rgb, args, converted)
+        report["tflite_sha256"] = sha256_bytes(data)
+        converted[spec.key], reports[spec.key] = model, report
+        originals.append((spec.file, spec.inner, report["tflite_sha256"]))
+        ok_all &= ok
+    return ok_all
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -753,32 +772,16 @@ def main(argv: list[str] | None = None) -> int:
         with zipfile.ZipFile(wheel) as zf:
             licence_inner = find_license(zf)
             licence = read_member(zf, licence_inner)
-            for spec in (m for m in MODELS if m.origin == "wheel"):
-                data = read_member(zf, spec.inner)
-                tflite = tmp / Path(spec.inner).name
-                tflite.write_bytes(data)
-                source = f"{wheel.name}!{spec.inner}"
-                model, report, ok = process_model(spec, tflite, source, face_rgb, args, converted)
-                report["tflite_sha256"] = sha256_bytes(data)
-                converted[spec.key], reports[spec.key] = model, report
-                originals.append((spec.file, spec.inner, report["tflite_sha256"]))
-                all_ok &= ok
+            all_ok &= convert_members(zf, "wheel", lambda inner: f"{wheel.name}!{inner}", tmp, face_rgb,
+                                      args, converted, reports, originals)
             obj = zf.read(CANONICAL_OBJ) if CANONICAL_OBJ in zf.namelist() else None
         if not args.task.is_file():
             raise SystemExit(f"--task {args.task}: no such file")
         task_sha = sha256_bytes(args.task.read_bytes())
         task_originals: list[tuple[str, str, str]] = []
         with zipfile.ZipFile(args.task) as zf:
-            for spec in (m for m in MODELS if m.origin == "task"):
-                data = read_member(zf, spec.inner)
-                tflite = tmp / spec.inner
-                tflite.write_bytes(data)
-                source = f"{TASK_REPO}:{TASK_INNER}!{spec.inner}"
-                model, report, ok = process_model(spec, tflite, source, face_rgb, args, converted)
-                report["tflite_sha256"] = sha256_bytes(data)
-                converted[spec.key], reports[spec.key] = model, report
-                task_originals.append((spec.file, spec.inner, report["tflite_sha256"]))
-                all_ok &= ok
+            all_ok &= convert_members(zf, "task", lambda inner: f"{TASK_REPO}:{TASK_INNER}!{inner}", tmp,
+                                      face_rgb, args, converted, reports, task_originals)
         obj_source = f"{wheel.name}!{CANONICAL_OBJ}"
         if obj is None and args.canonical_obj is not None:
             obj = args.canonical_obj.read_bytes()

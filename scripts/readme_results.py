@@ -51,15 +51,26 @@ def main() -> None:
         "(1,131 neutral, 1,001 happiness, few others), so read UAR with care.",
         "",
         f"**The 89% target is not reached.** openfer set out to ship a default model at ≥ 89.0% on FER+ test "
-        f"trained from scratch; `{m}` reaches {test['accuracy']:.2%}. The other two targets are met: ECE "
-        f"{test['ece']:.3f} after calibration (≤ 0.03) and {cls2['faces_per_second']:.0f} faces/s on 2 cores "
-        "with mirror averaging (≥ 250; speed table below). Every run of the campaign is in "
+        f"trained from scratch; `{m}` reaches {test['accuracy']:.2%}. ECE {test['ece']:.3f} after calibration "
+        f"meets its target (≤ 0.03). Speed was set as ≥ 250 faces/s on 2 cores with mirror averaging: this run's "
+        f"machine gives {cls2['faces_per_second']:.0f} faces/s (the same graph measured 272 on the faster machine "
+        "of earlier runs; machines here differ by 2x, which is why speed is compared within one run, as in the "
+        "tables below). Every run of the campaign is in "
         "`docs/experiments.md`: three 30-epoch runs of this network on 2 CPU cores (plain, with "
         "photographic degradation, distilled from an ensemble of the first two) reach 86.3-86.6% on "
         "FER2013Valid, and the ensemble of the first two 86.9% valid / 87.2% test: +0.03 points on test "
         "for twice the compute, so there is no separate `accurate` preset. What we think closes the gap: "
         "wider and deeper teachers trained for longer on a GPU (none has been lent so far), distilled "
         "into this network with `openfer train --teacher`.",
+        "",
+        "**Rare classes.** The shipped head is re-fitted on the network's frozen FER2013Train features "
+        "(class-balanced re-training of the last layer plus logit adjustment, chosen on FER2013Valid; "
+        "`scripts/rebalance_head.py`, runs 6-8 in `docs/experiments.md`): UAR on FER+ test "
+        f"{test['uar']:.1%} instead of 65.5% at equal accuracy, disgust "
+        f"{test['per_class']['disgust']['recall']:.0%} and contempt {test['per_class']['contempt']['recall']:.0%} "
+        "recall (were 31% and 0%). The target of 75% UAR is not reached: contempt (15 test faces) stays "
+        "mostly missed; what a retrain would need is in `docs/experiments.md`. Tight and loose re-crops of "
+        "FER+ test and photos_dev, old head beside new: `docs/experiments.md` (framing robustness).",
         "",
         "Detection recall on small real faces (`benchmarks/detection_recall.py`: the five-person photo scaled "
         "and tiled 3x3, 45 faces; default `min_face` 30):",
@@ -77,18 +88,24 @@ def main() -> None:
         f"{bench['settings']['warmup']} warm-up runs; {mach['cpu']}, {mach['logical_cores']} cores, "
         f"onnxruntime {mach['onnxruntime']}, commit {mach['commit']}):",
         "",
-        "| input | threads | detect | landmarks | expression | end-to-end | images/s |",
-        "|---|---|---|---|---|---|---|",
+        "| input | threads | detect | landmarks (Face Mesh v2) | blendshapes | expression | end-to-end | images/s "
+        "| openfer 0.1's mesh (v1 + iris, no blendshapes), same run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for t, res in bench["threads"].items():
         for name in ("frame_640x360_1face", "photo_1000x667_5faces"):
             r = res[name]
+            v1 = r.get("v1_mesh_end_to_end")
+            ratio = (f"{v1['median_ms']:.1f} ms (this version takes {r['end_to_end']['median_ms'] / v1['median_ms']:.2f}x "
+                     "its time)" if v1 else "-")
             lines.append(
                 f"| {name} | {t} | {r['detect']['median_ms']:.1f} ms | {r['landmarks']['median_ms']:.1f} ms | "
-                f"{r['expression']['median_ms']:.1f} ms | {r['end_to_end']['median_ms']:.1f} ms | {r['end_to_end']['per_second']:.1f} |"
+                f"{r['blendshapes']['median_ms']:.1f} ms | "
+                f"{r['expression']['median_ms']:.1f} ms | {r['end_to_end']['median_ms']:.1f} ms | {r['end_to_end']['per_second']:.1f} "
+                f"| {ratio} |"
             )
-    lines += ["", "The `fast` preset (one detector pass, so only faces larger than ~15% of the image side; 468 points "
-              "without iris; no mirror averaging):", "", "| input | threads | faces | end-to-end | images/s |",
+    lines += ["", "The `fast` preset (one detector pass, so only faces larger than ~15% of the image side; "
+              "no mirror averaging):", "", "| input | threads | faces | end-to-end | images/s |",
               "|---|---|---|---|---|"]
     for t, res in bench["threads"].items():
         for name in ("frame_640x360_1face", "photo_1000x667_5faces"):
@@ -108,18 +125,22 @@ def main() -> None:
     lines += [
         "",
         "Video (`benchmarks/bench_video.py`; decode + detection + face-mesh tracking + head pose + expression + "
-        "AUs + valence/arousal + reasons + track ids; `VideoAnalyzer()` defaults: the `video` preset, a whole-frame "
+        "blendshapes + AUs + valence/arousal + reasons + track ids; `VideoAnalyzer()` defaults: the `video` preset, a whole-frame "
         "detector pass every 10 frames and the small-face search every 30, the face mesh of frame t+1 running beside "
         "the expression of frame t on the two cores):",
         "",
-        "| clip | faces/frame | default | one stage after the other | image preset (iris, mirror) | detect every frame | decode only |",
-        "|---|---|---|---|---|---|---|",
+        "| clip | faces/frame | default | one stage after the other | image preset (mirror) | detect every frame "
+        "| openfer 0.1's mesh (v1, no blendshapes), same run | decode only |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in (("single_face.mp4 (640x360)", one), ("five faces, 1000x667 (pan over the group photo)", five)):
         lines.append(
             f"| {name} | {r['default']['faces_per_frame']:g} | **{r['default']['frames_per_second']:.0f} frames/s** | "
             f"{r['no_pipeline']['frames_per_second']:.0f} | {r['image_preset']['frames_per_second']:.0f} | "
-            f"{r['detect_every_frame']['frames_per_second']:.0f} | {r['decode_only']['frames_per_second']:.0f} |"
+            f"{r['detect_every_frame']['frames_per_second']:.0f} | "
+            + (f"{r['v1_mesh']['frames_per_second']:.0f} (ratio {r['default']['frames_per_second'] / r['v1_mesh']['frames_per_second']:.2f})"
+               if "v1_mesh" in r else "-")
+            + f" | {r['decode_only']['frames_per_second']:.0f} |"
         )
     mem = ROOT / "benchmarks/results/video_memory.json"
     if mem.exists():
@@ -138,8 +159,8 @@ def main() -> None:
             "",
             "Cost of each output beyond the label (`benchmarks/bench_outputs.py`, 2 threads, default preset):",
             "",
-            "| input | label only | + AUs and PSPI | + valence/arousal and reasons | occlusion saliency (`--explain --annotate`) |",
-            "|---|---|---|---|---|",
+            "| input | label only | + 52 blendshapes | + AUs and PSPI | + valence/arousal and reasons | occlusion saliency (`--explain --annotate`) |",
+            "|---|---|---|---|---|---|",
         ]
         def added(ms: float) -> str:  # differences of medians under ~1 ms are within run-to-run noise
             return f"+{ms:.1f} ms" if ms >= 1.0 else "< 1 ms"
@@ -147,7 +168,8 @@ def main() -> None:
         for name in ("frame_640x360_1face", "photo_1000x667_5faces"):
             r = o[name]
             lines.append(
-                f"| {name} | {r['label_only']['median_ms']:.1f} ms | {added(r['added_ms']['aus'])} | "
+                f"| {name} | {r['label_only']['median_ms']:.1f} ms | {added(r['added_ms'].get('blendshapes', 0.0))} | "
+                f"{added(r['added_ms']['aus'])} | "
                 f"{added(r['added_ms']['explain'])} | +{r['added_ms']['saliency']:.0f} ms |"
             )
     lines += [

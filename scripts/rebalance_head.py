@@ -38,7 +38,6 @@ from openfer.runtime.onnx import OnnxModel
 from openfer.train.export import fit_temperature
 from openfer.train.rebalance import (
     LinearHead,
-    adjust_logits,
     adjusted_bias,
     balanced_objective,
     class_prior,
@@ -159,7 +158,7 @@ def main() -> None:
         "tau_norm": (taus[taus >= 0], lambda t: LinearHead(tau_normalize(head0.weight, t), head0.bias)),
         "tau_norm_nobias": (taus[taus >= 0], lambda t: LinearHead(tau_normalize(head0.weight, t), np.zeros_like(head0.bias))),
         # the re-trained heads, and logit adjustment on top of them (tau 0 = the head as trained)
-        **{k + "+la": (taus, (lambda h: lambda t: la(h, t))(h)) for k, h in crt.items()},
+        **{k + "+la": (taus, (lambda h: lambda t: la(h, t))(h)) for k, h in crt.items()},  # noqa: B023 (bound by the call)
     }
     grid: dict[str, list] = {}
     picks, rule = {}, {}

@@ -279,3 +279,15 @@ def test_unknown_score_low_on_real_faces_high_on_noise_and_background(analyzer):
     flagged = replace(faces, unknown_scores=np.r_[0.99, faces.unknown_scores[1:]])
     assert flagged.open_labels[0] == "unknown" and flagged.labels[0] == faces.labels[0]
     assert flagged[0].open_label == "unknown" and flagged[1:].open_labels == faces.open_labels[1:]
+
+
+def test_fast_preset_refines_loose_rois_of_small_faces():
+    # one whole-image detector pass on the group photo gives two loose boxes; Face Mesh v2 scores
+    # them 0.12 and 0.02 on those ROIs and accepts both after refining the ROI from its own points
+    from openfer.pipeline import REFINED_ACCEPT, Analyzer
+
+    faces = Analyzer("fast", threads=1).analyze(PHOTOS / "multi_face.jpg").faces
+    assert len(faces) == 2
+    assert (faces.landmark_scores >= REFINED_ACCEPT).all()
+    raw = Analyzer("fast", threads=1, landmark_threshold=0.0).analyze(PHOTOS / "multi_face.jpg").faces
+    assert (raw.landmark_scores < 0.5).all()  # without a threshold nothing is refined: the raw scores

@@ -8,13 +8,10 @@ import json
 
 import cv2
 import pytest
-from video_assets import NO_FACE, SINGLE_FACE, video_analyzer
+from video_assets import NO_FACE, SINGLE_FACE, full_header, video_analyzer
 
 from openfer.cli import EXIT_INPUT, EXIT_OK, EXIT_USAGE, _Progress, main
-from openfer.core.au import AU_NAMES
-from openfer.core.blendshapes import BLENDSHAPE_NAMES
-from openfer.types import EXPRESSIONS
-from openfer.video import Timeline, analyze_video_to_dir, timeline_columns
+from openfer.video import Timeline, analyze_video_to_dir
 from openfer.video.timeline import PROGRESS_FILE, TIMELINE_FILE
 
 
@@ -67,15 +64,7 @@ def test_cli_zero_face_video_header_only_and_exit_0(tmp_path, capsys):
     # blendshapes: their columns are there without faces too; open-set columns iff the shipped model
     # has that head
     openset = video_analyzer().analyzer.expression.openset is not None
-    header = timeline_columns(
-        EXPRESSIONS,
-        AU_NAMES,
-        affect=True,
-        pspi=True,
-        au_baseline=True,
-        openset=openset,
-        blendshape_names=BLENDSHAPE_NAMES,
-    )
+    header = full_header(openset)
     assert (out / TIMELINE_FILE).read_text() == ",".join(header) + "\n"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tracks"] == [] and summary["frames"] == 12 and summary["rows"] == 0

@@ -8,14 +8,13 @@ import json
 
 import numpy as np
 import pytest
-from video_assets import SINGLE_FACE, video_analyzer
+from video_assets import SINGLE_FACE, full_header, video_analyzer
 
 from openfer.cli import EXIT_OK, EXIT_USAGE, main
 from openfer.core.au import AU_NAMES
 from openfer.core.blendshapes import BLENDSHAPE_NAMES
 from openfer.pipeline import Analyzer
-from openfer.types import EXPRESSIONS
-from openfer.video import Timeline, VideoAnalyzer, analyze_video_to_dir, timeline_columns
+from openfer.video import Timeline, VideoAnalyzer, analyze_video_to_dir
 from openfer.video.job import PARQUET_FILE, SMOOTH_FILE
 from openfer.video.timeline import TIMELINE_FILE
 
@@ -38,15 +37,7 @@ def test_aus_valence_arousal_parquet_and_smoothed_survive_a_resume(tmp_path):
         tmp_path / "full" / SMOOTH_FILE,
     )
     openset = video.analyzer.expression.openset is not None  # the shipped model: no open-set head yet
-    header = timeline_columns(
-        EXPRESSIONS,
-        AU_NAMES,
-        affect=True,
-        pspi=True,
-        au_baseline=True,
-        openset=openset,
-        blendshape_names=BLENDSHAPE_NAMES,
-    )
+    header = full_header(openset)
     assert full.timeline.read_text().splitlines()[0] == ",".join(header)
     tl = Timeline.read_csv(full.timeline)
     assert (tl.au_names, tl.affect, len(tl)) == (AU_NAMES, True, 18)

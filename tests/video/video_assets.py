@@ -27,3 +27,14 @@ def video_analyzer(**options):
     from openfer.video import VideoAnalyzer
 
     return VideoAnalyzer(analyzer=_analyzer(), **options)
+
+
+def full_header(openset: bool) -> tuple[str, ...]:
+    """The timeline header of the default VideoAnalyzer: every optional column group."""
+    from openfer.core.au import AU_NAMES
+    from openfer.core.blendshapes import BLENDSHAPE_NAMES
+    from openfer.types import EXPRESSIONS
+    from openfer.video import timeline_columns
+
+    return timeline_columns(EXPRESSIONS, AU_NAMES, affect=True, pspi=True, au_baseline=True, openset=openset,
+                            blendshape_names=BLENDSHAPE_NAMES)

@@ -4,7 +4,7 @@ The model (MediaPipe Face Landmarker v2's MLP-Mixer, converted by ``scripts/conv
 reads 146 of the landmarks in image pixels (:func:`openfer.core.blendshapes.blendshape_inputs`) and
 returns ARKit-style coefficients in [0, 1] named by :data:`~openfer.core.blendshapes.BLENDSHAPE_NAMES`
 (``_neutral`` first, as MediaPipe returns them). Its graph has batch 1, so it runs once per face
-(about 0.1 ms).
+(2.5-3.3 ms a face on the 2-core benchmark machine, `benchmarks/results/pipeline.json`).
 """
 
 from __future__ import annotations

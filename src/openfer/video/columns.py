@@ -85,6 +85,8 @@ class ColumnGroups:
     def __post_init__(self) -> None:
         object.__setattr__(self, "au_names", tuple(self.au_names))
         object.__setattr__(self, "blendshape_names", tuple(self.blendshape_names))
+        for name in ("affect", "pspi", "au_baseline", "openset"):
+            object.__setattr__(self, name, bool(getattr(self, name)))
 
     @property
     def columns(self) -> tuple[str, ...]:

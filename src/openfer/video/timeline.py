@@ -157,14 +157,7 @@ class Timeline:
     ) -> None:
         self.classes = tuple(classes)
         self.frame_step = frame_step
-        self.groups = ColumnGroups(
-            tuple(au_names),
-            bool(affect),
-            bool(pspi),
-            bool(au_baseline),
-            bool(openset),
-            tuple(blendshape_names),
-        )
+        self.groups = ColumnGroups(au_names, affect, pspi, au_baseline, openset, blendshape_names)
         self.au_names = self.groups.au_names
         self.blendshape_names = self.groups.blendshape_names
         self.affect = self.groups.affect
@@ -555,14 +548,7 @@ class TimelineWriter:
     ) -> None:
         self.out_dir = Path(out_dir)
         self.classes = tuple(classes)
-        self.groups = ColumnGroups(
-            tuple(au_names),
-            bool(affect),
-            bool(pspi),
-            bool(au_baseline),
-            bool(openset),
-            tuple(blendshape_names),
-        )
+        self.groups = ColumnGroups(au_names, affect, pspi, au_baseline, openset, blendshape_names)
         self.au_names, self.affect = self.groups.au_names, self.groups.affect
         self.meta = json.loads(json.dumps(meta))  # as it will read back
         self.chunk_frames, self.chunk_seconds = max(int(chunk_frames), 1), float(chunk_seconds)
