@@ -233,28 +233,23 @@ class Rows(NamedTuple):
         )  # fmt: skip
 
 
+def _group(values, names, want, n: int, what: str, frame_index) -> np.ndarray:
+    """A frame's ``(n, len(want))`` columns of one named group: its values when it has them under
+    the timeline's names, NaN when it lacks them (an error when its names differ)."""
+    if not want or values is None:
+        return np.full((n, len(want)), np.nan)
+    if tuple(names) != tuple(want):
+        raise InputError(f"frame {frame_index}: {what} {names} differ from the timeline's {want}")
+    return values
+
+
 def frame_rows(frame: VideoFrame, groups: ColumnGroups) -> Rows:
     """One frame's rows with the column ``groups`` (NaN where the frame lacks a group; AUs or
     blendshapes it has are dropped when ``groups.au_names`` / ``groups.blendshape_names`` is empty)."""
     f = frame.faces
     n = len(f)
-    au_names = groups.au_names
-    aus = np.full((n, len(au_names)), np.nan)
-    if au_names and f.aus is not None:
-        if f.au_names != au_names:
-            raise InputError(
-                f"frame {frame.frame_index}: AUs {f.au_names} differ from the timeline's {au_names}"
-            )
-        aus = f.aus
-    bs_names = groups.blendshape_names
-    bs = np.full((n, len(bs_names)), np.nan)
-    if bs_names and f.blendshapes is not None:
-        if f.blendshape_names != bs_names:
-            raise InputError(
-                f"frame {frame.frame_index}: blendshapes {f.blendshape_names} differ from the "
-                f"timeline's {bs_names}"
-            )
-        bs = f.blendshapes
+    aus = _group(f.aus, f.au_names, groups.au_names, n, "AUs", frame.frame_index)
+    bs = _group(f.blendshapes, f.blendshape_names, groups.blendshape_names, n, "blendshapes", frame.frame_index)
     va = f.valence_arousal if groups.affect and f.valence_arousal is not None else np.full((n, 2), np.nan)
     f64 = functools.partial(np.asarray, dtype=np.float64)
     probs = f64(f.expressions)
