@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from openfer.components.au import calibration, estimate_evidence
-from openfer.core.au import AU_NAMES, au_source, knot_intensity, signed_change, source_key
+from openfer.core.au import AU_NAMES, source_key
 from openfer.core.filters import DEFAULT_TAU, ema
 from openfer.video import Timeline, VideoAnalyzer, VideoReader
 
@@ -103,9 +103,7 @@ def unclipped(landmarks: np.ndarray, blendshapes: np.ndarray | None) -> np.ndarr
     cal = calibration()
     ev = estimate_evidence(landmarks, blendshapes)
     use_bs = blendshapes is not None
-    k12 = cal.knots[source_key("AU12", use_bs)]
-    au12 = knot_intensity(signed_change(ev, cal.neutral, cal.names, *au_source("AU12", use_bs)), *k12)
-    d = cal.changes(ev, cal.neutral, use_bs, au12)
+    d = cal.changes(ev, cal.neutral, use_bs)
     return np.stack([d[a] / cal.knots[source_key(a, use_bs)][0] for a in AU_NAMES], 1)
 
 

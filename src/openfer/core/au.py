@@ -537,21 +537,18 @@ class AuCalibration:
                 out[rows] = self._intensities(ev[rows], base[rows], use_bs)
         return out
 
-    def changes(self, evidence: np.ndarray, neutral: np.ndarray, blendshapes: bool, au12=None) -> dict:
-        """Per AU, the ``(N,)`` signed change from ``neutral`` it is scaled from (smile-gated for
-        :data:`SMILE_GATED`, given the ``au12`` intensities)."""
-        out = {}
-        for name in AU_NAMES:
-            channels, sign = au_source(name, blendshapes)
-            d = signed_change(evidence, neutral, self.names, channels, sign)
-            if name in SMILE_GATED and au12 is not None:
-                d = d * smile_gate(au12)
-            out[name] = d
-        return out
+    def changes(self, evidence: np.ndarray, neutral: np.ndarray, blendshapes: bool) -> dict[str, np.ndarray]:
+        """Per AU, the ``(N,)`` signed change from ``neutral`` that its scale reads, on the evidence
+        path with or without ``blendshapes``; :data:`SMILE_GATED` AUs are multiplied by the smile
+        gate of the same evidence's AU12 intensity."""
+        def change(name: str) -> np.ndarray:
+            return signed_change(evidence, neutral, self.names, *au_source(name, blendshapes))
+
+        au12 = knot_intensity(change("AU12"), *self.knots[source_key("AU12", blendshapes)])
+        gate = smile_gate(au12)
+        return {name: change(name) * gate if name in SMILE_GATED else change(name) for name in AU_NAMES}
 
     def _intensities(self, ev: np.ndarray, base: np.ndarray, use_bs: bool) -> np.ndarray:
-        k1, k2 = self.knots[source_key("AU12", use_bs)]
-        au12 = knot_intensity(signed_change(ev, base, self.names, *au_source("AU12", use_bs)), k1, k2)
-        d = self.changes(ev, base, use_bs, au12)
+        d = self.changes(ev, base, use_bs)
         cols = [knot_intensity(d[name], *self.knots[source_key(name, use_bs)]) for name in AU_NAMES]
         return np.stack(cols, 1)

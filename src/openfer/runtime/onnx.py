@@ -51,15 +51,21 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def verified_path(name: str) -> Path:
-    """Path of a shipped file by registry name, after checking its sha256 against the registry."""
+def verified_file(name: str) -> tuple[Path, str]:
+    """Path and sha256 of a shipped file by registry name, after checking the digest against the
+    registry (:class:`~openfer.errors.WeightsError` when missing or different)."""
     path = model_path(name)
     if not path.is_file():
-        raise WeightsError(f"{path}: file of {name!r} missing (broken install?)")
+        raise WeightsError(f"{path}: weights of model {name!r} missing (broken install?)")
     digest, want = sha256_file(path), registry()[name].get("sha256")
     if want != digest:
         raise WeightsError(f"{path}: sha256 {digest[:12]}… does not match the registry ({str(want)[:12]}…)")
-    return path
+    return path, digest
+
+
+def verified_path(name: str) -> Path:
+    """Path of a shipped file by registry name, sha256-checked (:func:`verified_file`)."""
+    return verified_file(name)[0]
 
 
 @dataclass
@@ -84,15 +90,7 @@ class OnnxModel:
             name, path, digest = p.stem, p, sha256_file(p)
         else:
             name = str(name_or_path)
-            path = model_path(name)
-            if not path.is_file():
-                raise WeightsError(f"{path}: weights of model {name!r} missing (broken install?)")
-            digest = sha256_file(path)
-            want = registry()[name].get("sha256")
-            if want != digest:
-                raise WeightsError(
-                    f"{path}: sha256 {digest[:12]}… does not match the registry ({str(want)[:12]}…)"
-                )
+            path, digest = verified_file(name)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
