@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from openfer.components.au import estimate_evidence
 from openfer.components.blendshapes import Blendshapes
 from openfer.components.detector import FaceDetector
 from openfer.components.landmarks import FaceMesh, rois_from_detections
@@ -41,8 +42,9 @@ def stratified(labels: np.ndarray, n_per_class: int, seed: int) -> np.ndarray:
 
 
 def evidence(lm: np.ndarray, bs_model: Blendshapes) -> tuple[np.ndarray, np.ndarray]:
-    ref = reference_face()
-    return au.au_features(au.frontalize(lm, ref)), bs_model(lm)
+    """Mesh features and blendshapes: the two parts of ``openfer.components.au.estimate_evidence``."""
+    bs = bs_model(lm)
+    return estimate_evidence(lm, bs)[:, : len(au.FEATURE_NAMES)], bs
 
 
 def ferplus(root: Path, split: str, n: int, seed: int) -> dict:

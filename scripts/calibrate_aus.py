@@ -39,6 +39,7 @@ import numpy as np
 
 from openfer.core import au
 from openfer.core.blendshapes import BLENDSHAPE_NAMES
+from openfer.core.openset import auroc
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "runs" / "au_calib"
@@ -117,15 +118,8 @@ def fit(train: dict) -> tuple[au.AuCalibration, dict]:
 
 
 def auc_score(pos: np.ndarray, neg: np.ndarray) -> float:
-    x = np.concatenate([pos, neg])
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(1, len(x) + 1)
-    for v in np.unique(x):  # mid-ranks for ties
-        m = x == v
-        if m.sum() > 1:
-            ranks[m] = ranks[m].mean()
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    """P(pos > neg) + P(pos == neg) / 2: :func:`openfer.core.openset.auroc` with ``pos`` as the positives."""
+    return auroc(neg, pos)
 
 
 def measure(aus: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> dict:

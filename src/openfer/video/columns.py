@@ -116,7 +116,7 @@ def timeline_columns(
     blendshape_names: Sequence[str] = (),
 ) -> tuple[str, ...]:
     """The columns of a timeline: base, probabilities, then the :class:`ColumnGroups` asked for."""
-    groups = ColumnGroups(tuple(au_names), affect, pspi, au_baseline, openset, tuple(blendshape_names))
+    groups = ColumnGroups(au_names, affect, pspi, au_baseline, openset, blendshape_names)
     return BASE_COLUMNS + tuple(classes) + groups.columns
 
 
@@ -330,7 +330,7 @@ def format_rows(
 ) -> list[list[str]]:
     """The CSV cells of one frame's rows, columns :func:`timeline_columns` of the frame's classes and
     these groups (fixed precision, so output is reproducible)."""
-    groups = ColumnGroups(tuple(au_names), affect, pspi, au_baseline, openset, tuple(blendshape_names))
+    groups = ColumnGroups(au_names, affect, pspi, au_baseline, openset, blendshape_names)
     return csv_cells(row_table(frame_rows(frame, groups), frame.faces.classes, groups))
 
 

@@ -261,9 +261,7 @@ class TimelineStream:
         blendshape_names: Sequence[str] = (),
     ) -> None:
         self.streams = list(streams)
-        self.groups = ColumnGroups(
-            tuple(au_names), affect, pspi, au_baseline, openset, tuple(blendshape_names)
-        )
+        self.groups = ColumnGroups(au_names, affect, pspi, au_baseline, openset, blendshape_names)
         self.au_names, self.affect = self.groups.au_names, self.groups.affect
         self.header = timeline_columns(tuple(classes), **self.groups.kwargs())
         self.rows = 0
