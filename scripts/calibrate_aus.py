@@ -40,6 +40,7 @@ import numpy as np
 from openfer.core import au
 from openfer.core.blendshapes import BLENDSHAPE_NAMES
 from openfer.core.openset import auroc
+from openfer.io.tables import atomic_open
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "runs" / "au_calib"
@@ -186,16 +187,15 @@ def write_calibration(cal: au.AuCalibration, report: dict) -> str:
            "names": list(cal.names), "neutral": cal.neutral.tolist(),
            "knots": {k: list(v) for k, v in cal.knots.items()}, "fit": report}
     path = MODELS / "au_calibration.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    with atomic_open(path, encoding="utf-8") as fh:
+        fh.write(json.dumps(doc, indent=1) + "\n")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     toml = MODELS / "models.toml"
     text = re.sub(r"\n*# BEGIN au_calibration[^\n]*\n.*?# END au_calibration\n", "\n", toml.read_text(), flags=re.S)
     text = text.rstrip("\n") + (
         "\n\n# BEGIN au_calibration -- written by scripts/calibrate_aus.py\n[au_calibration]\n"
         f'file = "au_calibration.json"\nsha256 = "{digest}"\n'
-        'source = "openfer: AU scales fitted on FER2013Train faces (Face Mesh v2 + blendshapes)"\n'
+        'source = "openfer: AU scales fitted on FER2013Train and photos_dev (person half A) faces (Face Mesh v2 + blendshapes)"\n'
         'license = "MIT (openfer); derived from FER2013 images (research use) with MediaPipe models (Apache-2.0)"\n'
         "# END au_calibration\n")
     toml.write_text(text)

@@ -1,8 +1,8 @@
 """Calibrated action-unit intensities from the face mesh and MediaPipe's blendshapes.
 
 Each AU is read from its evidence channel (``openfer.core.au.AU_SOURCES``: a blendshape or a mesh
-feature) and mapped onto the 0-5 scale fitted on FER2013Train (``openfer/models/au_calibration.json``,
-``scripts/calibrate_aus.py``): 0 at the neutral population's median, 1 at its 95th percentile, 4 at
+feature) and mapped onto the 0-5 scale fitted on FER2013Train and half of photos_dev
+(``openfer/models/au_calibration.json``, ``scripts/calibrate_aus.py``): 0 at the neutral population's median, 1 at its 95th percentile, 4 at
 the 90th percentile of the AU's prototype expressions. Without blendshapes (Face Mesh v1 without
 iris, or ``blendshapes=False``) the blendshape-read AUs fall back to their calibrated geometric
 feature.
