@@ -100,3 +100,26 @@ def test_degrade_touches_about_p_of_the_images_reproducibly():
     assert torch.equal(
         x, torch.from_numpy(np.random.default_rng(0).integers(0, 256, (400, 1, 48, 48)).astype(np.uint8))
     )
+
+
+def test_logit_adjusted_loss_is_the_cross_entropy_of_prior_shifted_logits():
+    from openfer.train.objectives import Classification, log_prior, objective_for
+
+    targets = np.eye(3, dtype=np.float32)[[0] * 8 + [1] * 2]  # class 2 absent: floored, not -inf
+    lp = log_prior(targets)
+    assert np.isfinite(lp).all() and np.isclose(np.exp(lp).sum(), 1, atol=1e-6)
+    assert lp[0] > lp[1] > lp[2]
+    logits = torch.tensor([[1.0, 0.5, -0.2], [0.1, 0.2, 0.3]])
+    target = torch.tensor([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5]])
+    plain = objective_for("expression", TrainConfig(), targets)
+    assert plain.loss(logits, target) == soft_cross_entropy(logits, target)
+    adjusted = objective_for("expression", TrainConfig(logit_adjust=1.0), targets)
+    expect = soft_cross_entropy(logits + torch.from_numpy(lp), target)
+    assert torch.isclose(adjusted.loss(logits, target), expect)
+    # a rare-class target costs more under the adjusted loss, so training pushes its logit further
+    rare = torch.tensor([[0.0, 1.0, 0.0]])
+    assert adjusted.loss(logits[:1], rare) > plain.loss(logits[:1], rare)
+    with pytest.raises(ValueError, match="training targets"):
+        objective_for("expression", TrainConfig(logit_adjust=1.0))
+    acc, extra = Classification().score(np.array([[1, 0], [1, 0], [0, 1]]), np.array([0, 1, 1]))
+    assert acc == pytest.approx(2 / 3) and extra["valid_uar"] == pytest.approx(0.75)

@@ -90,6 +90,18 @@ def test_train_distills_from_a_teacher_and_caches_its_predictions(tmp_path, monk
     assert main(args) == 0
 
 
+def test_train_cli_passes_the_balanced_loss_and_zoom_range_to_the_recipe(tmp_path):
+    root = _image_folder(tmp_path / "data", ["a", "b"], 10, seed=1, axis=1)
+    out = tmp_path / "run"
+    rc = main(["train", str(root), "--out", str(out), "--arch", "fernet_xs", "--epochs", "1",
+               "--batch-size", "8", "--threads", "1", "--template-images", "10",
+               "--logit-adjust", "1", "--scale", "0.75", "1.35"])
+    assert rc == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["logit_adjust"] == 1.0 and cfg["scale"] == [0.75, 1.35]
+    assert "valid_uar" in (out / "log.csv").read_text().splitlines()[0]
+
+
 def test_blend_targets_is_the_weighted_mean_and_checks_its_inputs():
     from openfer.train.distill import blend_targets
 

@@ -69,6 +69,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="probability of blurring, noising, JPEG-compressing or downscaling a training image",
     )
     p.add_argument(
+        "--logit-adjust",
+        type=float,
+        default=d.logit_adjust,
+        metavar="TAU",
+        help="train with the logit-adjusted loss (cross-entropy of logits + TAU * log class prior) so "
+        "that rare classes shape the features; 0 (default): plain cross-entropy",
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        nargs=2,
+        default=list(d.scale),
+        metavar=("LO", "HI"),
+        help=f"random zoom range of the crop augmentation (> 1: tighter; default {d.scale[0]} {d.scale[1]})",
+    )
+    p.add_argument(
         "--template-images", type=int, default=2000, help="training images used to measure the crop template"
     )
     p.add_argument(
@@ -136,6 +152,8 @@ def _config(args: argparse.Namespace, **extra: object):  # noqa: ANN202
         threads=args.threads,
         init_from=args.init_from,
         degrade_p=args.degrade_p,
+        logit_adjust=getattr(args, "logit_adjust", 0.0),
+        scale=tuple(getattr(args, "scale", TrainConfig.scale)),
         **extra,
     )
     return TrainConfig(**{k: v for k, v in given.items() if k in names})

@@ -18,9 +18,11 @@ class TrainConfig:
     warmup_epochs: float = 2.0
     dropout: float = 0.3
     ema_decay: float = 0.999
+    # tau of the logit-adjusted loss (objectives.Classification): 0 = plain soft-label cross-entropy
+    logit_adjust: float = 0.0
     # augmentation
     rotate_deg: float = 15.0
-    scale: tuple[float, float] = (0.85, 1.15)
+    scale: tuple[float, float] = (0.85, 1.15)  # zoom factor range (> 1: tighter crop)
     translate: float = 0.08  # fraction of the image side
     hflip: float = 0.5
     erase_p: float = 0.25

@@ -2,7 +2,12 @@
 validation score.
 
 ``expression`` (the default): soft-label cross-entropy on ``(N, C)`` target distributions, selection
-on validation accuracy. ``valence_arousal``: a 2-output ``tanh`` head trained on ``(N, 2)`` targets in
+on validation accuracy (validation UAR logged beside it). With ``TrainConfig.logit_adjust`` tau > 0 the
+loss is the logit-adjusted cross-entropy of Menon et al. (ICLR 2021, "Long-tail learning via logit
+adjustment"): the cross-entropy of ``logits + tau * log(prior)``, ``prior`` the mean training target.
+The network's own logits then estimate a class-balanced posterior, so rare classes (contempt, disgust)
+are not traded away for the frequent ones during feature learning; the prior is added back post hoc
+(:mod:`openfer.train.rebalance`) to choose the accuracy/UAR trade-off on validation data. ``valence_arousal``: a 2-output ``tanh`` head trained on ``(N, 2)`` targets in
 [-1, 1] with ``ccc_weight * (1 - mean CCC) + mse_weight * MSE`` (CCC computed per batch over each
 dimension), selection on the validation CCC averaged over valence and arousal.
 """
@@ -53,10 +58,19 @@ def batch_ccc(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> to
     return 2 * cov / (vp + vt + (mp - mt) ** 2 + eps)
 
 
+def log_prior(targets: np.ndarray, floor: float = 1e-4) -> np.ndarray:
+    """``log`` of the class prior of ``(N, C)`` training targets (mean row), each class at least ``floor``."""
+    prior = np.maximum(np.asarray(targets, np.float64).mean(0), floor)
+    return np.log(prior / prior.sum()).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Classification:
-    """Expression classes: soft-label cross-entropy, selection on validation accuracy."""
+    """Expression classes: soft-label cross-entropy (logit-adjusted when ``tau`` > 0 and a ``log_prior``
+    is given), selection on validation accuracy, validation UAR logged as ``valid_uar``."""
 
+    tau: float = 0.0
+    log_prior: tuple[float, ...] = ()
     task: ClassVar[str] = "expression"
     metric: ClassVar[str] = "valid_acc"
 
@@ -64,10 +78,14 @@ class Classification:
         return build(cfg.arch, len(cfg.classes), dropout)
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.tau and self.log_prior:
+            out = out.float() + self.tau * torch.tensor(self.log_prior, dtype=torch.float32)
         return soft_cross_entropy(out, target)
 
     def score(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, dict[str, float]]:
-        return float((pred.argmax(1) == target).mean()), {}
+        hit = pred.argmax(1) == target
+        recalls = [float(hit[target == c].mean()) for c in np.unique(target)]
+        return float(hit.mean()), {"valid_uar": float(np.mean(recalls))}
 
 
 @dataclass(frozen=True)
@@ -99,9 +117,14 @@ class ValenceArousal:
         return rep["ccc_mean"], extra
 
 
-def objective_for(task: str) -> Objective:
+def objective_for(task: str, cfg: TrainConfig | None = None, targets: np.ndarray | None = None) -> Objective:
+    """The objective of ``task``; for ``expression`` with ``cfg.logit_adjust`` > 0 the logit-adjusted
+    loss with the prior of the training ``targets``."""
     if task == "expression":
-        return Classification()
+        tau = cfg.logit_adjust if cfg is not None else 0.0
+        if tau and targets is None:
+            raise ValueError("the logit-adjusted loss needs the training targets for its prior")
+        return Classification(tau, tuple(log_prior(targets).tolist()) if tau else ())
     if task == "valence_arousal":
         return ValenceArousal()
     raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")

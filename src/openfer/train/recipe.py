@@ -196,7 +196,7 @@ def train(
     ``config.json`` into ``out_dir``; returns a summary dict with ``best_<metric>`` (e.g.
     ``best_valid_acc``), ``epochs`` and ``history``.
     """
-    obj = objective if objective is not None else objective_for(cfg.task)
+    obj = objective if objective is not None else objective_for(cfg.task, cfg, train_y)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
