@@ -1,7 +1,10 @@
 """``openfer`` command line: a thin shell over the Python API.
 
 Exit codes: 0 ok, 2 usage error, 3 bad input (reported per file; the rest of a batch completes),
-4 model error. ``--debug`` shows tracebacks.
+4 model error, 5 a missing optional dependency (the message names the extra to install), 6 an output
+that cannot be written (the message names the file; the other outputs are still written).
+``--debug`` shows tracebacks. Every message is one line: names are shown with undecodable bytes as
+``\\xNN`` and control characters escaped (:func:`openfer.io.text.printable`).
 """
 
 from __future__ import annotations
@@ -13,10 +16,25 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import InputError, ModelError, OpenFerError
+from .errors import InputError, MissingDependencyError, ModelError, OpenFerError, OutputError
+from .io.text import printable
 
-EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 2, 3, 4
+EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL, EXIT_DEPENDENCY, EXIT_OUTPUT = 0, 2, 3, 4, 5, 6
 log = logging.getLogger("openfer")
+
+
+def _error(e: BaseException | str, prefix: str = "error") -> None:
+    """Print one error line on stderr (names escaped: always exactly one line)."""
+    print(f"{prefix}: {printable(str(e))}", file=sys.stderr)
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Log records as ``LEVEL: message`` on one line, names escaped (warnings name files)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        head, sep, tail = text.partition(": ")
+        return head + sep + printable(tail) if record.exc_info is None else text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +79,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-face", type=float, default=None,
                    help=f"smallest face height in pixels to search for (default {d.min_face:g}; 0: whole image only)")
     p.add_argument("--recursive", "-r", action="store_true", help="recurse into folders")
+    p.add_argument("--max-pixels", type=_positive_int, default=d.max_pixels, metavar="N",
+                   help=f"largest image (width x height) to decode (default {d.max_pixels}); larger ones are an error")
     p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads (0: default)")
     p.add_argument("--va-model", default=d.va_model, metavar="MODEL",
                    help="valence/arousal model (.onnx from `openfer train --task va`); default: derived from the expression")
@@ -72,26 +92,30 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .draw import annotate, save_image
+    from .extras import require
     from .io.images import iter_image_paths, read_image
     from .io.tables import write_csv, write_json, write_parquet
     from .pipeline import Analyzer
 
+    if args.parquet:  # before the analysis, not after it
+        require("pandas", "tables", "Parquet output")
+        require("pyarrow", "tables", "Parquet output")
     paths = iter_image_paths(args.paths, recursive=args.recursive) if args.paths else [_demo_image()]
-    overrides: dict = {"threads": args.threads}
+    overrides: dict = {"threads": args.threads, "max_pixels": args.max_pixels}
     if args.va_model:
         overrides["va_model"] = args.va_model
     if args.min_face is not None:
         overrides["min_face"] = args.min_face or None
     analyzer = Analyzer(args.preset, **overrides)
-    records, results, failed = [], [], 0
+    records, results, failed, unwritten = [], [], 0, 0
     stems: set[str] = set()
     for path in paths:
         try:
-            rgb = read_image(path)
+            rgb = read_image(path, max_pixels=args.max_pixels)
             res = analyzer.analyze_rgb(rgb, source=str(path))
         except InputError as e:
             failed += 1
-            print(f"error: {e}", file=sys.stderr)
+            _error(e)
             results.append({"source": str(path), "error": str(e), "faces": []})
             continue
         recs = res.to_records(landmarks=args.landmarks)
@@ -105,25 +129,33 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             if stem in stems:  # same file name from another folder: keep both
                 stem = f"{stem}_{len(stems)}"
             stems.add(stem)
-            save_image(annotate(rgb, res.faces), Path(args.annotate) / f"{stem}_annotated.jpg")
-            if args.explain and len(res.faces):
-                from .explain.saliency import saliency_image
+            try:  # a failed image write is reported and the batch goes on
+                save_image(annotate(rgb, res.faces), Path(args.annotate) / f"{stem}_annotated.jpg")
+                if args.explain and len(res.faces):
+                    from .explain.saliency import saliency_image
 
-                save_image(saliency_image(analyzer, rgb, res.faces), Path(args.annotate) / f"{stem}_saliency.jpg")
-    if args.json:
-        write_json({"openfer": __version__, "classes": list(analyzer.classes), "images": results}, args.json)
-    if args.csv:
-        write_csv(records, args.csv)
-    if args.parquet:
-        write_parquet(records, args.parquet, analyzer.classes)
+                    save_image(saliency_image(analyzer, rgb, res.faces), Path(args.annotate) / f"{stem}_saliency.jpg")
+            except OutputError as e:
+                unwritten += 1
+                _error(e)
+    document = {"openfer": __version__, "classes": list(analyzer.classes), "images": results}
+    for out, write in ((args.json, lambda o: write_json(document, o)), (args.csv, lambda o: write_csv(records, o)),
+                       (args.parquet, lambda o: write_parquet(records, o, analyzer.classes))):
+        if out:
+            try:  # each output on its own: a full disk for one does not cost the others
+                write(out)
+            except OutputError as e:
+                unwritten += 1
+                _error(e)
     n_faces = len(records)
-    print(f"{len(paths)} image(s), {n_faces} face(s), {failed} failed", file=sys.stderr)
-    return EXIT_INPUT if failed else EXIT_OK
+    tail = f", {unwritten} output(s) not written" if unwritten else ""
+    print(f"{len(paths)} image(s), {n_faces} face(s), {failed} failed{tail}", file=sys.stderr)
+    return EXIT_OUTPUT if unwritten else EXIT_INPUT if failed else EXIT_OK
 
 
 def _print_table(path: Path, res, aus: bool = False, reasons: bool = False) -> None:  # noqa: ANN001
     faces = res.faces
-    print(f"{path}  ({res.width}x{res.height}): {len(faces)} face(s)")
+    print(f"{printable(str(path))}  ({res.width}x{res.height}): {len(faces)} face(s)")
     if not len(faces):
         return
     print(f"  {'#':>2} {'box (x1,y1,x2,y2)':>24} {'det':>5} {'yaw':>6} {'pitch':>6} {'roll':>6}  expression")
@@ -296,7 +328,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
         except InputError as e:
             progress.close()
             failed += 1
-            print(f"error: {e}", file=sys.stderr)
+            _error(e)
             continue
         progress.close()
         state = (
@@ -376,7 +408,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         try:
             check_gui()  # before loading models or opening the camera
         except NoGuiError as e:
-            print(f"error: {e}", file=sys.stderr)
+            _error(e)
             return EXIT_USAGE
     threads = {} if args.threads is None else {"threads": args.threads}
     video = VideoAnalyzer(
@@ -489,10 +521,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise InputError("openfer train needs PyTorch: pip install 'openfer[train]'") from None
+    from .extras import require
+
+    require("torch", "train", "openfer train")
     from .train.cli import run
 
     return run(args)
@@ -511,10 +542,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _safe_streams() -> None:
+    """Never crash on printing a name the terminal's encoding cannot show (``PYTHONIOENCODING=ascii``,
+    surrogate-escaped bytes): such characters are written as backslash escapes."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a detached or closed stream: leave it
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _safe_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    handler_ = logging.StreamHandler()
+    handler_.setFormatter(_OneLineFormatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, handlers=[handler_])
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
@@ -522,29 +567,28 @@ def main(argv: list[str] | None = None) -> int:
                "train": _cmd_train}[args.command]
     try:
         return handler(args)
-    except InputError as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_INPUT
-    except ModelError as e:
-        if args.debug:
-            raise
-        print(f"model error: {e}", file=sys.stderr)
-        return EXIT_MODEL
-    except OpenFerError as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_INPUT
-    except OSError as e:  # an output that cannot be written (permissions, full disk, bad folder)
-        if args.debug:
-            raise
-        print(f"error: cannot write output: {e}", file=sys.stderr)
-        return EXIT_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        for kind, prefix, code in _EXIT_CODES:
+            if isinstance(e, kind):
+                _error(e, prefix)
+                return code
+        raise
+
+
+# first match wins: the most specific types first
+_EXIT_CODES: tuple[tuple[type[BaseException], str, int], ...] = (
+    (MissingDependencyError, "missing dependency", EXIT_DEPENDENCY),
+    (OutputError, "error", EXIT_OUTPUT),
+    (InputError, "error", EXIT_INPUT),
+    (ModelError, "model error", EXIT_MODEL),
+    (OpenFerError, "error", EXIT_INPUT),
+    (OSError, "error: cannot write output", EXIT_OUTPUT),  # an OSError no writer wrapped
+)
 
 
 if __name__ == "__main__":

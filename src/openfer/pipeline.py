@@ -22,7 +22,7 @@ from .core.au import pspi
 from .core.boxes import iou_matrix
 from .core.reasons import explain
 from .errors import InputError, OpenFerError
-from .io.images import as_rgb_array, read_image
+from .io.images import DEFAULT_MAX_PIXELS, as_rgb_array, read_image
 from .types import Faces, FrameResult
 
 log = logging.getLogger("openfer")
@@ -65,6 +65,9 @@ class AnalyzerOptions:
             same aligned crop as the expression model (``va_source == "model"``, also without
             ``explain``). ``None``: valence/arousal derived from the expression probabilities
             (``openfer.core.affect``, ``va_source == "derived"``), when ``explain``.
+        max_pixels: largest image (width x height) :meth:`Analyzer.analyze` accepts, as a file (checked
+            from its header before decoding) or as an array (checked before any conversion); larger
+            ones are an :class:`~openfer.errors.InputError`, never silently downscaled. Default 100 MP.
     """
 
     min_face: float | None = 30.0
@@ -81,6 +84,7 @@ class AnalyzerOptions:
     explain: bool = True
     unknown_threshold: float | None = 0.95
     va_model: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 LANDMARK_THRESHOLDS: dict[str, float] = {"facemesh": 0.9, "facemesh_v2": 0.5}
@@ -131,6 +135,8 @@ class Analyzer:
         except TypeError as e:
             raise InputError(f"unknown Analyzer option: {e}") from None
         o = self.options
+        if isinstance(o.max_pixels, bool) or not isinstance(o.max_pixels, int) or o.max_pixels <= 0:
+            raise InputError(f"max_pixels must be a positive int, got {o.max_pixels!r}")
         self.detector = FaceDetector(
             min_face=o.min_face, score_threshold=o.detect_threshold, threads=o.threads
         )
@@ -159,8 +165,15 @@ class Analyzer:
         """Analyse one image: a path or an RGB (or gray/RGBA) array. No face -> empty ``faces``."""
         if isinstance(image, (str, Path)):
             source = str(image) if source is None else source
-            rgb = read_image(image)
+            rgb = read_image(image, max_pixels=self.options.max_pixels)
         else:
+            shape = getattr(image, "shape", ())
+            if len(shape) >= 2 and int(shape[0]) * int(shape[1]) > self.options.max_pixels:
+                h, w, limit = int(shape[0]), int(shape[1]), self.options.max_pixels
+                raise InputError(
+                    f"image: array is {w}x{h} = {w * h / 1e6:.4g} MP, over the {limit / 1e6:.4g} MP limit "
+                    f"(max_pixels={limit}; raise it with Analyzer(max_pixels=...))"
+                )
             rgb = as_rgb_array(image)
         return self.analyze_rgb(rgb, source=source)
 

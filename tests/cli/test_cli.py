@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import PHOTOS
 
-from openfer.cli import EXIT_INPUT, EXIT_OK, EXIT_USAGE, main
+from openfer.cli import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, main
 
 
 def test_version_is_fast_and_prints():
@@ -172,4 +172,6 @@ def test_unwritable_output_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     rc = main(["analyze", str(PHOTOS / "single_face.jpg"), "--json", str(tmp_path / "file" / "out.json"), "-q"])
     err = capsys.readouterr().err
-    assert rc == EXIT_INPUT and "cannot write output" in err and "Traceback" not in err
+    lines = [x for x in err.splitlines() if x.startswith("error")]
+    assert rc == EXIT_OUTPUT and "Traceback" not in err
+    assert lines == [f"error: cannot write {tmp_path / 'file' / 'out.json'}: {tmp_path / 'file'} is a file, not a folder"]

@@ -11,7 +11,7 @@ import pytest
 from video_assets import SINGLE_FACE, video_analyzer
 
 from openfer.core.au import AU_NAMES
-from openfer.errors import InputError
+from openfer.errors import InputError, MissingDependencyError
 from openfer.types import EXPRESSIONS, Faces, FrameResult
 from openfer.video import Timeline, analyze_video_to_dir
 from openfer.video.analyzer import VideoFrame
@@ -108,10 +108,10 @@ def test_gaps_stay_gaps():
     assert np.isnan(grid[3:10, 0]).all() and grid[[0, 1, 2, 10, 11], 0].tolist() == [0, 1, 2, 3, 4]
 
 
-def test_missing_matplotlib_is_an_input_error(tmp_path, monkeypatch):
+def test_missing_matplotlib_is_a_missing_dependency_error(tmp_path, monkeypatch):
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
-    with pytest.raises(InputError, match=r"matplotlib is needed for plots: pip install 'openfer\[plots\]'"):
+    with pytest.raises(MissingDependencyError, match=r"plots needs matplotlib: pip install 'openfer\[plots\]'"):
         plot_timeline(two_tracks(), tmp_path)
     assert not tmp_path.joinpath("track-0.png").exists()
 

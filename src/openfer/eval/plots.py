@@ -13,16 +13,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..extras import require
 from .metrics import expected_calibration_error, reliability_bins
 
 RELIABILITY_BINS = 15
 
 
 def _figure(width: float, height: float) -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise InputError("plots need matplotlib: pip install 'openfer[plots]'") from None
+    Figure = require("matplotlib.figure", "plots", "plots").Figure
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 

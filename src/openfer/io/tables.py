@@ -1,4 +1,10 @@
-"""Writers for analysis records: JSON, CSV and Parquet, each written atomically (temp file + rename)."""
+"""Writers for analysis records: JSON, CSV and Parquet, each written atomically (temp file + rename).
+
+A write that fails (full disk, permissions, a path that is a folder) raises
+:class:`~openfer.errors.OutputError` naming the file, and leaves no partial file behind. Text cells
+of CSV and Parquet go through :func:`openfer.io.text.printable` (undecodable file-name bytes as
+``\\xNN``, control characters escaped); JSON keeps strings exact.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import InputError
+from ..errors import OutputError
+from ..extras import require
+from .text import printable
 
 
 @contextmanager
@@ -20,18 +28,34 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     it is removed, so readers never see a half-written file. The file gets the usual (umask)
     permissions, not mkstemp's owner-only ones."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        for up in path.parents:  # the nearest existing ancestor must be a folder
+            if up.exists():
+                if not up.is_dir():
+                    raise NotADirectoryError(20, f"{printable(str(up))} is a file, not a folder")
+                break
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise _output_error(path, e) from None
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            raise _output_error(path, e) from None
         raise
+
+
+def _output_error(path: Path, e: OSError) -> OutputError:
+    return OutputError(printable(str(path)), e.strerror or str(e))
 
 
 @contextmanager
@@ -82,15 +106,18 @@ def write_csv(
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for r in records:
-            w.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in r.items()})
+            w.writerow({k: _cell(v) for k, v in r.items()})
     return path
 
 
+def _cell(v: Any) -> Any:
+    if isinstance(v, str):
+        return printable(v)
+    return json.dumps(v) if isinstance(v, (list, dict)) else v
+
+
 def records_to_dataframe(records: Sequence[dict[str, Any]], classes: Sequence[str] = ()) -> Any:
-    try:
-        import pandas as pd
-    except ImportError:
-        raise InputError("pandas is needed for DataFrames: pip install 'openfer[tables]'") from None
+    pd = require("pandas", "tables", "DataFrames")
     if records:
         return pd.DataFrame.from_records(list(records))
     base = [
@@ -116,11 +143,9 @@ def records_to_dataframe(records: Sequence[dict[str, Any]], classes: Sequence[st
 
 def write_parquet(records: Sequence[dict[str, Any]], path: str | Path, classes: Sequence[str] = ()) -> Path:
     path = Path(path)
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise InputError("pyarrow is needed for Parquet output: pip install 'openfer[tables]'") from None
-    df = records_to_dataframe(records, classes)
+    require("pyarrow", "tables", "Parquet output")
+    safe = [{k: printable(v) if isinstance(v, str) else v for k, v in r.items()} for r in records]
+    df = records_to_dataframe(safe, classes)
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
     return path

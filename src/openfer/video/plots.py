@@ -30,6 +30,7 @@ import numpy as np
 
 from ..core.affect import valence_arousal as derived_valence_arousal
 from ..errors import InputError
+from ..extras import require
 from ..io.tables import atomic_open
 from .events import GAP_STEPS, TrackDynamics, event_probabilities, timeline_dynamics
 
@@ -60,12 +61,10 @@ def class_color(name: str, index: int = 0) -> str:
 
 
 def require_matplotlib() -> None:
-    """Raise :class:`~openfer.errors.InputError` (with the install hint) when matplotlib is missing."""
-    try:
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-    except ImportError:
-        raise InputError("matplotlib is needed for plots: pip install 'openfer[plots]'") from None
+    """Raise :class:`~openfer.errors.MissingDependencyError` (with the install hint) when matplotlib
+    is missing."""
+    require("matplotlib.backends.backend_agg", "plots", "plots")
+    require("matplotlib.figure", "plots", "plots")
 
 
 def _figure(width: float, height: float) -> Any:
