@@ -27,6 +27,9 @@ _LAZY = {
     "ModelError": "openfer.errors",
     "WeightsError": "openfer.errors",
     "read_image": "openfer.io.images",
+    "list_models": "openfer.runtime.onnx",
+    "MissingDependencyError": "openfer.errors",
+    "OutputError": "openfer.errors",
     "VideoAnalyzer": "openfer.video",
     "Timeline": "openfer.video",
 }

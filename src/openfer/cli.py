@@ -529,6 +529,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the shipped models: task, size, sha256, licence, card")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.add_argument("--verify", action="store_true", help="also check every file's sha256 against the registry")
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    import json
+
+    from .runtime.onnx import list_models, verified_file
+
+    models = list_models()
+    checked: dict[str, str] = {}
+    if args.verify:
+        for m in models:
+            try:
+                verified_file(m.name)
+                checked[m.name] = "ok"
+            except ModelError as e:
+                checked[m.name] = f"FAILED: {e}"
+    if args.json:
+        rows = [{**{k: str(v) if isinstance(v, Path) else v for k, v in vars(m).items()},
+                 **({"verified": checked[m.name]} if checked else {})} for m in models]
+        print(json.dumps(rows, indent=1))
+    else:
+        print(f"{'name':<16} {'size':>8}  {'sha256':<12}  {'licence':<10}  task")
+        for m in models:
+            lic = m.license.split(" ")[0]
+            size = f"{m.size_bytes / 2**20:.1f}M" if m.size_bytes >= 2**20 else f"{m.size_bytes / 2**10:.1f}K"
+            print(f"{m.name:<16} {size:>8}  {m.sha256[:12]:<12}  {lic:<10}  {m.task}")
+            extra = [f"card {m.card}"] if m.card else []
+            extra += [f"sha256 {checked[m.name]}"] if checked else []
+            if extra:
+                print(f"{'':<16} {'; '.join(extra)}")
+    return EXIT_MODEL if any(v != "ok" for v in checked.values()) else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="openfer", description="Offline facial expression analysis.")
     p.add_argument("--version", action="version", version=f"openfer {__version__}")
@@ -539,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_live(sub)
     _add_evaluate(sub)
     _add_train(sub)
+    _add_models(sub)
     return p
 
 
@@ -564,12 +602,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     handler = {"analyze": _cmd_analyze, "video": _cmd_video, "live": _cmd_live, "evaluate": _cmd_evaluate,
-               "train": _cmd_train}[args.command]
+               "train": _cmd_train, "models": _cmd_models}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed by its reader (| head): stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as e:
         if args.debug:
             raise

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
+import math
+import numbers
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -86,6 +90,68 @@ class AnalyzerOptions:
     va_model: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
 
+    def __post_init__(self) -> None:
+        """Check every field (type, range, model name): an :class:`InputError` naming the field."""
+        for name in ("iris", "blendshapes", "flip", "aus", "explain"):
+            if not isinstance(getattr(self, name), bool):
+                _bad(name, "True or False", getattr(self, name))
+        _number(self, "min_face", lo=0, lo_open=True, optional=True)
+        _number(self, "detect_threshold", lo=0, hi=1, lo_open=True)
+        _number(self, "landmark_threshold", lo=0, hi=1, optional=True)
+        _number(self, "unknown_threshold", lo=0, hi=1, optional=True)
+        _integer(self, "threads", lo=0)
+        _integer(self, "max_faces", lo=1, optional=True)
+        _integer(self, "max_pixels", lo=1)
+        if self.mesh not in LANDMARK_THRESHOLDS:
+            _bad("mesh", " or ".join(map(repr, LANDMARK_THRESHOLDS)), self.mesh)
+        _model_name("expression_model", self.expression_model, "expression")
+        if self.va_model is not None:
+            _model_name("va_model", self.va_model, "valence")
+
+
+def _bad(field: str, expected: str, value: object) -> NoReturn:
+    raise InputError(f"AnalyzerOptions.{field}: expected {expected}, got {value!r}")
+
+
+def _number(o: AnalyzerOptions, field: str, lo: float, hi: float | None = None, lo_open: bool = False,
+            optional: bool = False) -> None:
+    v = getattr(o, field)
+    if v is None and optional:
+        return
+    rng = ("> " if lo_open else ">= ") + f"{lo:g}" if hi is None else f"in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+    what = f"a number {rng}" + (" or None" if optional else "")
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+        _bad(field, what, v)
+    if v < lo or (lo_open and v == lo) or (hi is not None and v > hi):
+        _bad(field, what, v)
+
+
+def _integer(o: AnalyzerOptions, field: str, lo: int, optional: bool = False) -> None:
+    v = getattr(o, field)
+    if v is None and optional:
+        return
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+        _bad(field, f"an integer >= {lo}" + (" or None" if optional else ""), v)
+
+
+def _model_name(field: str, value: object, task: str) -> None:
+    """A shipped model of ``task`` (by name) or the path of an existing ``.onnx`` file."""
+    from .runtime.onnx import list_models
+
+    if isinstance(value, Path):
+        value = str(value)
+    shipped = [m.name for m in list_models() if m.task.startswith(task)]
+    expected = (f"a shipped model ({', '.join(shipped)}) or" if shipped else "the path of") + " an .onnx file"
+    if not isinstance(value, str) or not value:
+        _bad(field, expected, value)
+    if value in shipped:
+        return
+    if value.endswith(".onnx"):
+        if not Path(value).is_file():
+            raise InputError(f"AnalyzerOptions.{field}: {value}: model file not found")
+        return
+    _bad(field, expected, value)
+
 
 LANDMARK_THRESHOLDS: dict[str, float] = {"facemesh": 0.9, "facemesh_v2": 0.5}
 REFINE_MIN = 0.01  # Face Mesh v2 presence from which a rejected face gets a refined ROI (Analyzer._refine)
@@ -101,6 +167,24 @@ PRESETS: dict[str, AnalyzerOptions] = {
     # min_face applies to its periodic full searches
     "video": AnalyzerOptions(iris=False, flip=False, threads=1),
 }
+
+
+def resolve_options(preset: str | AnalyzerOptions = "default", **overrides: object) -> AnalyzerOptions:
+    """The :class:`AnalyzerOptions` of a preset name (or of given options) with ``overrides`` applied,
+    validated; an unknown preset or field is an :class:`InputError` naming it."""
+    if isinstance(preset, AnalyzerOptions):
+        base = preset
+    elif isinstance(preset, str) and preset in PRESETS:
+        base = PRESETS[preset]
+    else:
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)} or pass AnalyzerOptions")
+    known = {f.name for f in fields(AnalyzerOptions)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InputError(f"unknown Analyzer option {unknown[0]!r}{hint}; known: {', '.join(sorted(known))}")
+    return replace(base, **overrides)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,16 +211,11 @@ class Analyzer:
 
     va: ValenceArousalRegressor | None = None  # set from ``options.va_model``
 
-    def __init__(self, preset: str = "default", **overrides: object) -> None:
-        if preset not in PRESETS:
-            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        try:
-            self.options = replace(PRESETS[preset], **overrides)  # type: ignore[arg-type]
-        except TypeError as e:
-            raise InputError(f"unknown Analyzer option: {e}") from None
+    def __init__(self, preset: str | AnalyzerOptions = "default", **overrides: object) -> None:
+        """``preset``: a :data:`PRESETS` name or an :class:`AnalyzerOptions` (e.g. one sent to a worker
+        process); ``overrides`` replace some of its fields (validated like the options themselves)."""
+        self.options = resolve_options(preset, **overrides)
         o = self.options
-        if isinstance(o.max_pixels, bool) or not isinstance(o.max_pixels, int) or o.max_pixels <= 0:
-            raise InputError(f"max_pixels must be a positive int, got {o.max_pixels!r}")
         self.detector = FaceDetector(
             min_face=o.min_face, score_threshold=o.detect_threshold, threads=o.threads
         )
@@ -150,6 +229,11 @@ class Analyzer:
             if o.va_model is None
             else ValenceArousalRegressor(o.va_model, flip=o.flip, threads=o.threads)
         )
+
+    @classmethod
+    def from_options(cls, options: AnalyzerOptions) -> Analyzer:
+        """The analyzer of ``options`` (what a worker or a Ray actor builds from pickled options)."""
+        return cls(options)
 
     @property
     def classes(self) -> tuple[str, ...]:

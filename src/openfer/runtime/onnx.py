@@ -36,6 +36,56 @@ def registry() -> dict[str, dict[str, Any]]:
         return tomllib.load(fh)
 
 
+# What each shipped file does (the registry blocks are written by conversion scripts; this names them)
+MODEL_TASKS: dict[str, str] = {
+    "blazeface_short": "face detection (BlazeFace short range, 128x128)",
+    "facemesh": "face landmarks, 468 points (Face Mesh v1)",
+    "iris": "iris landmarks, 2 x 5 points (with Face Mesh v1)",
+    "facemesh_v2": "face landmarks, 478 points incl. iris (Face Mesh v2)",
+    "blendshapes": "52 ARKit-style blendshapes from 146 landmarks",
+    "mean_face": "head-pose reference: mean neutral face mesh",
+    "fernet_s": "expression, 8 FER+ classes",
+    "au_calibration": "action-unit intensity calibration",
+}
+_MEDIAPIPE_CARD = "cards/mediapipe.md"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One shipped file of the registry, as :func:`list_models` reports it."""
+
+    name: str
+    task: str
+    path: Path
+    size_bytes: int
+    sha256: str
+    license: str
+    source: str
+    card: Path | None
+
+
+def list_models() -> list[ModelInfo]:
+    """Every shipped model and data file in ``models.toml`` order, with its task, size, sha256 (from
+    the registry; :func:`verified_file` checks a file against it), licence, source and card."""
+    out = []
+    for name, e in registry().items():
+        path = MODELS_DIR / e["file"]
+        card = e.get("card") or (_MEDIAPIPE_CARD if "mediapipe" in e.get("source", "") else None)
+        out.append(
+            ModelInfo(
+                name=name,
+                task=e.get("task") or MODEL_TASKS.get(name, ""),
+                path=path,
+                size_bytes=path.stat().st_size if path.is_file() else -1,
+                sha256=e.get("sha256", ""),
+                license=e.get("license", ""),
+                source=e.get("source", ""),
+                card=MODELS_DIR / card if card else None,
+            )
+        )
+    return out
+
+
 def model_path(name: str) -> Path:
     reg = registry()
     if name not in reg:
