@@ -81,3 +81,30 @@ def test_models_command_lists_and_verifies(capsys):
     assert main(["models"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "fernet_s" in out and "expression, 8 FER+ classes" in out
+
+
+def test_components_take_loaded_models_and_build_an_analyzer(analyzer):
+    from conftest import PHOTOS
+
+    from openfer.components.blendshapes import Blendshapes
+    from openfer.components.detector import FaceDetector
+    from openfer.components.expression import ExpressionClassifier
+    from openfer.components.landmarks import FaceMesh
+    from openfer.runtime import OnnxModel
+
+    o = analyzer.options
+    mesh = FaceMesh(model=OnnxModel.load("facemesh_v2"))
+    assert mesh.num_landmarks == 478 and mesh.model_name == "facemesh_v2"
+    built = Analyzer.from_components(
+        o,
+        detector=FaceDetector(min_face=o.min_face, model=OnnxModel.load("blazeface_short")),
+        mesh=mesh,
+        expression=ExpressionClassifier(OnnxModel.load("fernet_s")),
+        blendshapes=Blendshapes(model=OnnxModel.load("blendshapes")),
+    )
+    a = analyzer.analyze(PHOTOS / "multi_face.jpg").faces
+    b = built.analyze(PHOTOS / "multi_face.jpg").faces
+    assert len(a) == len(b) > 1 and a.labels == b.labels
+    assert abs(a.landmarks - b.landmarks).max() < 1e-3
+    with pytest.raises(Exception, match="unknown face mesh 'iris'"):
+        FaceMesh(model=OnnxModel.load("iris"))

@@ -235,6 +235,25 @@ class Analyzer:
         """The analyzer of ``options`` (what a worker or a Ray actor builds from pickled options)."""
         return cls(options)
 
+    @classmethod
+    def from_components(
+        cls,
+        options: AnalyzerOptions,
+        *,
+        detector: FaceDetector,
+        mesh: FaceMesh,
+        expression: ExpressionClassifier,
+        blendshapes: Blendshapes | None = None,
+        va: ValenceArousalRegressor | None = None,
+    ) -> Analyzer:
+        """An analyzer over components built elsewhere (shared sessions, other execution providers,
+        stand-ins in tests); ``options`` supplies everything else (thresholds, ``aus``, ``explain``...)."""
+        self = cls.__new__(cls)
+        self.options = resolve_options(options)
+        self.detector, self.mesh, self.expression = detector, mesh, expression
+        self.blendshapes, self.va = blendshapes, va
+        return self
+
     @property
     def classes(self) -> tuple[str, ...]:
         return self.expression.classes

@@ -133,13 +133,13 @@ def scripted_analyzer(frames) -> Analyzer:
         p[:, 0], p[:, 1] = pn, 1 - pn
         return p, None
 
-    an = Analyzer.__new__(Analyzer)
-    an.options = PRESETS["video"]
-    an.mesh = _Callable(mesh, num_landmarks=468, model_name="facemesh")
-    an.blendshapes = None  # 468 points: AUs from their calibrated geometric fallbacks
-    an.detector = _Callable(detector)
-    an.expression = SimpleNamespace(classes=EXPRESSIONS, openset=None, classify=classify)
-    return an
+    return Analyzer.from_components(
+        PRESETS["video"],
+        mesh=_Callable(mesh, num_landmarks=468, model_name="facemesh"),
+        detector=_Callable(detector),
+        expression=SimpleNamespace(classes=EXPRESSIONS, openset=None, classify=classify),
+        blendshapes=None,  # 468 points: AUs from their calibrated geometric fallbacks
+    )
 
 
 class _Callable:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.blendshapes import BLENDSHAPE_NAMES, blendshape_inputs
-from ..runtime import OnnxModel
+from ..runtime import OnnxModel, as_model
 
 
 class Blendshapes:
@@ -20,8 +20,8 @@ class Blendshapes:
 
     names = BLENDSHAPE_NAMES
 
-    def __init__(self, threads: int = 0) -> None:
-        self.model = OnnxModel.load("blendshapes", threads=threads)
+    def __init__(self, threads: int = 0, model: str | OnnxModel = "blendshapes") -> None:
+        self.model = as_model(model, threads)
         self._input = self.model.session.get_inputs()[0].name
 
     def __call__(self, landmarks: np.ndarray) -> np.ndarray:

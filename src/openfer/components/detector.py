@@ -16,7 +16,7 @@ import numpy as np
 from ..core.align import apply_affine, invert_affine
 from ..core.anchors import AnchorSpec, decode_blazeface, ssd_anchor_centers
 from ..core.boxes import weighted_nms
-from ..runtime import OnnxModel
+from ..runtime import OnnxModel, as_model
 
 log = logging.getLogger("openfer")
 
@@ -147,10 +147,10 @@ class FaceDetector:
         score_threshold: float = 0.5,
         nms_iou: float = 0.3,
         threads: int = 0,
-        model: str = "blazeface_short",
+        model: str | OnnxModel = "blazeface_short",
         max_windows: int = 400,
     ) -> None:
-        self.model = OnnxModel.load(model, threads=threads)
+        self.model = as_model(model, threads)
         self.anchors = ssd_anchor_centers(AnchorSpec(input_size=INPUT_SIZE))
         self.min_face = min_face
         self.score_threshold = score_threshold

@@ -16,7 +16,7 @@ import numpy as np
 from ..core.align import cv2_matrix, similarity_transform
 from ..core.openset import OpenSetCalibration
 from ..errors import ModelError
-from ..runtime import OnnxModel
+from ..runtime import OnnxModel, as_model
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,8 @@ class ExpressionClassifier:
     (:class:`~openfer.core.openset.OpenSetCalibration`); :attr:`openset` is ``None`` otherwise.
     """
 
-    def __init__(self, model: str = "fernet_s", flip: bool = True, threads: int = 0) -> None:
-        self.model = OnnxModel.load(model, threads=threads)
+    def __init__(self, model: str | OnnxModel = "fernet_s", flip: bool = True, threads: int = 0) -> None:
+        self.model = as_model(model, threads)
         if not self.model.spec:
             raise ModelError(f"{self.model.path}: no openfer.spec metadata (not an openfer expression model)")
         if self.model.spec.get("task") == "valence_arousal":

@@ -28,7 +28,7 @@ from ..core.align import (
     rotated_extent,
 )
 from ..errors import ModelError
-from ..runtime import OnnxModel
+from ..runtime import OnnxModel, as_model
 
 MESH_SIZE = 192
 IRIS_SIZE = 64
@@ -104,18 +104,26 @@ MESH_MODELS = ("facemesh_v2", "facemesh")
 class FaceMesh:
     """Face landmarks: ``model="facemesh_v2"`` (478 points, iris included), or ``"facemesh"`` (v1:
     468 points, plus the 10 iris points from the Iris model when ``iris=True``; ``iris`` does not
-    apply to v2, whose iris points come with the mesh)."""
+    apply to v2, whose iris points come with the mesh). ``model`` and ``iris_model`` may be names or
+    loaded :class:`~openfer.runtime.OnnxModel` s (named after a shipped mesh)."""
 
-    def __init__(self, iris: bool = True, threads: int = 0, model: str = "facemesh_v2") -> None:
-        if model not in MESH_MODELS:
-            raise ModelError(f"unknown face mesh {model!r}; choose one of {', '.join(MESH_MODELS)}")
-        self.model_name = model
-        self.model = OnnxModel.load(model, threads=threads)
-        points = 478 if model == "facemesh_v2" else 468
+    def __init__(
+        self,
+        iris: bool = True,
+        threads: int = 0,
+        model: str | OnnxModel = "facemesh_v2",
+        iris_model: str | OnnxModel = "iris",
+    ) -> None:
+        name = model.name if isinstance(model, OnnxModel) else model
+        if name not in MESH_MODELS:
+            raise ModelError(f"unknown face mesh {name!r}; choose one of {', '.join(MESH_MODELS)}")
+        self.model_name = name
+        self.model = as_model(model, threads)
+        points = 478 if name == "facemesh_v2" else 468
         outs = self.model.session.get_outputs()
         self._lm_idx = next(i for i, o in enumerate(outs) if int(np.prod(o.shape[1:])) == points * 3)
         self._flag_idx = next(i for i, o in enumerate(outs) if int(np.prod(o.shape[1:])) == 1)
-        self.iris = OnnxModel.load("iris", threads=threads) if iris and model == "facemesh" else None
+        self.iris = as_model(iris_model, threads) if iris and name == "facemesh" else None
         if self.iris is not None:
             io = self.iris.session.get_outputs()
             self._iris_idx = next(i for i, o in enumerate(io) if int(np.prod(o.shape[1:])) == 15)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from ..errors import ModelError
-from ..runtime import OnnxModel
+from ..runtime import OnnxModel, as_model
 from .expression import ExpressionSpec, align_matrices, crop_faces, preprocess
 
 TASK = "valence_arousal"
@@ -32,8 +32,8 @@ def postprocess_va(out: np.ndarray, n: int, flip: bool = True) -> np.ndarray:
 class ValenceArousalRegressor:
     """ONNX valence/arousal model with its embedded spec; ``flip`` averages with the mirrored face."""
 
-    def __init__(self, model: str, flip: bool = True, threads: int = 0) -> None:
-        self.model = OnnxModel.load(model, threads=threads)
+    def __init__(self, model: str | OnnxModel, flip: bool = True, threads: int = 0) -> None:
+        self.model = as_model(model, threads)
         spec = self.model.spec
         if spec.get("task") != TASK:
             raise ModelError(
