@@ -7,6 +7,12 @@ with its expression events, dynamic label and caption: :mod:`openfer.video.event
 ``progress.json`` (see :class:`~openfer.video.timeline.TimelineWriter`). The CLI's ``openfer video`` is
 this function.
 
+The whole job holds ``DIR``'s :class:`~openfer.io.lock.FolderLock` (``DIR/.openfer.lock``), so a
+second job into the same folder fails at once with an error naming the first, and a lock left by a
+killed job is taken over with a warning. The names above in ``DIR`` (and their hidden temporary
+files, left by a killed run) are openfer's: ``overwrite=True`` deletes those and nothing else, and
+an input that is one of them (or ``DIR/plots`` itself) is refused.
+
 Events are detected on the EMA-smoothed probabilities (``Timeline.smooth("ema")``, see
 :func:`~openfer.video.events.timeline_dynamics`), so one-frame flickers neither start nor split events;
 their AU evidence is the measured (unsmoothed) AUs.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +33,18 @@ import numpy as np
 
 from .. import __version__
 from ..draw import annotate
-from ..errors import InputError
+from ..errors import InputError, OutputError
+from ..io.lock import LOCK_FILE, FolderLock
 from ..io.tables import atomic_open, atomic_path, write_json
 from ..types import Faces
 from .analyzer import VideoAnalyzer, VideoCheckpoint
 from .events import TrackDynamics, captions_text, timeline_dynamics
 from .timeline import (
+    OVERWRITE_HINT,
+    PART_FILE,
+    PROGRESS_FILE,
     SMOOTH_METHODS,
+    TIMELINE_FILE,
     Timeline,
     TimelineWriter,
     TrackSummary,
@@ -48,6 +60,9 @@ CAPTIONS_FILE = "captions.txt"
 PARQUET_FILE = "timeline.parquet"
 SMOOTH_FILE = "timeline_smooth.csv"
 PLOTS_DIR = "plots"
+_JOB_FILES = (SUMMARY_FILE, CAPTIONS_FILE, ANNOTATED_FILE, PARQUET_FILE, SMOOTH_FILE)
+_PLOT_FILE = re.compile(r"^track-\d+\.png$")
+_TEMP_FILE = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.(?:tmp|mp4|parquet)$")  # atomic_path's, left by a kill
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,7 @@ def analyze_video_to_dir(
     plots: bool = False,
     parquet: bool = False,
     smooth: str | None = None,
+    overwrite: bool = False,
 ) -> VideoJobResult:
     """Analyse ``source`` into ``out_dir`` (see the module doc).
 
@@ -111,8 +127,15 @@ def analyze_video_to_dir(
     ``parquet``: also write the timeline as ``timeline.parquet`` (needs pyarrow: checked before the
     run starts). ``smooth`` (``"ema"``, ``"window"`` or ``"one_euro"``): also write
     ``timeline_smooth.csv``, :meth:`Timeline.smooth` with default parameters, raw values alongside.
+    ``overwrite``: first delete the outputs of any earlier run in ``out_dir`` (the way out of a
+    folder whose progress file or parts cannot be used; excludes ``resume``).
+
+    The job holds ``out_dir``'s :class:`~openfer.io.lock.FolderLock` from before its first write to
+    its end: :class:`~openfer.io.lock.FolderInUseError` if another job holds it.
     """
     out = Path(out_dir)
+    if resume and overwrite:
+        raise InputError("resume and overwrite exclude each other: overwrite discards the run resume continues")
     if parquet:
         require_pyarrow()
     if smooth is not None and smooth not in SMOOTH_METHODS:
@@ -121,96 +144,155 @@ def analyze_video_to_dir(
         from .plots import require_matplotlib
 
         require_matplotlib()
+    _check_not_an_output(source, out)
     video.reader(source).close()  # a bad input fails here, before anything is written to out_dir
-    run_meta = _meta(video, source)
-    writer = TimelineWriter(
-        out,
-        video.classes,
-        run_meta,
-        resume=resume,
-        chunk_frames=chunk_frames,
-        chunk_seconds=chunk_seconds,
-        **optional_columns(video.analyzer).kwargs(),
-    )
-    before = writer.frames_done
-    resumed = writer.resume_state is not None and not writer.complete
-    already = writer.complete
-    error: InputError | None = None
-    ckpt = VideoCheckpoint.from_json(writer.resume_state) if resumed else None
-    run = video.run(source, resume=ckpt)
-    step = 1.0 / run.reader.frame_rate
-    if not already:
-        expected = run.expected_frames()
+    with FolderLock(out):
+        if overwrite:
+            _discard_outputs(out)
+        run_meta = _meta(video, source)
+        writer = TimelineWriter(
+            out,
+            video.classes,
+            run_meta,
+            resume=resume,
+            overwrite=overwrite,
+            chunk_frames=chunk_frames,
+            chunk_seconds=chunk_seconds,
+            **optional_columns(video.analyzer).kwargs(),
+        )
+        before = writer.frames_done
+        resumed = writer.resume_state is not None and not writer.complete
+        already = writer.complete
+        error: InputError | None = None
         try:
-            for vf in run:
-                writer.append(vf, lambda: run.checkpoint().to_json())
-                if on_frame is not None:
-                    on_frame(run.frames_done, expected)
-        except InputError as e:  # a truncated or corrupt stream: keep what decoded
-            if run.frames_done == 0:
-                raise
-            error = e
-        timeline_path = writer.finish()
-    else:
-        timeline_path = out / "timeline.csv"
-    timeline = Timeline.read_csv(timeline_path, frame_step=step)
-    tracks = timeline.summary()
-    dynamics = timeline_dynamics(timeline)  # on EMA-smoothed probabilities
-    summary_path = write_json(
-        {
-            "openfer": __version__,
-            "source": str(source),
-            "frames": writer.frames_done,
-            "frame_rate": run.reader.frame_rate,
-            "width": run.info.width,
-            "height": run.info.height,
-            "rows": len(timeline),
-            "classes": list(timeline.classes),
-            "error": str(error) if error else None,
-            "tracks": [
-                {
-                    **t.to_dict(),
-                    "events": [e.to_dict() for e in d.events],
-                    "dynamic_label": d.dynamic_label,
-                    "caption": d.caption,
-                }
-                for t, d in zip(tracks, dynamics, strict=True)
-            ],
-        },
-        out / SUMMARY_FILE,
-    )
-    captions_path = _write_text(out / CAPTIONS_FILE, captions_text(dynamics))
-    plot_paths: list[Path] = []
-    if plots:
-        from .plots import plot_timeline
+            ckpt = VideoCheckpoint.from_json(writer.resume_state) if resumed else None
+        except (KeyError, TypeError, ValueError):
+            bad = f"{out / PROGRESS_FILE}: unreadable progress file (bad state); {OVERWRITE_HINT}"
+            raise InputError(bad) from None
+        run = video.run(source, resume=ckpt)
+        step = 1.0 / run.reader.frame_rate
+        if not already:
+            expected = run.expected_frames()
+            try:
+                for vf in run:
+                    writer.append(vf, lambda: run.checkpoint().to_json())
+                    if on_frame is not None:
+                        on_frame(run.frames_done, expected)
+            except InputError as e:  # a truncated or corrupt stream: keep what decoded
+                if run.frames_done == 0:
+                    raise
+                error = e
+            timeline_path = writer.finish()
+            timeline = Timeline.read_csv(timeline_path, frame_step=step)
+        else:
+            timeline_path = out / TIMELINE_FILE
+            try:
+                timeline = Timeline.read_csv(timeline_path, frame_step=step)
+            except InputError as e:
+                raise InputError(f"{e}; {OVERWRITE_HINT}") from None
+        tracks = timeline.summary()
+        dynamics = timeline_dynamics(timeline)  # on EMA-smoothed probabilities
+        summary_path = write_json(
+            {
+                "openfer": __version__,
+                "source": str(source),
+                "frames": writer.frames_done,
+                "frame_rate": run.reader.frame_rate,
+                "width": run.info.width,
+                "height": run.info.height,
+                "rows": len(timeline),
+                "classes": list(timeline.classes),
+                "error": str(error) if error else None,
+                "tracks": [
+                    {
+                        **t.to_dict(),
+                        "events": [e.to_dict() for e in d.events],
+                        "dynamic_label": d.dynamic_label,
+                        "caption": d.caption,
+                    }
+                    for t, d in zip(tracks, dynamics, strict=True)
+                ],
+            },
+            out / SUMMARY_FILE,
+        )
+        captions_path = _write_text(out / CAPTIONS_FILE, captions_text(dynamics))
+        plot_paths: list[Path] = []
+        if plots:
+            from .plots import plot_timeline
 
-        plot_paths = plot_timeline(timeline, out / PLOTS_DIR, dynamics=dynamics)
-    parquet_path = timeline.to_parquet(out / PARQUET_FILE) if parquet else None
-    smooth_path = timeline.smooth(smooth).write_csv(out / SMOOTH_FILE) if smooth is not None else None
-    annotated = None
-    if annotate_video:
-        annotated = write_annotated_video(video, source, timeline, out / ANNOTATED_FILE)
-    result = VideoJobResult(
-        str(source),
-        out,
-        timeline_path,
-        summary_path,
-        annotated,
-        writer.frames_done,
-        len(timeline),
-        tracks,
-        resumed,
-        before,
-        already,
-        dynamics,
-        captions_path,
-        tuple(plot_paths),
-        parquet=parquet_path,
-        smoothed=smooth_path,
-    )
-    if error is not None:
-        raise InputError(f"{error} (results for the {writer.frames_done} decoded frames are in {out})")
-    return result
+            plot_paths = plot_timeline(timeline, out / PLOTS_DIR, dynamics=dynamics)
+        parquet_path = timeline.to_parquet(out / PARQUET_FILE) if parquet else None
+        smooth_path = timeline.smooth(smooth).write_csv(out / SMOOTH_FILE) if smooth is not None else None
+        annotated = None
+        if annotate_video:
+            annotated = write_annotated_video(video, source, timeline, out / ANNOTATED_FILE)
+        result = VideoJobResult(
+            str(source),
+            out,
+            timeline_path,
+            summary_path,
+            annotated,
+            writer.frames_done,
+            len(timeline),
+            tracks,
+            resumed,
+            before,
+            already,
+            dynamics,
+            captions_path,
+            tuple(plot_paths),
+            parquet=parquet_path,
+            smoothed=smooth_path,
+        )
+        if error is not None:
+            raise InputError(f"{error} (results for the {writer.frames_done} decoded frames are in {out})")
+        return result
+
+
+def _owned(rel: tuple[str, ...]) -> bool:
+    """Whether a path in the output folder (its parts relative to it) is a job's output: the files
+    ``overwrite`` deletes, the lock, the plots folder."""
+    if len(rel) == 2 and rel[0] == PLOTS_DIR:
+        m = _TEMP_FILE.match(rel[1])
+        return bool(_PLOT_FILE.match(rel[1]) or (m and _PLOT_FILE.match(m.group(1) + ".png")))
+    if len(rel) != 1:
+        return False
+    name = rel[0]
+    if name in (*_JOB_FILES, PROGRESS_FILE, TIMELINE_FILE, PLOTS_DIR, LOCK_FILE):
+        return True
+    if PART_FILE.match(name):
+        return True
+    m = _TEMP_FILE.match(name)
+    stems = {Path(n).stem for n in (*_JOB_FILES, PROGRESS_FILE, TIMELINE_FILE)}
+    return bool(m and (m.group(1) in stems or PART_FILE.match(m.group(1) + ".csv")))
+
+
+def _check_not_an_output(source: str | os.PathLike[str], out: Path) -> None:
+    """Refuse an input that the job would overwrite or that ``overwrite`` would delete."""
+    try:
+        rel = Path(source).resolve().relative_to(out.resolve())
+    except (OSError, ValueError):
+        return
+    if rel.parts and _owned(rel.parts):
+        raise InputError(
+            f"{source}: the input is one of the outputs openfer writes in {out}; move it or use another output folder"
+        )
+
+
+def _discard_outputs(out: Path) -> None:
+    """Delete what earlier runs of the job wrote in ``out`` (see :func:`_owned`), and nothing else."""
+    plots = out / PLOTS_DIR
+    for folder, rel in ((out, ()), (plots, (PLOTS_DIR,))):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for p in folder.iterdir():
+            if _owned((*rel, p.name)) and p.name != LOCK_FILE and (p.is_file() or p.is_symlink()):
+                try:
+                    p.unlink()
+                except OSError as e:
+                    raise OutputError(p, e.strerror or str(e)) from None
+    if plots.is_dir() and not plots.is_symlink() and not any(plots.iterdir()):
+        plots.rmdir()
 
 
 def _write_text(path: Path, text: str) -> Path:

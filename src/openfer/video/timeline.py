@@ -81,8 +81,12 @@ AU_MAX = 5.0  # AU intensity scale (one-euro filters AUs / AU_MAX, on a unit sca
 PSPI_MAX = 16.0  # PSPI scale (likewise)
 TIMELINE_FILE = "timeline.csv"
 PROGRESS_FILE = "progress.json"
-_PART = re.compile(r"^part-(\d{5,})\.csv$")
+PART_FILE = re.compile(r"^part-(\d{5,})\.csv$")  # the names of TimelineWriter's parts
+OVERWRITE_HINT = "pass --overwrite (overwrite=True) to discard the earlier run and start again"
 _FORMAT = 1
+_PROGRESS_FIELDS = {
+    "complete": bool, "parts": int, "rows": int, "frames_done": int, "meta": dict, "columns": list
+}
 
 
 @dataclass(frozen=True)
@@ -524,10 +528,16 @@ class TimelineWriter:
             the same.
         resume: continue the unfinished run in ``out_dir``. Without it, an unfinished run there is an
             error (so it is never overwritten by mistake); a finished one is replaced.
+        overwrite: discard whatever run ``out_dir`` holds (progress, parts, timeline, even unreadable
+            ones) and start a fresh one; excludes ``resume``.
         chunk_frames, chunk_seconds: commit after this many frames or seconds, whichever comes first.
 
     After construction, ``complete`` tells that ``out_dir`` already holds this finished run (resume),
     ``resume_state`` is the checkpoint saved with the last commit (``None`` for a fresh run).
+    A progress file that cannot be read or does not match its parts, and a resume with other
+    settings, raise a one-line :class:`~openfer.errors.InputError` naming the file and the way out
+    (:data:`OVERWRITE_HINT`). The writer does not lock ``out_dir``: its caller holds
+    :class:`~openfer.io.lock.FolderLock` (as :func:`~openfer.video.job.analyze_video_to_dir` does).
     """
 
     def __init__(
@@ -537,6 +547,7 @@ class TimelineWriter:
         meta: dict[str, Any],
         *,
         resume: bool = False,
+        overwrite: bool = False,
         chunk_frames: int = 100,
         chunk_seconds: float = 30.0,
         au_names: Sequence[str] = (),
@@ -567,41 +578,61 @@ class TimelineWriter:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InputError(f"{self.out_dir}: cannot create output folder ({e.strerror})") from None
-        prev = self._read_progress()
+        if resume and overwrite:
+            raise InputError("resume and overwrite exclude each other: overwrite discards the run resume continues")
+        prev = None if overwrite else self._read_progress()
         if prev is not None and resume:
-            if prev.get("meta") != self.meta:
-                diff = sorted(
-                    k
-                    for k in set(self.meta) | set(prev.get("meta", {}))
-                    if self.meta.get(k) != prev.get("meta", {}).get(k)
-                )
-                raise InputError(
-                    f"{self.out_dir}: holds a run with other settings ({', '.join(diff)}); "
-                    f"resume with the same input and options, or use another output folder"
-                )
-            if prev.get("columns", list(self.header)) != list(self.header):
-                raise InputError(
-                    f"{self.out_dir}: holds a run with other columns ({', '.join(prev['columns'])}); "
-                    f"resume with the same options, or use another output folder"
-                )
-            self.complete = bool(prev.get("complete"))
-            self.parts, self.rows = int(prev["parts"]), int(prev["rows"])
-            self.frames_done, self.last_frame = int(prev["frames_done"]), prev["last_frame"]
+            self._check_same_run(prev)
+            self.complete = prev["complete"]
+            self.parts, self.rows = prev["parts"], prev["rows"]
+            self.frames_done, self.last_frame = prev["frames_done"], prev["last_frame"]
             self.resume_state = prev.get("state")
-            if not self.complete:
-                for n, p in self._part_files():
-                    if n > self.parts:  # written, never committed
-                        p.unlink()
+            if self.complete:
+                self._check_part(self.out_dir / TIMELINE_FILE, "the finished timeline")
+                return
+            for n, p in self._part_files():
+                if n > self.parts:  # written, never committed
+                    p.unlink()
+            for n in range(1, self.parts + 1):
+                self._check_part(self.out_dir / f"part-{n:05d}.csv", f"part {n} of {self.parts}")
             return
-        if prev is not None and not prev.get("complete"):
+        if prev is not None and not prev["complete"]:
             raise InputError(
-                f"{self.out_dir}: holds an unfinished run ({prev.get('frames_done', 0)} frames done); "
-                f"pass --resume (resume=True) to continue it, or use another output folder"
+                f"{self.out_dir}: holds an unfinished run ({prev['frames_done']} frames done); "
+                f"pass --resume (resume=True) to continue it, --overwrite (overwrite=True) to discard it, "
+                f"or use another output folder"
             )
         for _, p in self._part_files():
             p.unlink()
         (self.out_dir / TIMELINE_FILE).unlink(missing_ok=True)
         self._write_progress(None)
+
+    def _check_same_run(self, prev: dict[str, Any]) -> None:
+        if prev["meta"] != self.meta:
+            old = prev["meta"]
+            diff = sorted(k for k in set(self.meta) | set(old) if self.meta.get(k) != old.get(k))
+            raise InputError(
+                f"{self.out_dir}: holds a run with other settings ({', '.join(diff)}); resume with the same "
+                f"input and options, use another output folder, or {OVERWRITE_HINT}"
+            )
+        if prev["columns"] != list(self.header):
+            raise InputError(
+                f"{self.out_dir}: holds a run with other columns ({', '.join(map(str, prev['columns']))}); "
+                f"resume with the same options, use another output folder, or {OVERWRITE_HINT}"
+            )
+
+    def _check_part(self, path: Path, what: str) -> None:
+        """A committed file the progress file lists must be there, with this run's header."""
+        try:
+            with open(path, newline="") as fh:
+                first = fh.readline()
+        except (OSError, ValueError) as e:
+            why = e.strerror if isinstance(e, OSError) else "not text"
+            raise InputError(
+                f"{path}: {what} listed in {PROGRESS_FILE} cannot be read ({why}); {OVERWRITE_HINT}"
+            ) from None
+        if first != _csv_text([], self.header):
+            raise InputError(f"{path}: {what} listed in {PROGRESS_FILE} has other columns; {OVERWRITE_HINT}")
 
     def _read_progress(self) -> dict[str, Any] | None:
         path = self.out_dir / PROGRESS_FILE
@@ -609,16 +640,26 @@ class TimelineWriter:
             return None
         try:
             d = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise InputError(f"{path}: unreadable progress file ({e})") from None
+        except OSError as e:
+            raise InputError(f"{path}: unreadable progress file ({e.strerror}); {OVERWRITE_HINT}") from None
+        except ValueError as e:
+            raise InputError(f"{path}: unreadable progress file ({e}); {OVERWRITE_HINT}") from None
         if not isinstance(d, dict) or d.get("format") != _FORMAT:
-            raise InputError(f"{path}: not an openfer progress file (format {_FORMAT})")
+            raise InputError(f"{path}: not an openfer progress file (format {_FORMAT}); {OVERWRITE_HINT}")
+        bad = [k for k, t in _PROGRESS_FIELDS.items() if not isinstance(d.get(k), t)]
+        bad += [k for k in ("parts", "rows", "frames_done") if k not in bad and d[k] < 0]
+        if not (d.get("last_frame") is None or isinstance(d["last_frame"], int)):
+            bad.append("last_frame")
+        if not bad and not d["complete"] and d["frames_done"] and not isinstance(d.get("state"), dict):
+            bad.append("state")
+        if bad:
+            raise InputError(f"{path}: unreadable progress file (bad {', '.join(bad)}); {OVERWRITE_HINT}")
         return d
 
     def _part_files(self) -> list[tuple[int, Path]]:
         found = []
         for p in self.out_dir.iterdir():
-            m = _PART.match(p.name)
+            m = PART_FILE.match(p.name)
             if m:
                 found.append((int(m.group(1)), p))
         return sorted(found)
@@ -690,11 +731,14 @@ class TimelineWriter:
                 text = p.read_text()
             except OSError as e:
                 raise InputError(
-                    f"{p}: part of the timeline is missing ({e.strerror}); the run cannot be merged"
+                    f"{p}: part of the timeline is missing ({e.strerror}); the run cannot be merged: "
+                    f"{OVERWRITE_HINT}"
                 ) from None
             first, _, body = text.partition("\n")
             if first + "\n" != head:
-                raise InputError(f"{p}: part of the timeline has other columns; the run cannot be merged")
+                raise InputError(
+                    f"{p}: part of the timeline has other columns; the run cannot be merged: {OVERWRITE_HINT}"
+                )
             chunks.append(body)
         _atomic_write_text(out, "".join(chunks))
         self.complete = True
@@ -711,6 +755,8 @@ __all__ = [
     "OPENSET_COLUMNS",
     "PSPI_COLUMN",
     "MAX_GAP",
+    "OVERWRITE_HINT",
+    "PART_FILE",
     "PROGRESS_FILE",
     "RAW_PREFIX",
     "SMOOTH_METHODS",
