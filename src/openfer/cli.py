@@ -70,8 +70,9 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     d = AnalyzerOptions()
     p = sub.add_parser("analyze", help="analyse images (files, folders, globs); no path: the bundled demo photo")
     p.add_argument("paths", nargs="*", help="image files, folders or glob patterns")
-    p.add_argument("--json", metavar="OUT", help="write results as JSON")
-    p.add_argument("--csv", metavar="OUT", help="write one row per face as CSV")
+    p.add_argument("--json", metavar="OUT", help="write results as JSON ('-': standard output)")
+    p.add_argument("--csv", metavar="OUT", help="write one row per face (and per image without a face or with an "
+                   "error, see 'status') as CSV ('-': standard output)")
     p.add_argument("--parquet", metavar="OUT", help="write one row per face as Parquet (needs openfer[tables])")
     p.add_argument("--annotate", metavar="DIR", help="write annotated images into DIR")
     p.add_argument("--landmarks", action="store_true", help="include the 478 landmarks in JSON/CSV/Parquet")
@@ -79,6 +80,9 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-face", type=float, default=None,
                    help=f"smallest face height in pixels to search for (default {d.min_face:g}; 0: whole image only)")
     p.add_argument("--recursive", "-r", action="store_true", help="recurse into folders")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted batch (its finished images are kept in <first output>.openfer-work/)")
+    p.add_argument("--overwrite", action="store_true", help="discard an interrupted batch's work and start again")
     p.add_argument("--max-pixels", type=_positive_int, default=d.max_pixels, metavar="N",
                    help=f"largest image (width x height) to decode (default {d.max_pixels}); larger ones are an error")
     p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads (0: default)")
@@ -91,85 +95,78 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .draw import annotate, save_image
+    from .batch import STDOUT, BatchOutputs, run_batch
     from .extras import require
-    from .io.images import iter_image_paths, read_image
-    from .io.tables import write_csv, write_json, write_parquet
     from .pipeline import Analyzer
 
     if args.parquet:  # before the analysis, not after it
         require("pandas", "tables", "Parquet output")
         require("pyarrow", "tables", "Parquet output")
-    paths = iter_image_paths(args.paths, recursive=args.recursive) if args.paths else [_demo_image()]
+    outputs = BatchOutputs(json=args.json, csv=args.csv, parquet=args.parquet, annotate=args.annotate,
+                           landmarks=args.landmarks, saliency=args.explain)
     overrides: dict = {"threads": args.threads, "max_pixels": args.max_pixels}
     if args.va_model:
         overrides["va_model"] = args.va_model
     if args.min_face is not None:
         overrides["min_face"] = args.min_face or None
     analyzer = Analyzer(args.preset, **overrides)
-    records, results, failed, unwritten = [], [], 0, 0
-    stems: set[str] = set()
-    for path in paths:
-        try:
-            rgb = read_image(path, max_pixels=args.max_pixels)
-            res = analyzer.analyze_rgb(rgb, source=str(path))
-        except InputError as e:
-            failed += 1
-            _error(e)
-            results.append({"source": str(path), "error": str(e), "faces": []})
-            continue
-        recs = res.to_records(landmarks=args.landmarks)
-        records.extend(recs)
-        results.append({"source": str(path), "width": res.width, "height": res.height, "error": None,
-                        "faces": [{k: v for k, v in r.items() if k not in ("source", "frame", "time")} for r in recs]})
-        if not args.quiet:
-            _print_table(path, res, aus=args.aus, reasons=args.explain)
-        if args.annotate:
-            stem = path.stem
-            if stem in stems:  # same file name from another folder: keep both
-                stem = f"{stem}_{len(stems)}"
-            stems.add(stem)
-            try:  # a failed image write is reported and the batch goes on
-                save_image(annotate(rgb, res.faces), Path(args.annotate) / f"{stem}_annotated.jpg")
-                if args.explain and len(res.faces):
-                    from .explain.saliency import saliency_image
+    table = not args.quiet and STDOUT not in (args.json, args.csv)  # stdout carries the data then
+    progress = _Progress("images", unit="images")
+    classes = analyzer.classes
 
-                    save_image(saliency_image(analyzer, rgb, res.faces), Path(args.annotate) / f"{stem}_saliency.jpg")
-            except OutputError as e:
-                unwritten += 1
-                _error(e)
-    document = {"openfer": __version__, "classes": list(analyzer.classes), "images": results}
-    for out, write in ((args.json, lambda o: write_json(document, o)), (args.csv, lambda o: write_csv(records, o)),
-                       (args.parquet, lambda o: write_parquet(records, o, analyzer.classes))):
-        if out:
-            try:  # each output on its own: a full disk for one does not cost the others
-                write(out)
-            except OutputError as e:
-                unwritten += 1
-                _error(e)
-    n_faces = len(records)
-    tail = f", {unwritten} output(s) not written" if unwritten else ""
-    print(f"{len(paths)} image(s), {n_faces} face(s), {failed} failed{tail}", file=sys.stderr)
-    return EXIT_OUTPUT if unwritten else EXIT_INPUT if failed else EXIT_OK
+    def on_row(row) -> None:  # noqa: ANN001 - batch.ImageRow
+        if table:
+            progress.clear()
+            _print_table(row, classes, aus=args.aus, reasons=args.explain)
+
+    def on_error(msg: str) -> None:
+        progress.clear()
+        _error(msg)
+
+    inputs = args.paths or [str(_demo_image())]
+    try:
+        summary = run_batch(analyzer, inputs, outputs, recursive=args.recursive, resume=args.resume,
+                            overwrite=args.overwrite, on_row=on_row, on_error=on_error,
+                            progress=None if args.quiet else progress)
+    except KeyboardInterrupt:
+        progress.close()
+        print("interrupted: finished images are kept; rerun with --resume to continue", file=sys.stderr)
+        return 130
+    progress.close()
+    tail = f", {len(summary.unwritten)} output(s) not written" if summary.unwritten else ""
+    resumed = f" ({summary.resumed} from the unfinished run)" if summary.resumed else ""
+    print(f"{summary.images} image(s){resumed}, {summary.faces} face(s), {summary.no_face} without a face, "
+          f"{summary.failed} failed{tail}", file=sys.stderr)
+    if summary.skipped_in_subfolders:
+        print(f"note: {summary.skipped_in_subfolders} image(s) in subfolders were skipped: add -r to include them",
+              file=sys.stderr)
+    return EXIT_OUTPUT if summary.unwritten else EXIT_INPUT if summary.failed else EXIT_OK
 
 
-def _print_table(path: Path, res, aus: bool = False, reasons: bool = False) -> None:  # noqa: ANN001
-    faces = res.faces
-    print(f"{printable(str(path))}  ({res.width}x{res.height}): {len(faces)} face(s)")
-    if not len(faces):
+def _print_table(row, classes, aus: bool = False, reasons: bool = False) -> None:  # noqa: ANN001
+    """The terminal table of one input's row (``batch.ImageRow``)."""
+    from .core.au import AU_NAMES
+
+    if row.error:
+        return  # reported as an error line
+    recs = row.records
+    print(f"{printable(row.source)}  ({row.width}x{row.height}): {len(recs)} face(s)")
+    if not recs:
         return
     print(f"  {'#':>2} {'box (x1,y1,x2,y2)':>24} {'det':>5} {'yaw':>6} {'pitch':>6} {'roll':>6}  expression")
-    for i, f in enumerate(faces):
-        top = sorted(f.probabilities.items(), key=lambda kv: -kv[1])[:3]
+    for r in recs:
+        top = sorted(((c, r[c]) for c in classes), key=lambda kv: -kv[1])[:3]
         tops = ", ".join(f"{c} {p:.2f}" for c, p in top)
-        box = ",".join(f"{v:.0f}" for v in f.box)
-        print(f"  {i:>2} {box:>24} {f.score:5.2f} {f.pose[0]:6.1f} {f.pose[1]:6.1f} {f.pose[2]:6.1f}  {f.label:<10} ({tops})")
-        if aus and f.aus is not None:
-            active = [f"{n} {v:.1f}" for n, v in f.action_units.items() if v >= 1.0]
-            print(f"     AUs (0-5, landmark-based): {', '.join(active) or 'none >= 1'}")
-        if reasons and f.reason is not None:
-            va = "" if f.valence_arousal is None else f"  [valence {f.valence_arousal[0]:+.2f}, arousal {f.valence_arousal[1]:+.2f}, {faces.va_source or 'derived'}]"
-            print(f"     why: {f.reason}{va}")
+        box = ",".join(f"{r[k]:.0f}" for k in ("x1", "y1", "x2", "y2"))
+        print(f"  {r['face']:>2} {box:>24} {r['score']:5.2f} {r['yaw']:6.1f} {r['pitch']:6.1f} {r['roll']:6.1f}  "
+              f"{r['label']:<10} ({tops})")
+        if aus and any(n in r for n in AU_NAMES):
+            active = [f"{n} {r[n]:.1f}" for n in AU_NAMES if r.get(n, 0.0) >= 1.0]
+            print(f"     AUs (0-5, calibrated): {', '.join(active) or 'none >= 1'}")
+        if reasons and r.get("reason") is not None:
+            va = "" if r.get("valence") is None else (
+                f"  [valence {r['valence']:+.2f}, arousal {r['arousal']:+.2f}, {r.get('va_source') or 'derived'}]")
+            print(f"     why: {r['reason']}{va}")
 
 
 def _add_video(sub: argparse._SubParsersAction) -> None:
@@ -193,7 +190,10 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="output folder; each input writes DIR/<name>/ (default: %(default)s)",
     )
-    p.add_argument("--resume", action="store_true", help="continue unfinished runs in the output folders")
+    state = p.add_mutually_exclusive_group()
+    state.add_argument("--resume", action="store_true", help="continue unfinished runs in the output folders")
+    state.add_argument("--overwrite", action="store_true",
+                       help="discard earlier runs in the output folders (only the files openfer wrote) and start again")
     p.add_argument(
         "--annotate", action="store_true", help="also write annotated.mp4 (boxes, track ids, labels)"
     )
@@ -263,14 +263,15 @@ def _video_out_dirs(inputs: list[str], out: Path) -> list[Path]:
 
 
 class _Progress:
-    """``frames done / total, fps, ETA`` on one rewritten stderr line (only when stderr is a TTY)."""
+    """``done / total <unit>, rate, ETA`` on one rewritten stderr line (only when stderr is a TTY)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, unit: str = "frames") -> None:
         import time
 
         self.name, self._time, self.t0, self.last = name, time.monotonic, time.monotonic(), 0.0
         self.enabled = sys.stderr.isatty()
         self.start_done: int | None = None
+        self.unit, self.shown = unit, False
 
     def __call__(self, done: int, total: int | None) -> None:
         if not self.enabled:
@@ -282,15 +283,24 @@ class _Progress:
             return
         self.last = now
         rate = (done - self.start_done) / max(now - self.t0, 1e-9)
-        msg = f"{self.name}: {done}" + (f"/{total}" if total else "") + f" frames, {rate:.1f} fps"
+        per = "fps" if self.unit == "frames" else f"{self.unit}/s"
+        msg = f"{self.name}: {done}" + (f"/{total}" if total else "") + f" {self.unit}, {rate:.1f} {per}"
         if total and rate > 0:
             eta = max(total - done, 0) / rate
             msg += f", ETA {int(eta // 60)}:{int(eta % 60):02d}"
         print("\r" + msg.ljust(70), end="", file=sys.stderr, flush=True)
+        self.shown = True
+
+    def clear(self) -> None:
+        """Erase the progress line, so that a table or an error line can be printed."""
+        if self.shown:
+            print("\r" + " " * 70 + "\r", end="", file=sys.stderr, flush=True)
+            self.shown = False
 
     def close(self) -> None:
-        if self.enabled and self.start_done is not None:
+        if self.shown:
             print(file=sys.stderr, flush=True)
+            self.shown = False
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
@@ -310,7 +320,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     if args.threads is not None:
         overrides["threads"] = args.threads
     video = VideoAnalyzer(args.preset, **overrides)
-    failed = 0
+    failed = unwritten = 0
     for text, out in zip(args.inputs, _video_out_dirs(args.inputs, Path(args.out)), strict=True):
         progress = _Progress(Path(text).name)
         try:
@@ -319,15 +329,17 @@ def _cmd_video(args: argparse.Namespace) -> int:
                 text,
                 out,
                 resume=args.resume,
+                overwrite=args.overwrite,
                 annotate_video=args.annotate,
                 on_frame=progress,
                 plots=args.plots,
                 parquet=args.parquet,
                 smooth=None if args.smooth == "none" else args.smooth,
             )
-        except InputError as e:
+        except (InputError, OutputError) as e:  # this video fails; the next ones still run
             progress.close()
             failed += 1
+            unwritten += isinstance(e, OutputError)
             _error(e)
             continue
         progress.close()
@@ -349,7 +361,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
                     f"mostly {t.dominant} ({shares})"
                 )
             print("\n".join(f"  {d.caption}" for d in res.dynamics) or "  no faces")
-    return EXIT_INPUT if failed else EXIT_OK
+    return EXIT_OUTPUT if unwritten else EXIT_INPUT if failed else EXIT_OK
 
 
 def _positive_int(text: str) -> int:

@@ -59,8 +59,12 @@ def test_analyze_writes_json_csv_parquet_and_annotations(tmp_path, capsys):
     assert doc["images"][1]["error"] is None
     csv = pd.read_csv(tmp_path / "r.csv")
     pq = pd.read_parquet(tmp_path / "r.parquet")
-    assert len(csv) == len(pq) == 1
+    assert len(csv) == len(pq) == 2  # one row per face, and one for the image without a face
+    assert list(csv["status"]) == list(pq["status"]) == ["ok", "no_face"]
+    assert [i["status"] for i in doc["images"]] == ["ok", "no_face"]
+    assert csv["source"][1].endswith("no_face_landscape.jpg") and pd.isna(csv["label"][1])
     assert csv.loc[0, "label"] == pq.loc[0, "label"] == doc["images"][0]["faces"][0]["label"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ann", "r.csv", "r.json", "r.parquet"]  # no work left
     assert sorted(p.name for p in (tmp_path / "ann").iterdir()) == [
         "no_face_landscape_annotated.jpg",
         "single_face_annotated.jpg",
@@ -105,7 +109,7 @@ def test_batch_reports_bad_files_and_completes_the_rest(tmp_path, capsys):
     doc = json.loads((tmp_path / "r.json").read_text())
     assert [bool(i["error"]) for i in doc["images"]] == [True, True, True, False]
     assert len(doc["images"][3]["faces"]) == 1
-    assert "4 image(s), 1 face(s), 3 failed" in err
+    assert "4 image(s), 1 face(s), 0 without a face, 3 failed" in err
 
 
 @pytest.mark.parametrize("arg,msg", [("missing.jpg", "not found"), ("emptydir", "no images")])
@@ -113,8 +117,9 @@ def test_missing_path_and_empty_folder_exit_3(tmp_path, capsys, arg, msg, monkey
     (tmp_path / "emptydir").mkdir()
     monkeypatch.chdir(tmp_path)
     assert main(["analyze", arg]) == EXIT_INPUT
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and arg in err and msg in err and "Traceback" not in err
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and arg in err[0] and msg in err[0] and "Traceback" not in err[0]
+    assert err[1] == "1 image(s), 0 face(s), 0 without a face, 1 failed"
 
 
 def test_huge_image_header_is_refused_quickly(tmp_path, capsys):
@@ -156,7 +161,7 @@ def test_evaluate_on_labeled_fixture_photos(tmp_path, capsys):
 def test_aus_and_explain_flags_print_evidence(capsys):
     assert main(["analyze", str(PHOTOS / "single_face.jpg"), "--aus", "--explain"]) == EXIT_OK
     out = capsys.readouterr().out
-    assert "AUs (0-5, landmark-based):" in out and "AU12" in out
+    assert "AUs (0-5, calibrated):" in out and "AU12" in out
     assert "why: " in out and "valence" in out
 
 

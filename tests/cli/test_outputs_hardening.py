@@ -62,7 +62,7 @@ def test_newline_in_a_bad_file_name_stays_one_error_line(tmp_path, capsys):
     assert rc == EXIT_INPUT
     assert [e for e in _errors(err)] == [f"error: {tmp_path}/two\\nlines.jpg: not a supported image "
                                          "(unrecognised content; expected JPEG, PNG, GIF, BMP, WebP or TIFF)"]
-    assert "2 image(s), 1 face(s), 1 failed" in err
+    assert "2 image(s), 1 face(s), 0 without a face, 1 failed" in err
 
 
 def test_ascii_terminal_prints_unicode_names_escaped(tmp_path):
@@ -75,20 +75,35 @@ def test_ascii_terminal_prints_unicode_names_escaped(tmp_path):
     assert b"\\xe9t\\xe9.jpg" in p.stdout and b"Traceback" not in p.stderr
 
 
-def test_failed_annotation_write_does_not_stop_the_batch_or_the_json(tmp_path, capsys):
-    (tmp_path / "ann").write_text("a file where the annotation folder should be")
+def test_failed_annotation_write_does_not_stop_the_batch_and_is_redone_on_resume(tmp_path, capsys):
+    ann = tmp_path / "ann"
+    (ann / "a_annotated.jpg").mkdir(parents=True)  # this one image cannot be written
     shutil.copy(FACE, tmp_path / "a.jpg")
     shutil.copy(FACE, tmp_path / "b.jpg")
-    rc = main(["analyze", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg"), "--annotate", str(tmp_path / "ann"),
-               "--json", str(tmp_path / "r.json"), "-q"])
+    args = ["analyze", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg"), "--annotate", str(ann),
+            "--json", str(tmp_path / "r.json"), "-q"]
+    rc = main(args)
     err = capsys.readouterr().err
     assert rc == EXIT_OUTPUT
-    lines = _errors(err)
-    assert len(lines) == 2 and all("is a file, not a folder" in e for e in lines)
-    assert "a_annotated.jpg" in lines[0] and "b_annotated.jpg" in lines[1]
+    assert _errors(err) == [f"error: cannot write {ann / 'a_annotated.jpg'}: it is a folder"]
+    assert (ann / "b_annotated.jpg").is_file()
     doc = json.loads((tmp_path / "r.json").read_text())
     assert [len(i["faces"]) for i in doc["images"]] == [1, 1]
-    assert "2 image(s), 2 face(s), 0 failed, 2 output(s) not written" in err
+    assert "2 image(s), 2 face(s), 0 without a face, 0 failed, 1 output(s) not written" in err
+    # the batch is kept as unfinished: fixed and resumed, only the failed image is analysed again
+    assert main(args) == EXIT_INPUT and "--resume" in capsys.readouterr().err
+    (ann / "a_annotated.jpg").rmdir()
+    assert main([*args, "--resume"]) == EXIT_OK
+    assert "2 image(s) (1 from the unfinished run)" in capsys.readouterr().err
+    assert (ann / "a_annotated.jpg").is_file() and not (tmp_path / "r.json.openfer-work").exists()
+
+
+def test_annotation_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "ann").write_text("a file where the annotation folder should be")
+    rc = main(["analyze", str(FACE), "--annotate", str(tmp_path / "ann"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == EXIT_INPUT and "image(s)" not in err
+    assert _errors(err) == [f"error: {tmp_path / 'ann'}: the annotation folder exists and is not a folder"]
 
 
 @pytest.fixture

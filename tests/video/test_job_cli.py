@@ -141,3 +141,17 @@ def test_cli_au_baseline_flag(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([*argv, "--au-baseline", "median"])
     assert e.value.code == EXIT_USAGE and "invalid choice: 'median'" in capsys.readouterr().err
+
+
+def test_cli_overwrite_recovers_a_folder_with_a_garbage_progress_file(tmp_path, capsys):
+    out = tmp_path / "v"
+    (out / "single_face").mkdir(parents=True)
+    (out / "single_face" / PROGRESS_FILE).write_text("\x00garbage")
+    assert main(["video", str(SINGLE_FACE), "--out", str(out), "--resume", "-q"]) == EXIT_INPUT
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and PROGRESS_FILE in err[0] and "--overwrite" in err[0]
+    assert main(["video", str(SINGLE_FACE), "--out", str(out), "--overwrite", "-q"]) == EXIT_OK
+    assert (out / "single_face" / TIMELINE_FILE).is_file()
+    with pytest.raises(SystemExit) as info:
+        main(["video", str(SINGLE_FACE), "--out", str(out), "--overwrite", "--resume"])
+    assert info.value.code == EXIT_USAGE

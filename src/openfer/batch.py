@@ -1,0 +1,492 @@
+"""Batches of images: the per-input loop, its results document and its output files.
+
+:func:`run_batch` is what ``openfer analyze`` runs (and what a service or a cluster job calls): no
+argparse here, only paths, options and callbacks.
+
+* **Every input is accounted for.** Each input gets a row: one per face (``status`` ``"ok"``), or a
+  single row with ``status`` ``"no_face"`` or ``"error: <reason>"`` (a bad file, a missing path, a
+  pattern without matches), with its source, so outputs join back to the input list.
+* **Outputs are checked before any work**: an output that is one of the inputs, an existing
+  non-regular file (device, FIFO, folder), two outputs naming one file, and annotated images that
+  would replace an input are refused with an :class:`~openfer.errors.InputError`.
+* **Resumable.** With any file output, each finished input is appended to ``<first output>.openfer-work/
+  rows.jsonl`` (flushed per input, so Ctrl-C or SIGKILL loses at most the images in flight). The final
+  JSON/CSV/Parquet are assembled from it in input order, so a resumed batch writes exactly what an
+  uninterrupted one writes; the work folder is removed once every output is written. A leftover
+  work folder makes the next run stop and ask for ``resume=True`` or ``overwrite=True``.
+* **Writes are atomic and independent.** A failed write (full disk, permissions) is counted in
+  :attr:`BatchSummary.unwritten`, reported, and does not stop the batch or the other outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import InputError, OutputError
+from .io.images import iter_image_paths, read_image
+from .io.lock import FolderLock
+from .io.tables import write_csv, write_json, write_parquet
+from .io.text import printable
+
+__all__ = ["BatchOutputs", "BatchSummary", "ImageRow", "plan_batch", "run_batch"]
+
+STATUS_OK, STATUS_NO_FACE = "ok", "no_face"
+WORK_SUFFIX = ".openfer-work"
+ROWS_FILE = "rows.jsonl"
+HEADER_FILE = "batch.json"
+STDOUT = "-"
+
+
+@dataclass(frozen=True)
+class BatchOutputs:
+    """Where a batch writes: ``json``/``csv`` (a path, or ``"-"`` for standard output), ``parquet`` (a
+    path), ``annotate`` (a folder for ``<stem>_annotated.jpg``); ``landmarks`` adds the mesh to every
+    record, ``saliency`` also writes ``<stem>_saliency.jpg`` beside each annotated image."""
+
+    json: str | None = None
+    csv: str | None = None
+    parquet: str | None = None
+    annotate: str | None = None
+    landmarks: bool = False
+    saliency: bool = False
+
+    def files(self) -> list[tuple[str, Path]]:
+        """``(kind, path)`` of the result files (not standard output), in a fixed order."""
+        named = (("json", self.json), ("csv", self.csv), ("parquet", self.parquet))
+        return [(k, Path(v)) for k, v in named if v and v != STDOUT]
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One input's outcome, as stored in the work file and written to the outputs."""
+
+    index: int
+    source: str
+    status: str  # "ok" | "no_face" | "error: <reason>"
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+    records: tuple[dict[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "records": list(self.records)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImageRow:
+        return cls(**{**d, "records": tuple(d["records"])})
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        """CSV/Parquet rows: the face records with ``status``, or one row without a face."""
+        if self.records:
+            return [{"source": self.source, "status": self.status, **_drop(r, "source")} for r in self.records]
+        return [{"source": self.source, "status": self.status}]
+
+    def document(self) -> dict[str, Any]:
+        """This input's entry of the JSON document's ``images`` list."""
+        faces = [_drop(r, "source", "frame", "time") for r in self.records]
+        return {"source": self.source, "status": self.status, "width": self.width, "height": self.height,
+                "error": self.error, "faces": faces}
+
+
+@dataclass
+class BatchSummary:
+    """Counts of a finished (or interrupted) batch."""
+
+    images: int = 0  # inputs accounted for (done now or before a resume)
+    faces: int = 0
+    failed: int = 0  # inputs with an error row
+    no_face: int = 0
+    resumed: int = 0  # inputs taken from the work file of an earlier run
+    unwritten: list[str] = field(default_factory=list)  # messages of outputs that could not be written
+    skipped_in_subfolders: int = 0  # images in subfolders of folder inputs, not searched (no recursive)
+    rows: list[ImageRow] = field(default_factory=list)
+    finished: bool = False  # every input done and every output written (the work folder removed)
+
+
+@dataclass(frozen=True)
+class _Item:
+    index: int
+    source: str
+    path: Path | None  # None: the input could not be expanded (error)
+    error: str | None = None
+    annotation: Path | None = None
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    items: tuple[_Item, ...]
+    skipped_in_subfolders: int
+    work: Path | None  # the work folder of a resumable batch
+
+
+def plan_batch(inputs: Sequence[str | os.PathLike[str]], outputs: BatchOutputs, recursive: bool = False) -> BatchPlan:
+    """Expand the inputs (each bad one becomes an error item, not an exception) and check the outputs
+    (refused ones raise :class:`InputError` before any work)."""
+    items: list[_Item] = []
+    seen: set[Path] = set()
+    skipped = 0
+    for text in inputs:
+        text = os.fspath(text)
+        try:
+            found = iter_image_paths([text], recursive=recursive)
+        except InputError as e:
+            items.append(_Item(len(items), text, None, str(e)))
+            continue
+        if not recursive and Path(text).is_dir():
+            skipped += _images_below(Path(text)) - len(found)
+        for p in found:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                items.append(_Item(len(items), str(p), p))
+    _check_outputs(outputs, seen)
+    if outputs.annotate:
+        items = _with_annotations(items, Path(outputs.annotate), seen)
+    files = outputs.files()
+    work = None
+    if files:
+        first = files[0][1]
+        work = first.with_name(first.name + WORK_SUFFIX)
+    elif outputs.annotate:
+        work = Path(outputs.annotate) / WORK_SUFFIX
+    return BatchPlan(tuple(items), skipped, work)
+
+
+def run_batch(
+    analyzer: Any,
+    inputs: Sequence[str | os.PathLike[str]],
+    outputs: BatchOutputs,
+    *,
+    recursive: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_row: Callable[[ImageRow], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    stdout: Any = None,
+) -> BatchSummary:
+    """Analyse every input with ``analyzer`` (an :class:`~openfer.pipeline.Analyzer`) and write
+    ``outputs``. ``on_row`` sees each newly analysed input's row (not the resumed ones), ``on_error``
+    each one-line error (bad inputs, unwritable outputs), ``progress(done, total)`` the count after
+    each input. ``resume`` continues an unfinished batch from its work folder; ``overwrite``
+    discards one. Raises :class:`InputError` for refused outputs or an unfinished batch left alone.
+    """
+    plan = plan_batch(inputs, outputs, recursive)
+    header = {"openfer": __version__, "options": _options_dict(analyzer), "landmarks": outputs.landmarks,
+              "outputs": {k: str(p.resolve()) for k, p in outputs.files()}}
+    lock = FolderLock(plan.work) if plan.work is not None else contextlib.nullcontext()
+    with lock:  # a second batch into the same outputs gets a one-line error naming this one
+        summary = _run_locked(analyzer, plan, outputs, header, resume, overwrite, on_row, on_error, progress, stdout)
+    if plan.work is not None and summary.finished:
+        with contextlib.suppress(OSError):  # only if nothing else was left in it
+            plan.work.rmdir()
+    return summary
+
+
+def _run_locked(analyzer, plan, outputs, header, resume, overwrite, on_row, on_error, progress, stdout):  # noqa: ANN001, ANN202
+    done = _open_work(plan.work, header, resume, overwrite)
+    summary = BatchSummary(skipped_in_subfolders=plan.skipped_in_subfolders)
+    rows: list[ImageRow] = []
+    report = on_error or (lambda msg: None)
+    with _RowLog(plan.work) as log:
+        for k, item in enumerate(plan.items):
+            old = done.get(item.source)
+            if old is not None:
+                row = old
+                summary.resumed += 1
+            else:
+                row, unwritten = analyze_item(analyzer, item, outputs)
+                if unwritten:  # not logged as done: a resumed run writes its images again
+                    summary.unwritten.extend(unwritten)
+                    for msg in unwritten:
+                        report(msg)
+                else:
+                    log.append(row, report)
+                if row.error:
+                    report(row.error)
+                if on_row is not None:
+                    on_row(row)
+            rows.append(row)
+            if progress is not None:
+                progress(k + 1, len(plan.items))
+    summary.rows = rows
+    summary.images = len(rows)
+    summary.faces = sum(len(r.records) for r in rows)
+    summary.failed = sum(r.status.startswith("error") for r in rows)
+    summary.no_face = sum(r.status == STATUS_NO_FACE for r in rows)
+    classes = tuple(getattr(analyzer, "classes", ()))
+    summary.unwritten += write_outputs(rows, outputs, classes, report, stdout)
+    summary.finished = not summary.unwritten and not log.failed
+    if plan.work is not None and summary.finished:
+        _remove_work(plan.work)
+    return summary
+
+
+def analyze_item(analyzer: Any, item: _Item, outputs: BatchOutputs) -> tuple[ImageRow, list[str]]:
+    """Analyse one input into its row, writing its annotated images; a bad file is an error row.
+    Also returns the messages of annotated images that could not be written."""
+    if item.path is None:
+        return ImageRow(item.index, item.source, f"error: {item.error}", error=item.error), []
+    try:
+        rgb = read_image(item.path, max_pixels=analyzer.options.max_pixels)
+        res = analyzer.analyze_rgb(rgb, source=item.source)
+    except InputError as e:
+        return ImageRow(item.index, item.source, f"error: {e}", error=str(e)), []
+    records = tuple(res.to_records(landmarks=outputs.landmarks))
+    status = STATUS_OK if records else STATUS_NO_FACE
+    unwritten = []
+    if item.annotation is not None:
+        unwritten = _annotate(analyzer, rgb, res.faces, item.annotation, outputs.saliency)
+    return ImageRow(item.index, item.source, status, res.width, res.height, None, records), unwritten
+
+
+def write_outputs(
+    rows: Sequence[ImageRow],
+    outputs: BatchOutputs,
+    classes: Sequence[str],
+    report: Callable[[str], None] = lambda m: None,
+    stdout: Any = None,
+) -> list[str]:
+    """Write the JSON document, CSV and Parquet of ``rows``; returns the messages of the outputs that
+    could not be written (each also passed to ``report``), the others being written regardless."""
+    import sys
+
+    out = stdout if stdout is not None else sys.stdout
+    table = [t for r in rows for t in r.table_rows()]
+    document = {"openfer": __version__, "classes": list(classes), "images": [r.document() for r in rows]}
+    failed: list[str] = []
+    for target, write in (
+        (outputs.json, lambda p: write_json(document, p)),
+        (outputs.csv, lambda p: write_csv(table, p)),
+        (outputs.parquet, lambda p: write_parquet(table, p, classes)),
+    ):
+        if not target:
+            continue
+        try:
+            if target == STDOUT:
+                _to_stdout(write, out)
+            else:
+                write(target)
+        except OutputError as e:
+            failed.append(str(e))
+            report(str(e))
+    return failed
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _check_outputs(outputs: BatchOutputs, inputs: set[Path]) -> None:
+    if outputs.parquet == STDOUT:
+        raise InputError("--parquet cannot go to standard output ('-'): give a file name")
+    if outputs.json == STDOUT and outputs.csv == STDOUT:
+        raise InputError("only one of --json and --csv can go to standard output ('-')")
+    named: dict[Path, str] = {}
+    for kind, path in outputs.files():
+        key = path.resolve()
+        shown = printable(str(path))
+        if key in named:
+            raise InputError(f"{shown}: given as both the {named[key]} and the {kind} output")
+        named[key] = kind
+        if key in inputs:
+            raise InputError(f"{shown}: the {kind} output is also an input; refusing to overwrite it")
+        if path.exists() and not path.is_file():
+            what = "a folder" if path.is_dir() else "not a regular file (a device or FIFO)"
+            raise InputError(f"{shown}: the {kind} output exists and is {what}")
+        _check_folder(path)
+    if outputs.annotate:
+        ann = Path(outputs.annotate)
+        if ann.exists() and not ann.is_dir():
+            raise InputError(f"{printable(str(ann))}: the annotation folder exists and is not a folder")
+        if ann.resolve() in named:
+            raise InputError(f"{printable(str(ann))}: given as both an output file and the annotation folder")
+
+
+def _check_folder(path: Path) -> None:
+    """:class:`OutputError` now, before any work, when ``path``'s nearest existing ancestor is a file."""
+    for up in path.parents:
+        if up.exists():
+            if not up.is_dir():
+                raise OutputError(printable(str(path)), f"{printable(str(up))} is a file, not a folder")
+            return
+
+
+def _with_annotations(items: list[_Item], folder: Path, inputs: set[Path]) -> list[_Item]:
+    """Each readable item's annotated-image path (``<stem>_annotated.jpg``; a repeated stem gets
+    ``_<n>``), refusing any that is an input."""
+    out, stems = [], set()
+    for it in items:
+        if it.path is None:
+            out.append(it)
+            continue
+        stem = it.path.stem
+        if stem in stems:  # the same file name from another folder: keep both
+            stem = f"{stem}_{len(stems)}"
+        stems.add(stem)
+        ann = folder / f"{stem}_annotated.jpg"
+        for p in (ann, folder / f"{stem}_saliency.jpg"):
+            if p.resolve() in inputs:
+                raise InputError(f"{printable(str(p))}: an annotated image would replace this input; "
+                                 "choose another --annotate folder")
+        out.append(_Item(it.index, it.source, it.path, None, ann))
+    return out
+
+
+def _annotate(analyzer: Any, rgb: Any, faces: Any, path: Path, saliency: bool) -> list[str]:
+    """Write the annotated (and saliency) image; the messages of the writes that failed."""
+    from .draw import annotate, save_image
+
+    try:  # a failed image write is reported; the batch goes on
+        save_image(annotate(rgb, faces), path)
+        if saliency and len(faces):
+            from .explain.saliency import saliency_image
+
+            save_image(saliency_image(analyzer, rgb, faces), path.with_name(path.name.replace("_annotated", "_saliency")))
+    except OutputError as e:
+        return [str(e)]
+    return []
+
+
+def _to_stdout(write: Callable[[Path], Any], out: Any) -> None:
+    """Run a file writer into a temporary file and copy it to ``out`` (standard output)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="openfer-") as tmp:
+        p = Path(tmp) / "out"
+        write(p)
+        out.write(p.read_text(encoding="utf-8"))
+        out.flush()
+
+
+def _drop(d: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def _options_dict(analyzer: Any) -> dict[str, Any]:
+    opts = getattr(analyzer, "options", None)
+    return {k: v for k, v in asdict(opts).items() if k != "threads"} if opts is not None else {}
+
+
+def _images_below(folder: Path) -> int:
+    try:
+        return len(iter_image_paths([folder], recursive=True))
+    except InputError:
+        return 0
+
+
+# --------------------------------------------------------------------------- work folder
+
+
+def _open_work(work: Path | None, header: dict[str, Any], resume: bool, overwrite: bool) -> dict[str, ImageRow]:
+    """Prepare the work folder; the rows an earlier run finished (empty unless resuming)."""
+    if work is None:
+        return {}
+    head = work / HEADER_FILE
+    if overwrite:
+        _remove_work(work)
+    if head.exists() or (work / ROWS_FILE).exists():
+        if not resume:
+            n = sum(1 for _ in _read_rows(work))
+            raise InputError(
+                f"{printable(str(work))}: an unfinished batch ({n} input(s) done) is in the way; "
+                "continue it with --resume or start again with --overwrite"
+            )
+        try:
+            old = json.loads(head.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise InputError(
+                f"{printable(str(head))}: unreadable batch state ({type(e).__name__}); start again with --overwrite"
+            ) from None
+        for key in ("options", "landmarks", "outputs"):
+            if old.get(key) != header[key]:
+                raise InputError(
+                    f"{printable(str(work))}: the unfinished batch ran with other {key}; rerun it with the same "
+                    "options and outputs, or start again with --overwrite"
+                )
+        return {r.source: r for r in _read_rows(work)}
+    write_json(header, head)
+    return {}
+
+
+def _read_rows(work: Path) -> Iterator[ImageRow]:
+    """The rows of the work file; a line cut short by a kill (the last one) is dropped."""
+    path = work / ROWS_FILE
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break  # torn last line: its input is analysed again
+            try:
+                yield ImageRow.from_dict(json.loads(line))
+            except (ValueError, TypeError, KeyError):
+                raise InputError(
+                    f"{printable(str(path))}: unreadable batch state; start again with --overwrite"
+                ) from None
+
+
+class _RowLog:
+    """Append-only ``rows.jsonl``: one JSON line per finished input, flushed at once."""
+
+    def __init__(self, work: Path | None) -> None:
+        self.work = work
+        self.fh: Any = None
+        self.failed = False  # a write failed (full disk): the batch goes on without resumability
+
+    def __enter__(self) -> _RowLog:
+        if self.work is not None:
+            path = self.work / ROWS_FILE
+            _truncate_torn_line(path)
+            try:
+                self.fh = open(path, "a", encoding="utf-8")
+            except OSError as e:
+                raise OutputError(printable(str(path)), e.strerror or str(e)) from None
+        return self
+
+    def append(self, row: ImageRow, report: Callable[[str], None]) -> None:
+        if self.fh is None or self.failed:
+            return
+        try:
+            self.fh.write(json.dumps(row.to_dict(), allow_nan=True) + "\n")
+            self.fh.flush()
+        except OSError as e:
+            self.failed = True
+            path = printable(str(self.work / ROWS_FILE))
+            report(f"cannot write {path}: {e.strerror or e} (the batch goes on; it cannot be resumed)")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fh is not None:
+            try:
+                self.fh.flush()
+                os.fsync(self.fh.fileno())
+            except OSError:
+                self.failed = True
+            try:
+                self.fh.close()
+            except OSError:
+                self.failed = True
+
+
+def _truncate_torn_line(path: Path) -> None:
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        with open(path, "r+b") as fh:
+            fh.truncate(end)
+
+
+def _remove_work(work: Path) -> None:
+    """Remove the files a batch writes in its work folder (never anything else; the folder itself
+    and its lock go when the lock is released)."""
+    for name in (ROWS_FILE, HEADER_FILE):
+        (work / name).unlink(missing_ok=True)
+
