@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from openfer.cli import main  # noqa: E402
 
@@ -134,3 +134,38 @@ def test_bad_teachers_are_clear_errors_before_anything_is_written(tmp_path, caps
     with pytest.raises(SystemExit) as e:
         main([*base, "--teacher", "fernet_s", "--teacher-weight", "1.5"])
     assert e.value.code == 2 and "must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_fine_tune_from_an_exported_onnx_with_frozen_layers(tmp_path):
+    import onnxruntime as ort
+
+    from openfer.train.export import weights_from_onnx
+
+    root = _image_folder(tmp_path / "data", ["a", "b", "c"], 10, seed=2, axis=0)
+    base = tmp_path / "base"
+    assert main(["train", str(root), "--out", str(base), "--arch", "fernet_xs", "--epochs", "1",
+                 "--batch-size", "8", "--threads", "1", "--template-images", "10", "--bf16", "off"]) == 0
+    onnx_path = base / "fernet_xs.onnx"
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (16, 1, 48, 48)).astype(np.float32))
+    net, spec = weights_from_onnx(onnx_path, calib=x)
+    ref = ort.InferenceSession(str(onnx_path)).run(["logits"], {"input": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x).numpy(), ref, atol=1e-4)
+        net.train()  # BatchNorm unfolded on the same batch: training mode starts from the same function
+        np.testing.assert_allclose(net(x).numpy(), ref, atol=1e-4)
+    assert spec["arch"] == "fernet_xs"
+    # fine-tune only the last stage and the head from the exported model
+    ft = tmp_path / "ft"
+    assert main(["train", str(root), "--out", str(ft), "--arch", "fernet_xs", "--epochs", "1", "--batch-size", "8",
+                 "--threads", "1", "--template-images", "10", "--bf16", "off", "--init-from", str(onnx_path),
+                 "--freeze", "stem,stages.0,stages.1"]) == 0
+    before = weights_from_onnx(onnx_path)[0].state_dict()
+    after = torch.load(ft / "best.pt", weights_only=False)["model"]
+    assert torch.equal(after["stem.0.0.weight"], before["stem.0.0.weight"])  # frozen
+    assert not torch.equal(after["stages.2.1.c1.0.weight"], before["stages.2.1.c1.0.weight"])  # trained
+    assert json.loads((ft / "config.json").read_text())["freeze"] == "stem,stages.0,stages.1"
+    with pytest.raises(ValueError, match="freeze: no module 'stage9'"):
+        from openfer.train.nets import build
+        from openfer.train.recipe import freeze_modules
+
+        freeze_modules(build("fernet_xs", 3), "stage9")

@@ -96,3 +96,63 @@ def export_onnx(
         m.producer_name = "openfer"
         onnx.save(m, str(tmp))
     return out
+
+
+def weights_from_onnx(path: str | Path, calib: torch.Tensor | None = None) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the trainable network of an openfer expression ``.onnx`` (its ``arch`` from the spec)
+    with the exported weights, for fine-tuning a shipped model whose checkpoint is not at hand.
+
+    Export folds every BatchNorm into the conv before it (``W' = W * g / s``, bias ``b'``). Here each
+    conv gets ``W'`` back and its BatchNorm is set to reproduce ``x + b'`` exactly in eval mode; with
+    ``calib`` (normalised crops ``(N, 1, S, S)``, e.g. 1,000 training images) its statistics are
+    those of its inputs on them (``mean m``, ``var v``; ``gamma = sqrt(v + eps)``, ``beta = m + b'``),
+    so that training mode, which normalises by batch statistics, starts from the same function too.
+    Returns the network (eval mode) and the spec.
+    """
+    import json as _json
+
+    import onnx
+    from onnx import numpy_helper
+
+    from ..runtime.onnx import SPEC_KEY
+
+    m = onnx.load(str(path))
+    meta = {p.key: p.value for p in m.metadata_props}
+    spec = _json.loads(meta[SPEC_KEY])
+    init = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
+    convs = [n for n in m.graph.node if n.op_type == "Conv"]
+    net = build(spec["arch"], len(spec["classes"]), 0.0)
+    pairs = [(mod[0], mod[1]) for mod in net.modules() if isinstance(mod, torch.nn.Sequential)
+             and len(mod) == 2 and isinstance(mod[0], torch.nn.Conv2d) and isinstance(mod[1], torch.nn.BatchNorm2d)]
+    if len(pairs) != len(convs):
+        raise ValueError(f"{path}: {len(convs)} convolutions in the graph, {len(pairs)} in {spec['arch']}")
+    with torch.no_grad():
+        for (conv, bn), node in zip(pairs, convs, strict=True):
+            w, b = init[node.input[1]], init[node.input[2]]
+            if tuple(w.shape) != tuple(conv.weight.shape):
+                raise ValueError(f"{path}: conv {node.input[1]} is {tuple(w.shape)}, expected {tuple(conv.weight.shape)}")
+            conv.weight.copy_(w)
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(b)
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+        net.fc.weight.copy_(init["net.fc.weight"])
+        net.fc.bias.copy_(init["net.fc.bias"])
+    net.eval()
+    if calib is not None:
+        stats: dict[torch.nn.BatchNorm2d, torch.Tensor] = {}
+        hooks = [bn.register_forward_pre_hook(lambda mod, inp: stats.__setitem__(mod, inp[0].detach()))
+                 for _, bn in pairs]
+        with torch.no_grad():
+            net(calib)
+            for h in hooks:
+                h.remove()
+            for _, bn in pairs:
+                x = stats[bn]
+                mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+                bias = bn.bias.clone()
+                bn.running_mean.copy_(mean)
+                bn.running_var.copy_(var)
+                bn.weight.copy_(torch.sqrt(var + bn.eps))
+                bn.bias.copy_(mean + bias)
+    return net, spec

@@ -205,7 +205,8 @@ def train(
     torch.use_deterministic_algorithms(True, warn_only=True)
     model = obj.build(cfg, cfg.dropout)
     if cfg.init_from:
-        _load_init(model, cfg.init_from)
+        _load_init(model, cfg.init_from, _normalize(torch.from_numpy(train_x[:1024]).unsqueeze(1), cfg))
+    frozen = freeze_modules(model, cfg.freeze)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval()
@@ -213,7 +214,8 @@ def train(
         p.requires_grad_(False)
     decay, no_decay = [], []
     for p in model.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
     opt = torch.optim.SGD(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
@@ -246,6 +248,8 @@ def train(
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
         torch.manual_seed(cfg.seed * 100003 + epoch)  # dropout draws from the global generator
         model.train()
+        for m in frozen:  # fixed layers keep their BatchNorm statistics
+            m.eval()
         perm = torch.randperm(len(xt), generator=gen)
         t0, loss_sum = time.time(), 0.0
         bar = _Progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
@@ -267,7 +271,8 @@ def train(
             with torch.no_grad():
                 d = min(cfg.ema_decay, (1 + step) / (10 + step))
                 for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-                    pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+                    if pm.requires_grad:  # frozen weights stay exactly as loaded
+                        pe.mul_(d).add_(pm.detach(), alpha=1 - d)
                 for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
                     be.copy_(bm)
             loss_sum += loss.item()
@@ -307,6 +312,29 @@ def train(
     return {f"best_{obj.metric}": best_acc, "epochs": len(history), "history": history}
 
 
+def freeze_modules(model: nn.Module, prefixes: str) -> list[nn.Module]:
+    """Fix the submodules named by comma-separated ``prefixes`` (no gradients); returns them, so that
+    training keeps them in eval mode (BatchNorm statistics frozen too)."""
+    names = [p.strip() for p in prefixes.split(",") if p.strip()]
+    mods = dict(model.named_modules())
+    unknown = [n for n in names if n not in mods]
+    if unknown:
+        raise ValueError(f"freeze: no module {unknown[0]!r}; top-level modules: {[n for n, _ in model.named_children()]}")
+    frozen = [mods[n] for n in names]
+    for m in frozen:
+        for p in m.parameters():
+            p.requires_grad_(False)
+    return frozen
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU runs bf16 natively (oneDNN's check): where not, autocast is far slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _write_log(history: list[dict], path: Path) -> None:
     with atomic_open(path, newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(history[0]))
@@ -314,9 +342,19 @@ def _write_log(history: list[dict], path: Path) -> None:
         w.writerows(history)
 
 
-def _load_init(model: nn.Module, path: str) -> None:
-    st = torch.load(path, map_location="cpu", weights_only=False)
-    sd = st.get("model", st)
+def _load_init(model: nn.Module, path: str, calib: torch.Tensor | None = None) -> None:
+    """Initialise from a checkpoint (``.pt``) or an exported openfer model (an ``.onnx`` path or a
+    shipped model name: BatchNorm unfolded on ``calib``, see :func:`~openfer.train.export.weights_from_onnx`)."""
+    from ..runtime.onnx import registry
+
+    if path.endswith(".onnx") or path in registry():
+        from ..runtime.onnx import model_path
+        from .export import weights_from_onnx
+
+        sd = weights_from_onnx(path if path.endswith(".onnx") else model_path(path), calib)[0].state_dict()
+    else:
+        st = torch.load(path, map_location="cpu", weights_only=False)
+        sd = st.get("model", st)
     own = model.state_dict()
     keep = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(keep, strict=False)
