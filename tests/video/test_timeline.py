@@ -11,7 +11,7 @@ import pytest
 
 from openfer.core.blendshapes import BLENDSHAPE_NAMES
 from openfer.core.filters import smooth_tracks
-from openfer.errors import InputError, ShapeError
+from openfer.errors import InputError, MissingDependencyError, ShapeError
 from openfer.types import EXPRESSIONS, Faces, FrameResult
 from openfer.video.analyzer import VideoFrame
 from openfer.video.timeline import (
@@ -431,7 +431,7 @@ def test_smoothed_csv_round_trip_and_parquet(tmp_path):
 
 def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)
-    with pytest.raises(InputError, match=r"pip install 'openfer\[tables\]'"):
+    with pytest.raises(MissingDependencyError, match=r"Parquet output needs pyarrow: pip install 'openfer\[tables\]'"):
         _timeline(frames_a()).to_parquet(tmp_path / "t.parquet")
     assert not (tmp_path / "t.parquet").exists()
     with pytest.raises(InputError, match="smoothing method 'median'"):

@@ -47,6 +47,7 @@ from ..core.filters import (
     smooth_tracks,
 )
 from ..errors import InputError
+from ..extras import require
 from ..io.tables import atomic_open, atomic_path, write_json
 from ..types import EXPRESSIONS
 from .columns import (
@@ -300,10 +301,7 @@ class Timeline:
 
     def to_dataframe(self) -> pd.DataFrame:
         """The rows as a pandas DataFrame with :attr:`columns` (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise InputError("pandas is needed for DataFrames: pip install 'openfer[tables]'") from None
+        pd = require("pandas", "tables", "DataFrames")
         cols = self._table()
         return pd.DataFrame({c: np.asarray(a) for c, a, _ in cols}, columns=[c for c, _, _ in cols])
 
@@ -493,13 +491,10 @@ class Timeline:
 
 
 def require_pyarrow() -> None:
-    """:class:`~openfer.errors.InputError` naming the extra to install unless pandas and pyarrow
-    (Parquet output) are importable."""
-    try:
-        import pandas  # noqa: F401
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise InputError("pyarrow is needed for Parquet output: pip install 'openfer[tables]'") from None
+    """:class:`~openfer.errors.MissingDependencyError` naming the extra to install unless pandas and
+    pyarrow (Parquet output) are importable."""
+    require("pandas", "tables", "Parquet output")
+    require("pyarrow", "tables", "Parquet output")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
