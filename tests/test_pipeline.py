@@ -291,3 +291,11 @@ def test_fast_preset_refines_loose_rois_of_small_faces():
     assert (faces.landmark_scores >= REFINED_ACCEPT).all()
     raw = Analyzer("fast", threads=1, landmark_threshold=0.0).analyze(PHOTOS / "multi_face.jpg").faces
     assert (raw.landmark_scores < 0.5).all()  # without a threshold nothing is refined: the raw scores
+
+
+def test_faces_come_left_to_right(analyzer):
+    faces = analyzer.analyze(PHOTOS / "multi_face.jpg").faces
+    cx = (faces.boxes[:, 0] + faces.boxes[:, 2]) / 2
+    assert len(faces) == 5 and (np.diff(cx) > 0).all()
+    recs = analyzer.analyze(PHOTOS / "multi_face.jpg").to_records()
+    assert [r["face"] for r in recs] == [0, 1, 2, 3, 4] and [r["x1"] for r in recs] == list(faces.boxes[:, 0])

@@ -47,8 +47,9 @@ STDOUT = "-"
 @dataclass(frozen=True)
 class BatchOutputs:
     """Where a batch writes: ``json``/``csv`` (a path, or ``"-"`` for standard output), ``parquet`` (a
-    path), ``annotate`` (a folder for ``<stem>_annotated.jpg``); ``landmarks`` adds the mesh to every
-    record, ``saliency`` also writes ``<stem>_saliency.jpg`` beside each annotated image."""
+    path), ``annotate`` (a folder for ``<stem>_annotated.jpg``, drawn with ``draw``: see
+    :func:`openfer.draw.annotate`); ``landmarks`` adds the mesh to every record, ``saliency`` also
+    writes ``<stem>_saliency.jpg`` beside each annotated image."""
 
     json: str | None = None
     csv: str | None = None
@@ -56,6 +57,7 @@ class BatchOutputs:
     annotate: str | None = None
     landmarks: bool = False
     saliency: bool = False
+    draw: str = "auto"  # annotated images: openfer.draw.annotate's mesh mode
 
     def files(self) -> list[tuple[str, Path]]:
         """``(kind, path)`` of the result files (not standard output), in a fixed order."""
@@ -243,7 +245,7 @@ def analyze_item(analyzer: Any, item: _Item, outputs: BatchOutputs) -> tuple[Ima
     status = STATUS_OK if records else STATUS_NO_FACE
     unwritten = []
     if item.annotation is not None:
-        unwritten = _annotate(analyzer, rgb, res.faces, item.annotation, outputs.saliency)
+        unwritten = _annotate(analyzer, rgb, res.faces, item.annotation, outputs)
     return ImageRow(item.index, item.source, status, res.width, res.height, None, records), unwritten
 
 
@@ -339,13 +341,13 @@ def _with_annotations(items: list[_Item], folder: Path, inputs: set[Path]) -> li
     return out
 
 
-def _annotate(analyzer: Any, rgb: Any, faces: Any, path: Path, saliency: bool) -> list[str]:
+def _annotate(analyzer: Any, rgb: Any, faces: Any, path: Path, outputs: BatchOutputs) -> list[str]:
     """Write the annotated (and saliency) image; the messages of the writes that failed."""
     from .draw import annotate, save_image
 
     try:  # a failed image write is reported; the batch goes on
-        save_image(annotate(rgb, faces), path)
-        if saliency and len(faces):
+        save_image(annotate(rgb, faces, mesh=outputs.draw), path)
+        if outputs.saliency and len(faces):
             from .explain.saliency import saliency_image
 
             save_image(saliency_image(analyzer, rgb, faces), path.with_name(path.name.replace("_annotated", "_saliency")))

@@ -75,6 +75,9 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    "error, see 'status') as CSV ('-': standard output)")
     p.add_argument("--parquet", metavar="OUT", help="write one row per face as Parquet (needs openfer[tables])")
     p.add_argument("--annotate", metavar="DIR", help="write annotated images into DIR")
+    p.add_argument("--draw", choices=("auto", "box", "points", "mesh"), default="auto",
+                   help="what annotated images show besides box and label: the landmarks (points), their "
+                   "triangulation (mesh); auto: points and a probability panel for one face, box only for several")
     p.add_argument("--landmarks", action="store_true", help="include the 478 landmarks in JSON/CSV/Parquet")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
     p.add_argument("--min-face", type=float, default=None,
@@ -103,7 +106,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         require("pandas", "tables", "Parquet output")
         require("pyarrow", "tables", "Parquet output")
     outputs = BatchOutputs(json=args.json, csv=args.csv, parquet=args.parquet, annotate=args.annotate,
-                           landmarks=args.landmarks, saliency=args.explain)
+                           landmarks=args.landmarks, saliency=args.explain, draw=args.draw)
     overrides: dict = {"threads": args.threads, "max_pixels": args.max_pixels}
     if args.va_model:
         overrides["va_model"] = args.va_model

@@ -28,53 +28,105 @@ def _color(label: str) -> tuple[int, int, int]:
     return CLASS_COLORS.get(label, (0, 255, 0))
 
 
-def annotate(image_rgb: np.ndarray, faces: Faces, mesh: str = "points", bars: bool = True) -> np.ndarray:
-    """Draw ``faces`` on a copy of ``image_rgb``. ``mesh``: "points" (all landmarks), "none"."""
+DRAW_MODES = ("auto", "box", "points", "mesh")
+
+
+def annotate(
+    image_rgb: np.ndarray,
+    faces: Faces,
+    mesh: str = "auto",
+    bars: bool | None = None,
+    index: bool = True,
+) -> np.ndarray:
+    """Draw ``faces`` on a copy of ``image_rgb``: a box and a label (``"<i> <label> <p>"``, ``i`` the
+    face's index in the outputs) per face. ``mesh``: ``"box"`` (nothing more; ``"none"`` is the same),
+    ``"points"`` (the landmarks), ``"mesh"`` (the landmarks' triangulation), ``"auto"`` (points for a
+    single face, box only for several). ``bars``: the probability panel beside each face (``None``:
+    for a single face only); a panel is placed right, left or below its face where it covers no other
+    face, and left out where it would."""
+    if mesh not in (*DRAW_MODES, "none"):
+        raise InputError(f"draw: expected one of {', '.join(DRAW_MODES)}, got {mesh!r}")
+    many = len(faces) > 1
+    if mesh == "auto":
+        mesh = "box" if many else "points"
+    if bars is None:
+        bars = not many
     out = np.ascontiguousarray(image_rgb.copy())
     h, w = out.shape[:2]
     scale = max(min(h, w) / 720.0, 0.4)
     th = max(int(round(2 * scale)), 1)
-    for f in faces:
+    boxes = [tuple(int(round(v)) for v in f.box) for f in faces]
+    for i, f in enumerate(faces):
         col = _color(f.label)
-        x1, y1, x2, y2 = (int(round(v)) for v in f.box)
+        x1, y1, x2, y2 = boxes[i]
         cv2.rectangle(out, (x1, y1), (x2, y2), col, th, cv2.LINE_AA)
+        r = max(int(round((x2 - x1) / 150)), 1)
         if mesh == "points":
-            r = max(int(round((x2 - x1) / 150)), 1)
             for x, y in f.landmarks[:, :2].astype(int):
                 cv2.circle(out, (int(x), int(y)), r, (0, 255, 120), -1, cv2.LINE_AA)
-        text = f"{f.label} {f.expression.max():.2f}"
+        elif mesh == "mesh":
+            _triangulation(out, f.landmarks[:468, :2])
+        text = (f"{i} " if index else "") + f"{f.label} {f.expression.max():.2f}"
         fs = 0.6 * scale * max((x2 - x1) / 160, 0.6)
         (tw, tht), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, fs, th)
         ty = max(y1 - 4, tht + 4)
         cv2.rectangle(out, (x1, ty - tht - 4), (x1 + tw + 4, ty + base - 2), col, -1)
         cv2.putText(out, text, (x1 + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, fs, (0, 0, 0), th, cv2.LINE_AA)
         if bars:
-            _bars(
-                out,
-                f.expression,
-                faces.classes,
-                x2 + 4,
-                y1,
-                max(int((y2 - y1) / len(faces.classes)), 6),
-                scale,
-            )
+            others = boxes[:i] + boxes[i + 1 :]
+            row = max(int((y2 - y1) / len(faces.classes)), 6)
+            _bars(out, f.expression, faces.classes, boxes[i], row, scale, others)
     return out
 
 
+def _triangulation(img: np.ndarray, pts: np.ndarray) -> None:
+    """The Delaunay triangulation of the landmarks, as thin half-transparent lines."""
+    h, w = img.shape[:2]
+    x0, y0 = np.floor(np.clip(pts.min(0), 0, None)).astype(int)
+    x1, y1 = np.ceil(np.minimum(pts.max(0) + 1, (w, h))).astype(int)
+    if x1 <= x0 or y1 <= y0:
+        return
+    roi = img[y0:y1, x0:x1]
+    lines = roi.copy()
+    sub = cv2.Subdiv2D((0, 0, w, h))
+    inside = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
+    for x, y in pts[inside]:
+        sub.insert((float(x), float(y)))
+    for t in sub.getTriangleList().reshape(-1, 3, 2):
+        if ((t >= 0) & (t[:, :1] < w) & (t[:, 1:] < h)).all():
+            cv2.polylines(lines, [(t - (x0, y0)).astype(np.int32)], True, (0, 255, 120), 1, cv2.LINE_AA)
+    cv2.addWeighted(lines, 0.45, roi, 0.55, 0, dst=roi)
+
+
 def _bars(
-    img: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], x: int, y: int, row: int, scale: float
-) -> None:
-    """A compact table beside the face: class name, then a bar of its probability."""
+    img: np.ndarray,
+    probs: np.ndarray,
+    classes: tuple[str, ...],
+    box: tuple[int, int, int, int],
+    row: int,
+    scale: float,
+    others: list[tuple[int, int, int, int]] = (),  # type: ignore[assignment]
+) -> bool:
+    """A compact table beside the face (class name, then a bar of its probability): right of the
+    box, else left, else below, wherever it stays in the image and covers no other face's box.
+    Returns whether it was drawn."""
     h, w = img.shape[:2]
     row = int(np.clip(row, 9, 16 * scale + 4))
     fs = row / 32.0
     text_w = cv2.getTextSize("happiness", cv2.FONT_HERSHEY_SIMPLEX, fs, 1)[0][0] + 4
     bar_w = int(3 * text_w / 4)
-    width = text_w + bar_w + 2
-    if x + width > w:  # no room on the right: draw inside the image's right edge
-        x = max(w - width - 2, 0)
-    y = int(np.clip(y, 0, max(h - row * len(classes), 0)))
-    panel = img[y : y + row * len(classes), x : x + width]
+    width, height = text_w + bar_w + 2, row * len(classes)
+    x1, y1, x2, y2 = box
+    for x, y in ((x2 + 4, y1), (x1 - 4 - width, y1), (x1, y2 + 4)):
+        y = int(np.clip(y, 0, max(h - height, 0)))
+        if x < 0 or x + width > w or y + height > h:
+            continue
+        if any(x < ox2 and ox1 < x + width and y < oy2 and oy1 < y + height for ox1, oy1, ox2, oy2 in others):
+            continue
+        break
+    else:
+        return False
+    panel = img[y : y + height, x : x + width]
     panel[:] = (panel * 0.35).astype(img.dtype)  # darken, keep some context
     for k, (c, p) in enumerate(zip(classes, probs, strict=True)):
         yy = y + k * row
@@ -84,6 +136,7 @@ def _bars(
         cv2.rectangle(
             img, (x + text_w, yy + 2), (x + text_w + int(bar_w * float(p)), yy + row - 2), _color(c), -1
         )
+    return True
 
 
 def save_image(image_rgb: np.ndarray, path: str | Path) -> Path:

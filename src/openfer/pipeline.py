@@ -287,19 +287,24 @@ class Analyzer:
         frame_index: int | None = None,
         timestamp: float | None = None,
     ) -> FrameResult:
-        """Analyse a validated RGB uint8 ``(H, W, 3)`` array."""
+        """Analyse a validated RGB uint8 ``(H, W, 3)`` array. Faces come left to right (by the centre
+        of the detection box; equal centres top to bottom), so face ``i`` is the same in every output
+        and on the annotated image."""
         t0 = time.perf_counter()
         det = self.detector(rgb)
         timings = {"detect": time.perf_counter() - t0}
-        center, side, angle = rois_from_detections(det.boxes, det.keypoints)
+        b = np.asarray(det.boxes, dtype=np.float64).reshape(-1, 4)
+        order = np.lexsort(((b[:, 1] + b[:, 3]) / 2, (b[:, 0] + b[:, 2]) / 2))
+        boxes, scores, keypoints = b[order], np.asarray(det.scores)[order], np.asarray(det.keypoints)[order]
+        center, side, angle = rois_from_detections(boxes, keypoints)
         result, _ = self.analyze_rois(
             rgb,
             center,
             side,
             angle,
-            boxes=det.boxes,
-            scores=det.scores,
-            keypoints=det.keypoints,
+            boxes=boxes,
+            scores=scores,
+            keypoints=keypoints,
             source=source,
             frame_index=frame_index,
             timestamp=timestamp,
