@@ -201,3 +201,20 @@ def test_a_second_batch_into_the_same_outputs_is_refused_while_one_runs(analyzer
             run_batch(analyzer, [str(FACE)], out)
     assert run_batch(analyzer, [str(FACE)], out).finished
     assert not (tmp_path / "r.csv.openfer-work").exists()
+
+
+def test_two_workers_write_the_same_outputs_as_one_process(tmp_path):
+    from openfer.pipeline import Analyzer
+
+    folder = _folder(tmp_path, 6)
+    (folder / "broken.jpg").write_bytes(b"GIF89a")
+    one = Analyzer(threads=1)
+    a = BatchOutputs(csv=str(tmp_path / "a.csv"), json=str(tmp_path / "a.json"))
+    b = BatchOutputs(csv=str(tmp_path / "b.csv"), json=str(tmp_path / "b.json"))
+    sa = run_batch(one, [str(folder)], a)
+    sb = run_batch(one, [str(folder)], b, workers=2)
+    assert (sa.images, sa.failed) == (sb.images, sb.failed) == (7, 1)
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    with pytest.raises(InputError, match="workers must be an integer >= 1"):
+        run_batch(one, [str(folder)], BatchOutputs(), workers=0)

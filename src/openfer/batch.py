@@ -24,7 +24,7 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,9 +173,12 @@ def run_batch(
     on_error: Callable[[str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     stdout: Any = None,
+    workers: int = 1,
 ) -> BatchSummary:
     """Analyse every input with ``analyzer`` (an :class:`~openfer.pipeline.Analyzer`) and write
-    ``outputs``. ``on_row`` sees each newly analysed input's row (not the resumed ones), ``on_error``
+    ``outputs``. With ``workers`` > 1 the images are analysed by that many processes, each with its
+    own analyzer built from ``analyzer.options`` (ONNX Runtime threads split between them when the
+    options leave them at 0); the outputs are the same, rows in input order. ``on_row`` sees each newly analysed input's row (not the resumed ones), ``on_error``
     each one-line error (bad inputs, unwritable outputs), ``progress(done, total)`` the count after
     each input. ``resume`` continues an unfinished batch from its work folder; ``overwrite``
     discards one. Raises :class:`InputError` for refused outputs or an unfinished batch left alone.
@@ -183,41 +186,47 @@ def run_batch(
     plan = plan_batch(inputs, outputs, recursive)
     header = {"openfer": __version__, "options": _options_dict(analyzer), "landmarks": outputs.landmarks,
               "outputs": {k: str(p.resolve()) for k, p in outputs.files()}}
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be an integer >= 1, got {workers!r}")
     lock = FolderLock(plan.work) if plan.work is not None else contextlib.nullcontext()
     with lock:  # a second batch into the same outputs gets a one-line error naming this one
-        summary = _run_locked(analyzer, plan, outputs, header, resume, overwrite, on_row, on_error, progress, stdout)
+        summary = _run_locked(
+            analyzer, plan, outputs, header, resume, overwrite, on_row, on_error, progress, stdout, workers
+        )
     if plan.work is not None and summary.finished:
         with contextlib.suppress(OSError):  # only if nothing else was left in it
             plan.work.rmdir()
     return summary
 
 
-def _run_locked(analyzer, plan, outputs, header, resume, overwrite, on_row, on_error, progress, stdout):  # noqa: ANN001, ANN202
+def _run_locked(analyzer, plan, outputs, header, resume, overwrite, on_row, on_error, progress, stdout, workers):  # noqa: ANN001, ANN202
     done = _open_work(plan.work, header, resume, overwrite)
     summary = BatchSummary(skipped_in_subfolders=plan.skipped_in_subfolders)
-    rows: list[ImageRow] = []
+    by_index: dict[int, ImageRow] = {}
     report = on_error or (lambda msg: None)
+    todo = [it for it in plan.items if it.source not in done]
+    for it in plan.items:
+        if it.source in done:
+            by_index[it.index] = ImageRow.from_dict({**done[it.source].to_dict(), "index": it.index})
+            summary.resumed += 1
+    if progress is not None and summary.resumed:
+        progress(summary.resumed, len(plan.items))
     with _RowLog(plan.work) as log:
-        for k, item in enumerate(plan.items):
-            old = done.get(item.source)
-            if old is not None:
-                row = old
-                summary.resumed += 1
+        for row, unwritten in _analyzed(analyzer, todo, outputs, workers):
+            if unwritten:  # not logged as done: a resumed run writes its images again
+                summary.unwritten.extend(unwritten)
+                for msg in unwritten:
+                    report(msg)
             else:
-                row, unwritten = analyze_item(analyzer, item, outputs)
-                if unwritten:  # not logged as done: a resumed run writes its images again
-                    summary.unwritten.extend(unwritten)
-                    for msg in unwritten:
-                        report(msg)
-                else:
-                    log.append(row, report)
-                if row.error:
-                    report(row.error)
-                if on_row is not None:
-                    on_row(row)
-            rows.append(row)
+                log.append(row, report)
+            if row.error:
+                report(row.error)
+            if on_row is not None:
+                on_row(row)
+            by_index[row.index] = row
             if progress is not None:
-                progress(k + 1, len(plan.items))
+                progress(len(by_index), len(plan.items))
+    rows = [by_index[it.index] for it in plan.items]
     summary.rows = rows
     summary.images = len(rows)
     summary.faces = sum(len(r.records) for r in rows)
@@ -229,6 +238,53 @@ def _run_locked(analyzer, plan, outputs, header, resume, overwrite, on_row, on_e
     if plan.work is not None and summary.finished:
         _remove_work(plan.work)
     return summary
+
+
+def _analyzed(analyzer: Any, items: list[_Item], outputs: BatchOutputs, workers: int) -> Iterator[tuple[ImageRow, list[str]]]:
+    """``analyze_item`` of each item, in this process or in ``workers`` processes (in completion
+    order, at most two items in flight per worker)."""
+    if workers == 1 or len(items) < 2:
+        for it in items:
+            yield analyze_item(analyzer, it, outputs)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    opts = analyzer.options
+    if opts.threads == 0:  # split the cores instead of letting each worker take all of them
+        opts = replace(opts, threads=max(1, (os.cpu_count() or 1) // workers))
+    pending: set = set()
+    queue = iter(items)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(opts,)) as pool:
+        try:
+            for it in queue:
+                pending.add(pool.submit(_work, it, outputs))
+                if len(pending) >= 2 * workers:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        yield f.result()
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    yield f.result()
+        except BaseException:  # Ctrl-C, or the caller stopped: do not wait for the queue
+            for f in pending:
+                f.cancel()
+            raise
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(options: Any) -> None:
+    from .pipeline import Analyzer
+
+    _WORKER["analyzer"] = Analyzer(options)
+
+
+def _work(item: _Item, outputs: BatchOutputs) -> tuple[ImageRow, list[str]]:
+    return analyze_item(_WORKER["analyzer"], item, outputs)
 
 
 def analyze_item(analyzer: Any, item: _Item, outputs: BatchOutputs) -> tuple[ImageRow, list[str]]:

@@ -89,6 +89,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=_positive_int, default=d.max_pixels, metavar="N",
                    help=f"largest image (width x height) to decode (default {d.max_pixels}); larger ones are an error")
     p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads (0: default)")
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="analyse with N processes, one analyzer each (threads split between them)")
     p.add_argument("--va-model", default=d.va_model, metavar="MODEL",
                    help="valence/arousal model (.onnx from `openfer train --task va`); default: derived from the expression")
     p.add_argument("--quiet", "-q", action="store_true", help="no table on the terminal")
@@ -130,7 +132,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     try:
         summary = run_batch(analyzer, inputs, outputs, recursive=args.recursive, resume=args.resume,
                             overwrite=args.overwrite, on_row=on_row, on_error=on_error,
-                            progress=None if args.quiet else progress)
+                            progress=None if args.quiet else progress, workers=args.workers)
     except KeyboardInterrupt:
         progress.close()
         print("interrupted: finished images are kept; rerun with --resume to continue", file=sys.stderr)
