@@ -19,6 +19,7 @@ from openfer.eval.datasets import (
     read_affectnet_csv,
     read_csv_labels,
     read_fer2013_csv,
+    read_ferplus,
     read_imagefolder,
     read_rafdb,
     relabel,
@@ -397,3 +398,83 @@ def test_evaluate_cli_on_fer2013_csv_uses_in_memory_images(fer2013, tmp_path, ca
     assert rep["split"] == "test" and rep["n"] == 2 and rep["dropped_unlabeled"] == 1
     assert rep["coverage"]["matched"] == {"neutral": 1, "contempt": 1} and rep["coverage"]["unlabeled"] == 1
     assert "samples without a usable label: 1" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- untrusted bytes (issue 10)
+
+
+def test_label_file_that_is_not_utf8_is_a_named_error(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(b"path,label\na.jpg,h\xe9ureux\n")  # Latin-1
+    with pytest.raises(InputError, match=r"labels.csv: not UTF-8 text \(undecodable byte 0xe9\)$"):
+        read_csv_labels(path)
+    raf = tmp_path / "raf" / "EmoLabel"
+    raf.mkdir(parents=True)
+    (raf / "list_patition_label.txt").write_bytes(b"train_00001.jpg 5\n\xff\xfe\n")
+    with pytest.raises(InputError, match="list_patition_label.txt: not UTF-8 text"):
+        read_rafdb(raf.parent, "train")
+
+
+def test_label_file_with_a_byte_order_mark_reads(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(b"\xef\xbb\xbfpath,label\na.jpg,happy\n")  # as Excel writes "CSV UTF-8"
+    assert read_csv_labels(path).labels.tolist() == [HAP]
+
+
+def test_malformed_csv_is_a_named_error(tmp_path):
+    path = tmp_path / "fer2013.csv"
+    path.write_text('emotion,pixels,Usage\n0,"' + "1 " * 70000 + '",Training\n')  # over csv's field limit
+    with pytest.raises(InputError, match=r"fer2013.csv: malformed CSV \(Error: field larger than field limit"):
+        read_fer2013_csv(path, "train")
+
+
+def test_values_no_check_foresaw_are_named_errors(tmp_path, fer2013):
+    labels = tmp_path / "raf" / "EmoLabel" / "list_patition_label.txt"
+    labels.parent.mkdir(parents=True)
+    labels.write_text("train_00001.jpg \u00b2\n")  # '²'.isdigit() is True, int('²') raises
+    with pytest.raises(InputError, match=r"list_patition_label.txt:1: label must be 1..7, got '\u00b2'"):
+        read_rafdb(labels.parent.parent, "train")
+    path = _write_csv(tmp_path / "aff.csv", AFFECTNET_HEADER, [["x.jpg", 0, 0, 1, 1, "", "inf", 0, 0]])
+    with pytest.raises(InputError, match=r"aff.csv:2: expression must be an integer 0..10, got 'inf'"):
+        read_affectnet_csv(path)  # was OverflowError: cannot convert float infinity to integer
+    px = " ".join(["9" * 30] * 2304)
+    big = _write_csv(tmp_path / "px.csv", ["emotion", "pixels", "Usage"], [[0, px, "Training"]])
+    with pytest.raises(InputError, match="px.csv:2: pixels must be integers 0..255"):
+        read_fer2013_csv(big, "train")  # was OverflowError from numpy
+    fer, votes, _ = fer2013
+    original = votes.read_text()
+    for bad in ("nan", "inf", "-1"):
+        text = original.splitlines()
+        text[1] = text[1].replace(",10,", f",{bad},", 1)
+        votes.write_text("\n".join(text) + "\n")
+        with pytest.raises(InputError, match=rf"fer2013new.csv:2: vote counts must be numbers from 0 to 1e\+06, got .*'{bad}'"):
+            read_fer2013_csv(fer, "train", votes)
+
+
+def test_ferplus_votes_are_checked(tmp_path):
+    folder = tmp_path / "FER2013Train"
+    folder.mkdir()
+    (folder / "label.csv").write_text('a.png,"(0, 0, 48, 48)",4,6,0,0,0,nan,0,0,0,0\n')
+    with pytest.raises(InputError, match=r"label.csv:1: vote counts must be numbers from 0 to"):
+        read_ferplus(tmp_path, "train")
+
+
+def test_any_failure_while_parsing_a_label_file_names_it(tmp_path):
+    from openfer.eval import datasets
+
+    path = tmp_path / "labels.csv"
+    path.write_text("x\n")
+    with pytest.raises(InputError, match=r"labels.csv: malformed label file \(OverflowError: too big\)$"):
+        with datasets._text(path):
+            raise OverflowError("too big")
+    with pytest.raises(InputError, match=r"labels.csv: cannot be read"):
+        with datasets._text(path):
+            raise PermissionError(13, "Permission denied")
+
+
+def test_header_with_control_characters_stays_one_line(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text('"emo\ntion",Usage\n0,Training\n')
+    with pytest.raises(InputError) as e:
+        read_fer2013_csv(path, "train")
+    assert "\n" not in str(e.value) and "found emo\\ntion, Usage" in str(e.value)

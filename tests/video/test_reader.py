@@ -1,19 +1,27 @@
-"""VideoReader: frame counts, timestamps, selection, colour, image sequences and bad files (no models)."""
+"""VideoReader: frame counts, timestamps, selection, colour, image sequences and bad files (no models,
+except the two tests of the pipelined analysis keeping every frame of a stream that ends in an error)."""
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import shutil
+import struct
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from video_assets import FACE_NOFACE, NO_FACE, SINGLE_FACE
+from video_assets import FACE_NOFACE, NO_FACE, SINGLE_FACE, video_analyzer
 
 from openfer.errors import InputError
 from openfer.video import reader as reader_mod
-from openfer.video.reader import VideoReader, _Selector, _timestamp
+from openfer.video.reader import VideoReader, _Notes, _read, _Selector, _timestamp, _truncated
+
+BAD = Path(__file__).resolve().parents[1] / "assets" / "bad"
 
 
 def _frames(**kw):
@@ -266,3 +274,203 @@ def test_truncated_avi_raises_after_the_decodable_frames(tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="cut.avi: truncated or corrupt.*of the 40 frames"):
         list(VideoReader(cut))
+
+
+def _cut_avi(tmp_path, frames=40):
+    src = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    for i in range(frames):
+        w.write(np.full((48, 64, 3), i * 5, np.uint8))
+    w.release()
+    data = src.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    return cut
+
+
+# --- regressions of issue 10 (bad input) --------------------------------------------------------
+
+
+def _ebml(b, start, end):
+    """(id, body start, body end) of the EBML (Matroska) elements in ``b[start:end]``."""
+
+    def vint(i):
+        n = 1
+        while not b[i] & (0x80 >> (n - 1)):
+            n += 1
+        v = b[i] & (0xFF >> n)
+        for k in range(1, n):
+            v = (v << 8) | b[i + k]
+        return v, n
+
+    i = start
+    while i < end:
+        _, n1 = vint(i)
+        size, n2 = vint(i + n1)
+        body = i + n1 + n2
+        if size == (1 << (7 * n2)) - 1:  # unknown size: to the end
+            size = end - body
+        yield int.from_bytes(b[i : i + n1], "big"), body, body + size, vint
+        i = body + size
+
+
+def _vfr_mkv(path, frames=72, slow_from=36, slow_ms=140):
+    """A valid MJPG Matroska clip: frames 0-35 at 30 fps, then one every ``slow_ms`` ms.
+
+    Matroska stores no frame count, so OpenCV estimates duration x 30 fps: 187 for these 72 frames.
+    """
+    w = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    assert w.isOpened()
+    for i in range(frames):
+        w.write(np.full((48, 64, 3), 3 * i, np.uint8))
+    w.release()
+    b = bytearray(path.read_bytes())
+    at = [round(1000 * k / 30) for k in range(slow_from)]
+    at += [at[-1] + 33 + slow_ms * k for k in range(frames - slow_from)]
+    k = 0
+    for eid, body, end, _ in _ebml(b, 0, len(b)):
+        if eid != 0x18538067:  # Segment
+            continue
+        for sid, sbody, send, vint in _ebml(b, body, end):
+            if sid == 0x1549A966:  # Info: its Duration (ms, a float)
+                for iid, ibody, iend, _ in _ebml(b, sbody, send):
+                    if iid == 0x4489:
+                        b[ibody:iend] = struct.pack(">d" if iend - ibody == 8 else ">f", at[-1] + slow_ms)
+            elif sid == 0x1F43B675:  # Cluster: a timecode, then SimpleBlocks (track, int16 time, ...)
+                for cid, cbody, cend, _ in _ebml(b, sbody, send):
+                    if cid == 0xE7:
+                        cluster = int.from_bytes(b[cbody:cend], "big")
+                    elif cid == 0xA3:
+                        n = vint(cbody)[1]
+                        b[cbody + n : cbody + n + 2] = struct.pack(">h", at[k] - cluster)
+                        k += 1
+    assert k == frames
+    path.write_bytes(bytes(b))
+    return path
+
+
+def test_variable_frame_rate_file_with_an_overestimated_frame_count_is_complete(tmp_path, caplog):
+    path = _vfr_mkv(tmp_path / "vfr.mkv")
+    r = VideoReader(path)
+    assert r.info.frame_count == 187 and r.info.fps == pytest.approx(30.0)  # the container's estimate
+    with caplog.at_level(logging.DEBUG, logger="openfer"):
+        frames = list(r)  # was: "truncated or corrupt: the stream ends after 72 of the 187 frames"
+    assert len(frames) == 72
+    assert frames[-1].timestamp == pytest.approx(6.1, abs=0.01)
+    assert not [m for m in caplog.records if m.levelno >= logging.WARNING]  # not even a warning
+    assert any("the container estimates 187" in m.getMessage() for m in caplog.records)
+
+
+def test_truncated_variable_frame_rate_file_is_still_an_error(tmp_path):
+    data = _vfr_mkv(tmp_path / "vfr.mkv").read_bytes()
+    cut = tmp_path / "vfr_cut.mkv"
+    cut.write_bytes(data[: len(data) * 9 // 10])
+    with pytest.raises(InputError, match=r"vfr_cut.mkv: truncated or corrupt: the stream ends after 6\d of the 187"):
+        list(VideoReader(cut))
+
+
+def test_truncation_needs_both_the_frame_count_and_the_timestamps_short():
+    assert not _truncated(None, 10, 0.3, 30.0)
+    assert not _truncated(100, 96, 3.17, 30.0)  # within 5 frames: a container's estimate
+    assert _truncated(100, 50, 50 / 30, 30.0)  # half the frames, half the time: cut
+    assert not _truncated(187, 72, 6.1, 30.0)  # fewer frames spanning the whole duration: VFR
+    assert _truncated(187, 69, 5.68, 30.0)  # fewer frames and short of the duration: cut
+
+
+def test_mp4_without_its_moov_index_is_named_and_nothing_reaches_stderr(capfd):
+    path = BAD / "no_moov.mp4"
+    with pytest.raises(InputError) as e:
+        VideoReader(path)
+    assert str(e.value) == (
+        f"{path}: cannot open as a video (an MP4/MOV file without its 'moov' index: "
+        "the recording was cut short or never finished)"
+    )
+    assert capfd.readouterr().err == ""  # no "moov atom not found", no "[ WARN:0@...] cap.cpp"
+
+
+def test_empty_video_file_is_named(tmp_path, capfd):
+    path = tmp_path / "empty.mp4"
+    path.write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty.mp4: cannot open as a video \(empty file, 0 bytes\)$"):
+        VideoReader(path)
+    assert capfd.readouterr().err == ""
+
+
+def test_ffmpeg_is_silenced_so_corrupt_frames_print_nothing_foreign(tmp_path, capfd):
+    assert os.environ.get("OPENCV_FFMPEG_LOGLEVEL") == "-8"  # set on import, before FFmpeg is first used
+    data = bytearray(SINGLE_FACE.read_bytes())
+    rng = np.random.default_rng(1)
+    for at in range(20000, 200000, 20000):  # h264 "error while decoding MB", "Invalid NAL unit size"
+        data[at : at + 500] = rng.integers(0, 256, 500, dtype=np.uint8).tobytes()
+    path = tmp_path / "damaged.mp4"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"damaged.mp4: truncated or corrupt: the stream ends after \d+ of the 72"):
+        list(VideoReader(path))
+    assert capfd.readouterr().err == ""
+
+
+class _NoisyCapture:
+    """A capture whose grab prints like OpenCV's FFmpeg backend does (straight to fd 2)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    def grab(self) -> bool:
+        if self.fail:
+            raise cv2.error("OpenCV(5.0.0) /x/cap.cpp:1: error: (-2:Unspecified error) boom in function 'grab'")
+        os.write(2, b"[ WARN:0@0.6] global cap_ffmpeg_impl.hpp:1600 grabFrame packet read max attempts exceeded\n")
+        return True
+
+
+def test_opencv_messages_while_reading_become_one_named_warning_and_a_count(caplog, capfd):
+    notes = _Notes("clip.mp4")
+    with caplog.at_level(logging.WARNING, logger="openfer"):
+        for i in range(3):
+            assert _read(_NoisyCapture().grab, "clip.mp4", i, notes)
+        notes.finish()
+    assert [r.getMessage() for r in caplog.records] == [
+        "clip.mp4: frame 0: video decoder warning (OpenCV: packet read max attempts exceeded)",
+        "clip.mp4: video decoder warnings on 3 frames in all (the first at frame 0)",
+    ]
+    assert capfd.readouterr().err == ""
+
+
+def test_opencv_exception_while_reading_is_a_named_input_error():
+    with pytest.raises(InputError, match=r"^clip.mp4: frame 7 cannot be decoded \(OpenCV: boom in function"):
+        _read(_NoisyCapture(fail=True).grab, "clip.mp4", 7, _Notes("clip.mp4"))
+
+
+def test_zero_byte_image_ends_a_sequence_after_the_frames_before_it(tmp_path):
+    _write_sequence(tmp_path / "seq", n=8)
+    shutil.copy(BAD / "empty.jpg", tmp_path / "seq" / "img6.jpg")  # img1..img5 come first
+    got = []
+    with pytest.raises(InputError, match="img6.jpg: empty file"):
+        for f in VideoReader(tmp_path / "seq"):
+            got.append(f.index)
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_pipelined_analysis_keeps_the_last_frame_before_a_bad_image(tmp_path):
+    _write_sequence(tmp_path / "seq", n=8)
+    shutil.copy(BAD / "empty.jpg", tmp_path / "seq" / "img6.jpg")
+    run = video_analyzer().run(tmp_path / "seq")
+    got = []
+    with pytest.raises(InputError, match="img6.jpg: empty file"):
+        for vf in run:
+            got.append(vf.frame_index)
+    assert got == [0, 1, 2, 3, 4]  # frame 4, in the worker when the error came, was lost
+    assert run.frames_done == 5 and run.checkpoint().frame_index == 4
+
+
+def test_pipelined_analysis_keeps_the_last_frame_of_a_truncated_video(tmp_path):
+    cut = _cut_avi(tmp_path)
+    decoded = []
+    with pytest.raises(InputError):
+        for f in VideoReader(cut):
+            decoded.append(f.index)
+    assert len(decoded) > 5
+    got = []
+    with pytest.raises(InputError, match="cut.avi: truncated or corrupt"):
+        for vf in video_analyzer().run(cut):
+            got.append(vf.frame_index)
+    assert got == decoded  # was one short: "results for the 227 decoded frames" of 228

@@ -14,20 +14,29 @@ Formats: FER+ folders (:func:`read_ferplus`), Kaggle FER2013 CSV with optional F
 
 For valence/arousal regression, :func:`read_csv_valence_arousal` reads a ``path,valence,arousal``
 CSV (or an AffectNet CSV) into a :class:`ValenceArousalImages`.
+
+Label files are untrusted bytes: they are read as UTF-8 (a byte-order mark is skipped), and any
+failure while one is parsed (not UTF-8, a malformed CSV, a value no check foresaw) is an
+:class:`~openfer.errors.InputError` naming the file. Images are decoded with the decoder messages
+of :mod:`openfer.io.images` captured: a truncated JPEG is an error, corrupt data a warning, both
+naming the image.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import cv2
 import numpy as np
 
 from ..errors import InputError, ShapeError
+from ..io.images import _decode_reporting, _exception_line, _printable, _report_notes, _summary
 from .labels import FERPLUS_CLASSES, FERPLUS_VOTE_COLUMNS, canonical_label, majority_labels, soft_targets
 
 FERPLUS_SPLITS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
@@ -45,7 +54,39 @@ AFFECTNET_CLASSES: tuple[str, ...] = (
 AFFECTNET_NO_LABEL = (8, 9, 10)
 AFFECTNET_NOT_APPLICABLE = -2.0  # AffectNet's valence/arousal value for "not applicable"
 VA_NAMES: tuple[str, ...] = ("valence", "arousal")
+_MAX_VOTES = 1e6  # FER+ has 10 annotators per image; this only keeps sums finite in float32
+_IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WebP"}
 log = logging.getLogger("openfer")
+
+
+@contextlib.contextmanager
+def _text(path: Path) -> Iterator[TextIO]:
+    """``path`` opened as UTF-8 text; any failure while the block parses it is an InputError naming it."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            yield fh
+    except InputError:
+        raise
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start : exc.start + 1].hex()
+        raise InputError(f"{path}: not UTF-8 text (undecodable byte 0x{bad})") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: malformed CSV ({_exception_line(exc)})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except Exception as exc:  # whatever else these bytes make a parser raise is still the file's fault
+        raise InputError(f"{path}: malformed label file ({_exception_line(exc)})") from None
+
+
+def _votes(cells: list[str], source: str) -> list[float]:
+    """FER+ vote counts: numbers from 0 to ``_MAX_VOTES`` (NaN and inf rejected)."""
+    try:
+        votes = [float(x) for x in cells]
+    except ValueError:
+        raise InputError(f"{source}: vote counts must be numbers") from None
+    if not all(0 <= v <= _MAX_VOTES for v in votes):  # also rejects NaN
+        raise InputError(f"{source}: vote counts must be numbers from 0 to {_MAX_VOTES:g}, got {cells}")
+    return votes
 
 
 def _check_images(name: str, images: np.ndarray | None, n: int) -> None:
@@ -118,16 +159,13 @@ def read_ferplus(root: str | Path, split: str, protocol: str = "majority") -> La
         raise InputError(f"{label_csv}: not found (expected the FER+ layout FER2013Train/label.csv)")
     paths: list[Path] = []
     votes: list[list[float]] = []
-    with open(label_csv, newline="") as fh:
+    with _text(label_csv) as fh:
         for lineno, row in enumerate(csv.reader(fh), 1):
             if not row:
                 continue
             if len(row) != 2 + len(FERPLUS_VOTE_COLUMNS):
                 raise InputError(f"{label_csv}:{lineno}: expected 12 columns, got {len(row)}")
-            try:
-                votes.append([float(x) for x in row[2:]])
-            except ValueError:
-                raise InputError(f"{label_csv}:{lineno}: vote counts must be numbers") from None
+            votes.append(_votes(row[2:], f"{label_csv}:{lineno}"))
             paths.append(folder / row[0].strip())
     v = np.asarray(votes, dtype=np.float32).reshape(-1, len(FERPLUS_VOTE_COLUMNS))
     labels = majority_labels(v)
@@ -148,10 +186,19 @@ def _resize_gray(img: np.ndarray, size: int | None) -> np.ndarray:
 
 
 def load_gray(path: Path, size: int | None = None) -> np.ndarray:
-    """Decode one image as grayscale uint8, optionally resized to ``size x size``."""
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    """Decode one image as grayscale uint8, optionally resized to ``size x size``.
+
+    Decoder messages are handled as in :mod:`openfer.io.images` (truncated JPEG: an error; corrupt
+    data: a warning naming the image).
+    """
+    fmt = _IMAGE_FORMATS.get(Path(path).suffix.lower(), "image")
+    try:
+        img, notes = _decode_reporting(lambda: cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), fmt)
+    except Exception as exc:  # cv2.error on these bytes is still the file's fault
+        raise InputError(f"{path}: cannot be read as an image ({_exception_line(exc)})") from None
     if img is None:
-        raise InputError(f"{path}: cannot be read as an image")
+        raise InputError(f"{path}: cannot be read as an image" + (f" ({_summary(notes)})" if notes else ""))
+    _report_notes(str(path), fmt, notes)
     return _resize_gray(img, size)
 
 
@@ -187,7 +234,7 @@ def read_csv_labels(csv_path: str | Path, classes: tuple[str, ...] | None = FERP
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise InputError(f"{csv_path}: not found")
-    with open(csv_path, newline="") as fh:
+    with _text(csv_path) as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
         raise InputError(f"{csv_path}: no rows")
@@ -267,13 +314,13 @@ def read_csv_valence_arousal(csv_path: str | Path, image_root: str | Path | None
     paths: list[Path] = []
     values: list[tuple[float, float]] = []
     dropped = 0
-    with open(csv_path, newline="") as fh:
+    with _text(csv_path) as fh:
         reader = csv.reader(fh)
         col = _header(reader, csv_path, VA_NAMES)
         ip = next((col[k] for k in ("path", "image", "file", "subdirectory_filepath") if k in col), None)
         if ip is None:
             raise InputError(f"{csv_path}: needs a 'path' column (or image, file, subDirectory_filePath) "
-                             f"with valence and arousal; found {', '.join(col)}")
+                             f"with valence and arousal; found {_printable(', '.join(col))}")
         iv = [col[k] for k in VA_NAMES]
         for lineno, rec in enumerate(reader, 2):
             if not rec:
@@ -322,7 +369,7 @@ def _header(reader: Iterator[list[str]], source: Path, required: tuple[str, ...]
     index = {h.strip().lower(): i for i, h in enumerate(head)}
     missing = [c for c in required if c.lower() not in index]
     if missing:
-        raise InputError(f"{source}: missing column(s) {', '.join(missing)}; found {', '.join(head)}")
+        raise InputError(f"{source}: missing column(s) {', '.join(missing)}; found {_printable(', '.join(head))}")
     return index
 
 
@@ -345,7 +392,7 @@ def read_fer2013_csv(path: str | Path, split: str, votes_csv: str | Path | None 
     usages: list[str] = []
     emotions: list[int] = []
     images: list[np.ndarray] = []
-    with open(path, newline="") as fh:
+    with _text(path) as fh:
         reader = csv.reader(fh)
         col = _header(reader, path, ("emotion", "pixels", "Usage"))
         ie, ip, iu = col["emotion"], col["pixels"], col["usage"]
@@ -376,7 +423,7 @@ def read_fer2013_csv(path: str | Path, split: str, votes_csv: str | Path | None 
                 raise InputError(f"{path}:{lineno}: expected {npx} pixels (48x48), got {len(px)}")
             try:
                 v = np.asarray(px, dtype=np.int64)
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise InputError(f"{path}:{lineno}: pixels must be integers 0..255") from None
             if v.min() < 0 or v.max() > 255:
                 raise InputError(f"{path}:{lineno}: pixels must be integers 0..255")
@@ -400,7 +447,7 @@ def _read_fer2013new(path: Path, usages: list[str]) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"{path}: not found (expected the FER+ fer2013new.csv)")
     votes: list[list[float]] = []
-    with open(path, newline="") as fh:
+    with _text(path) as fh:
         reader = csv.reader(fh)
         col = _header(reader, path, ("Usage", "Image name") + FERPLUS_VOTE_COLUMNS)
         iv = [col[c.lower()] for c in FERPLUS_VOTE_COLUMNS]
@@ -415,10 +462,7 @@ def _read_fer2013new(path: Path, usages: list[str]) -> np.ndarray:
                 raise InputError(f"{path}:{lineno}: Usage {usage!r} but fer2013.csv row {row} has "
                                  f"{usages[row]!r}; the two files must list the same images in the "
                                  "same order")
-            try:
-                votes.append([float(rec[i]) for i in iv])
-            except ValueError:
-                raise InputError(f"{path}:{lineno}: vote counts must be numbers") from None
+            votes.append(_votes([rec[i] for i in iv], f"{path}:{lineno}"))
     if len(votes) != len(usages):
         raise InputError(f"{path}: {len(votes)} rows but fer2013.csv has {len(usages)}; "
                          "fer2013new.csv must have one row per fer2013.csv row, in the same order")
@@ -448,7 +492,7 @@ def read_rafdb(root: str | Path, split: str) -> LabeledImages:
     to_ferplus = np.array([FERPLUS_CLASSES.index(c) for c in RAFDB_CLASSES], dtype=np.int64)
     paths: list[Path] = []
     labels: list[int] = []
-    with open(label_file) as fh:
+    with _text(label_file) as fh:
         for lineno, line in enumerate(fh, 1):
             parts = line.split()
             if not parts:
@@ -460,7 +504,7 @@ def read_rafdb(root: str | Path, split: str) -> LabeledImages:
             if prefix not in ("train", "test"):
                 raise InputError(f"{label_file}:{lineno}: file name must start with train_ or test_, "
                                  f"got {name!r}")
-            if not lab.isdigit() or not 1 <= int(lab) <= len(RAFDB_CLASSES):
+            if not (lab.isascii() and lab.isdigit()) or not 1 <= int(lab) <= len(RAFDB_CLASSES):
                 raise InputError(f"{label_file}:{lineno}: label must be 1..7, got {lab!r}")
             if prefix != split:
                 continue
@@ -490,7 +534,7 @@ def read_affectnet_csv(path: str | Path, image_root: str | Path | None = None) -
     paths: list[Path] = []
     labels: list[int] = []
     va: dict[str, list[float]] = {}
-    with open(path, newline="") as fh:
+    with _text(path) as fh:
         reader = csv.reader(fh)
         col = _header(reader, path, ("subDirectory_filePath", "expression"))
         ip, ie = col["subdirectory_filepath"], col["expression"]
@@ -503,7 +547,7 @@ def read_affectnet_csv(path: str | Path, image_root: str | Path | None = None) -
                 raise InputError(f"{path}:{lineno}: expected {len(col)} columns, got {len(rec)}")
             try:
                 e = int(float(rec[ie]))
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: inf
                 msg = f"{path}:{lineno}: expression must be an integer 0..10, got {rec[ie]!r}"
                 raise InputError(msg) from None
             if not 0 <= e <= max(AFFECTNET_NO_LABEL):

@@ -30,17 +30,45 @@ Policies, the same on every path:
   it. OpenCV applies it for JPEG and TIFF; this module applies it for PNG ``eXIf`` and WebP ``EXIF``.
 * **Multi-frame** files (animated GIF, WebP or PNG, multi-page TIFF) give their first frame. GIF
   decoding needs OpenCV >= 4.11.
+* **Untrusted bytes**: any failure while parsing a file becomes an ``InputError`` naming it (a header
+  that cannot be parsed is "corrupt <FMT> header (<exception type>)"); offsets read from a file are
+  checked against its length before they are followed.
+* **Decoder messages**: libjpeg, libpng, libtiff and OpenCV print their warnings straight to the
+  process's stderr (file descriptor 2), naming no file. Decoding captures them (fd 2 is redirected
+  to a temporary file around the call, one decode at a time under a process-wide lock) and reports
+  them as openfer's own one line naming the file:
+
+  - the decoder fails (libpng ``IDAT: CRC error``, a cut BMP): ``InputError`` "corrupt or truncated
+    <FMT> data (<library>: <message>)";
+  - libjpeg's ``Premature end of JPEG file``: ``InputError`` "truncated JPEG", as for a missing end
+    marker (the rest of the picture would be grey);
+  - decoded from corrupt data (libjpeg ``Corrupt JPEG data: ...``, libtiff ``Using code not yet in
+    table``): a warning "corrupt <FMT> data, decoded with errors (<library>: <message>)";
+  - decoded with another message (libpng ``tEXt: CRC error``): a warning "<FMT> decoder warning (...)";
+  - an unreadable EXIF block in a PNG or WebP: a warning, the orientation is not applied.
+
+  Corrupt-but-decoded data is a warning, not an error: libjpeg resynchronises at the next restart
+  marker or scan, so such a photo (common from cameras and phone apps, shown by every viewer) keeps
+  most of its pixels, and rejecting it would drop real photos from a batch; the warning names the
+  file to look at. Output that a C library prints from another thread while a decode runs is
+  attributed to that decode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
+import re
 import struct
-from collections.abc import Sequence
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import cv2
 import numpy as np
@@ -83,6 +111,7 @@ class _Header:
     width: int
     height: int
     orientation: int = 1  # EXIF orientation this module applies after decoding (1: nothing to do)
+    exif_problem: str = ""  # why an EXIF block was ignored (reported with the decoder's messages)
 
 
 def _fail(name: str, reason: str) -> InputError:
@@ -147,23 +176,28 @@ def decode_image(
     header = _parse_header(buf, name)
     _check_size(header, name, max_pixels)
 
-    flags = cv2.IMREAD_COLOR if header.format == "JPEG" else cv2.IMREAD_UNCHANGED
+    fmt = header.format
+    flags = cv2.IMREAD_COLOR if fmt == "JPEG" else cv2.IMREAD_UNCHANGED
     try:
-        decoded = cv2.imdecode(np.frombuffer(buf, np.uint8), flags)
-    except cv2.error as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "error"
-        raise _fail(name, f"corrupt {header.format} data (OpenCV: {first})") from None
+        decoded, notes = _decode_reporting(lambda: cv2.imdecode(np.frombuffer(buf, np.uint8), flags), fmt)
+    except MemoryError:
+        raise _fail(name, f"not enough memory to decode a {header.width}x{header.height} image") from None
+    except Exception as exc:  # cv2.error or anything else the decoder raises on these bytes
+        raise _fail(name, f"corrupt {fmt} data ({_exception_line(exc)})") from None
     if decoded is None or decoded.size == 0:
-        if header.format == "GIF" and not _HAS_GIF:
+        if fmt == "GIF" and not _HAS_GIF:
             raise _fail(name, f"GIF needs OpenCV >= 4.11 to decode (this is {cv2.__version__})")
-        raise _fail(name, f"corrupt or truncated {header.format} data (OpenCV could not decode it)")
+        raise _fail(name, f"corrupt or truncated {fmt} data ({_summary(notes) or 'OpenCV could not decode it'})")
     if decoded.shape[0] * decoded.shape[1] > max_pixels:  # a header that understated the size
         h, w = decoded.shape[:2]
         raise _fail(name, f"image is {w}x{h} = {_mp(w * h)} MP, over the {_mp(max_pixels)} MP limit")
+    if decoded.ndim == 3 and decoded.shape[2] not in (1, 3, 4):
+        raise _fail(name, f"unsupported {fmt} with {decoded.shape[2]} channels (expected grey, RGB or RGBA)")
 
     rgb = _to_rgb_uint8(_bgr_to_rgb(decoded), name)
     if header.orientation != 1:
         rgb = _apply_orientation(rgb, header.orientation)
+    _report_notes(name, fmt, notes, header.exif_problem)
     return np.ascontiguousarray(rgb)
 
 
@@ -310,8 +344,12 @@ def _parse_header(b: bytes, name: str) -> _Header:
     fmt = _sniff(b[:64], name)
     try:
         return _HEADER_PARSERS[fmt](b, name)
+    except InputError:
+        raise
     except (struct.error, IndexError):
         raise _fail(name, f"truncated {fmt} (the file ends inside its header)") from None
+    except Exception as exc:  # whatever else these bytes make a parser raise is still the file's fault
+        raise _fail(name, f"corrupt {fmt} header ({type(exc).__name__})") from None
 
 
 def _check_size(h: _Header, name: str, max_pixels: int) -> None:
@@ -374,21 +412,21 @@ def _png_header(b: bytes, name: str) -> _Header:
     if b[12:16] != b"IHDR":
         raise _fail(name, "corrupt PNG (the first chunk is not IHDR)")
     width, height = struct.unpack_from(">II", b, 16)
-    orientation, i, n = 1, 8, len(b)
+    orientation, problem, i, n = 1, "", 8, len(b)
     while True:
         if i + 8 > n:
             raise _fail(name, "truncated PNG (no IEND chunk: the file was cut short)")
         length, kind = struct.unpack_from(">I4s", b, i)
         end = i + 12 + length
         if end > n:
-            chunk = kind.decode("latin-1")
+            chunk = kind.decode("ascii") if kind.isalpha() else repr(kind)  # file bytes: no raw control chars
             raise _fail(name, f"truncated PNG (the {chunk} chunk runs past the end of the file)")
         if kind == b"eXIf":
-            orientation = _exif_orientation(b[i + 8 : i + 8 + length])
+            orientation, problem = _exif_orientation(b[i + 8 : i + 8 + length])
         elif kind == b"IEND":
             break
         i = end
-    return _Header("PNG", width, height, orientation)
+    return _Header("PNG", width, height, orientation, problem)
 
 
 def _gif_header(b: bytes, name: str) -> _Header:
@@ -410,7 +448,7 @@ def _webp_header(b: bytes, name: str) -> _Header:
     if 8 + riff_size > len(b):
         raise _fail(name, f"truncated WebP (header says {8 + riff_size} bytes, got {len(b)})")
     kind = b[12:16]
-    orientation = 1
+    orientation, problem = 1, ""
     if kind == b"VP8X":
         width = 1 + int.from_bytes(b[24:27], "little")
         height = 1 + int.from_bytes(b[27:30], "little")
@@ -418,7 +456,7 @@ def _webp_header(b: bytes, name: str) -> _Header:
         while i + 8 <= end:
             chunk, length = struct.unpack_from("<4sI", b, i)
             if chunk == b"EXIF":
-                orientation = _exif_orientation(b[i + 8 : i + 8 + length])
+                orientation, problem = _exif_orientation(b[i + 8 : i + 8 + length])
             i += 8 + length + (length & 1)
     elif kind == b"VP8 ":
         if b[23:26] != b"\x9d\x01\x2a":
@@ -432,30 +470,39 @@ def _webp_header(b: bytes, name: str) -> _Header:
         width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
     else:
         raise _fail(name, f"corrupt WebP (unknown first chunk {kind!r})")
-    return _Header("WebP", width, height, orientation)
+    return _Header("WebP", width, height, orientation, problem)
 
 
 def _tiff_header(b: bytes, name: str) -> _Header:
-    tags = _ifd0_tags(b, (256, 257))
+    try:
+        tags = _ifd0_tags(b, (256, 257))
+    except ValueError as exc:  # the first directory lies past the end of the file
+        raise _fail(name, f"truncated or corrupt TIFF ({exc})") from None
     if 256 not in tags or 257 not in tags:
         raise _fail(name, "corrupt TIFF (no image width/length in the first directory)")
     return _Header("TIFF", tags[256], tags[257])  # OpenCV (libtiff) applies TIFF orientation itself
 
 
 def _ifd0_tags(b: bytes, wanted: tuple[int, ...]) -> dict[int, int]:
-    """Integer tags of the first image directory of a TIFF structure (a TIFF file or EXIF data)."""
-    e = "<" if b[:2] == b"II" else ">"
+    """Integer tags of the first image directory of a TIFF structure (a TIFF file or EXIF data).
+
+    Raises ValueError for a structure that is not TIFF or points outside ``b``, struct.error when
+    ``b`` ends inside the directory.
+    """
     if b[:2] not in (b"II", b"MM"):
         raise ValueError("not a TIFF structure")
+    e = "<" if b[:2] == b"II" else ">"
     big = struct.unpack_from(e + "H", b, 2)[0] == 43
     if big:
         (offset,) = struct.unpack_from(e + "Q", b, 8)
-        (count,) = struct.unpack_from(e + "Q", b, offset)
-        start, step, value_at = offset + 8, 20, 12
+        count_size, step, value_at = 8, 20, 12
     else:
         (offset,) = struct.unpack_from(e + "I", b, 4)
-        (count,) = struct.unpack_from(e + "H", b, offset)
-        start, step, value_at = offset + 2, 12, 8
+        count_size, step, value_at = 2, 12, 8
+    if offset + count_size > len(b):  # checked before use: a 64-bit offset overflows struct's index
+        raise ValueError(f"first directory at byte {offset} of {len(b)}")
+    (count,) = struct.unpack_from(e + ("Q" if big else "H"), b, offset)
+    start = offset + count_size
     codes = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8: stored inline, left-justified
     tags: dict[int, int] = {}
     for k in range(min(count, 4096)):
@@ -466,16 +513,19 @@ def _ifd0_tags(b: bytes, wanted: tuple[int, ...]) -> dict[int, int]:
     return tags
 
 
-def _exif_orientation(payload: bytes) -> int:
-    """EXIF orientation (1..8) from an EXIF block; 1 when absent or unreadable (never an error)."""
+def _exif_orientation(payload: bytes) -> tuple[int, str]:
+    """EXIF orientation (1..8) from an EXIF block, and why it was unreadable ('' if it was not).
+
+    Absent or unreadable gives 1: a bad EXIF block is a warning, never an error.
+    """
     if payload.startswith(b"Exif\x00\x00"):
         payload = payload[6:]
     try:
         value = _ifd0_tags(payload, (_EXIF_ORIENTATION,)).get(_EXIF_ORIENTATION, 1)
-    except (struct.error, ValueError):
-        logger.debug("ignoring unreadable EXIF block (%d bytes)", len(payload))
-        return 1
-    return value if 1 <= value <= 8 else 1
+    except Exception as exc:  # untrusted bytes: whatever they raise, the image itself is still fine
+        why = "it ends inside its directory" if isinstance(exc, struct.error) else str(exc) or type(exc).__name__
+        return 1, f"unreadable EXIF block ignored, orientation not applied ({why})"
+    return (value if 1 <= value <= 8 else 1), ""
 
 
 _HEADER_PARSERS = {
@@ -486,6 +536,164 @@ _HEADER_PARSERS = {
     "WebP": _webp_header,
     "TIFF": _tiff_header,
 }
+
+
+# --------------------------------------------------------------------------- decoder messages
+
+
+class _NativeOutput:
+    """Captures what C libraries print on file descriptor 2 while a call runs (see the module doc).
+
+    One capture at a time in the process (an ``RLock``); a capture nested in another, in the same
+    thread, leaves the output to the outer one. The sink is one temporary file per process.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.depth = 0
+        self.sink: IO[bytes] | None = None
+        self.pid = 0
+
+    def after_fork(self) -> None:
+        self.__init__()  # a child gets a fresh lock and its own sink (the parent's is shared)
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[list[str]]:
+        """Yields a list that holds the captured lines once the block has run."""
+        lines: list[str] = []
+        with self.lock:
+            if self.depth:
+                yield lines
+                return
+            fd, saved = self._redirect()
+            self.depth += 1
+            try:
+                yield lines
+            finally:
+                self.depth -= 1
+                if saved is not None:
+                    lines.extend(self._restore(fd, saved))
+
+    def _redirect(self) -> tuple[int, int | None]:
+        try:
+            if self.sink is None or self.pid != os.getpid():
+                self.sink, self.pid = tempfile.TemporaryFile(prefix="openfer-stderr-"), os.getpid()
+            fd = self.sink.fileno()
+            for stream in (sys.stderr, sys.__stderr__):
+                if stream is not None:
+                    stream.flush()  # Python's own pending output goes where it was meant to
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no fd 2 (pythonw), a closed sys.stderr...
+            return -1, None
+        try:
+            os.dup2(fd, 2)
+        except OSError:
+            os.close(saved)
+            return -1, None
+        return fd, saved
+
+    @staticmethod
+    def _restore(fd: int, saved: int) -> list[str]:
+        os.dup2(saved, 2)
+        os.close(saved)
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if not size:
+            return []
+        os.lseek(fd, 0, os.SEEK_SET)
+        data = os.read(fd, min(size, 1 << 16))
+        return [line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+
+
+_NATIVE = _NativeOutput()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_NATIVE.after_fork)
+
+_LIBRARY = {"JPEG": "libjpeg", "PNG": "libpng", "TIFF": "libtiff", "WebP": "libwebp"}
+_OPENCV_LINE = re.compile(r"\[\s*(WARN|ERROR|FATAL|INFO|DEBUG|VERBOSE)[^\]]*\]\s*(?:global\s+)?(?:\S+:\d+\s+)?")
+_OPENCV_ERROR = re.compile(r"OpenCV\([^)]*\)\s+\S+:\d+:\s+error:\s+\([^)]*\)\s*")
+_FFMPEG_LINE = re.compile(r"\[([^\]@]+?) @ (?:0x)?[0-9a-fA-F]+\]\s*")
+_LIBPNG_LINE = re.compile(r"libpng (warning|error):\s*")
+_SEVERE_TEXT = re.compile(r"corrupt|error|premature|invalid|bad |not yet in table", re.IGNORECASE)
+_NOTE_CHARS = 160
+
+
+@dataclass(frozen=True)
+class _Note:
+    """One line a decoding library printed: which library, the text, whether it reports lost data."""
+
+    source: str
+    text: str
+    severe: bool
+
+
+def _native_notes(lines: list[str], default_source: str) -> list[_Note]:
+    """Captured lines as notes, each tagged with the library that printed it (prefixes removed)."""
+    notes = []
+    for raw in lines:
+        line = _printable(raw)
+        if m := _OPENCV_LINE.match(line):
+            text = _OPENCV_ERROR.sub("", line[m.end() :])
+            head, _, rest = text.partition(" ")
+            if rest and not head.endswith(":"):
+                text = rest  # OpenCV names the C++ function first: keep what it says
+            source = "libtiff" if head.startswith("TIFF_") else "OpenCV"  # its libtiff handlers
+            notes.append(_Note(source, text, m.group(1) in ("ERROR", "FATAL")))
+        elif m := _FFMPEG_LINE.match(line):
+            notes.append(_Note("FFmpeg", line[m.end() :], True))
+        elif m := _LIBPNG_LINE.match(line):
+            notes.append(_Note("libpng", line[m.end() :], m.group(1) == "error"))
+        else:
+            notes.append(_Note(default_source, line, bool(_SEVERE_TEXT.search(line))))
+    return notes
+
+
+def _printable(text: str) -> str:
+    """``text`` with its control characters escaped as ``repr`` does, so that a message stays one line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _summary(notes: list[_Note]) -> str:
+    """``library: first message`` and how many more there were ('' for none); one line."""
+    if not notes:
+        return ""
+    first = notes[0]
+    text = first.text if len(first.text) <= _NOTE_CHARS else first.text[: _NOTE_CHARS - 3] + "..."
+    more = f"; {len(notes) - 1} more message(s)" if len(notes) > 1 else ""
+    return f"{first.source}: {text}{more}"
+
+
+def _decode_reporting(
+    decode: Callable[[], np.ndarray | None], fmt: str
+) -> tuple[np.ndarray | None, list[_Note]]:
+    """``decode()`` with the decoding libraries' stderr output captured: ``(result, notes)``."""
+    with _NATIVE.capture() as lines:
+        result = decode()
+    return result, _native_notes(lines, _LIBRARY.get(fmt, "decoder"))
+
+
+def _report_notes(name: str, fmt: str, notes: list[_Note], *also: str) -> None:
+    """After a successful decode: a truncation message is an error, the rest (and ``also``) one warning."""
+    if fmt == "JPEG" and any(n.text.startswith("Premature end of JPEG file") for n in notes):
+        raise _fail(name, "truncated JPEG (libjpeg: Premature end of JPEG file)")
+    parts = [a for a in also if a]
+    if notes:
+        severe = any(n.severe for n in notes)
+        what = f"corrupt {fmt} data, decoded with errors" if severe else f"{fmt} decoder warning"
+        parts.append(f"{what} ({_summary(notes)})")
+    if parts:
+        logger.warning("%s: %s", name, "; ".join(parts))
+
+
+def _exception_line(exc: BaseException) -> str:
+    """An exception as one short line: its first non-empty line (OpenCV's: its last), or its type."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = _OPENCV_ERROR.sub("", lines[-1] if isinstance(exc, cv2.error) and lines else lines[0] if lines else "")
+    text = _printable(text)
+    text = text if len(text) <= _NOTE_CHARS else text[: _NOTE_CHARS - 3] + "..."
+    kind = "OpenCV" if isinstance(exc, cv2.error) else type(exc).__name__
+    return f"{kind}: {text}" if text else kind
 
 
 # --------------------------------------------------------------------------- pixels

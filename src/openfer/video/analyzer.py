@@ -396,6 +396,11 @@ class VideoRun:
                 if pending is not None:
                     last, pending = pending, None
                     yield self._hand_out(*last)
+            except InputError:  # the stream ends in an error: the frame in the worker is still a result
+                if pending is not None:
+                    last, pending = pending, None
+                    yield self._hand_out(*last)
+                raise
             finally:
                 if pending is not None:  # stopped early: the worker's last frame is dropped
                     pending[0].cancel()

@@ -12,12 +12,31 @@
   otherwise from ``index / fps``. They always increase strictly.
 * **Colour** is converted once per selected frame (OpenCV's BGR to RGB, in place). Frames that are
   not selected are only grabbed, never retrieved, so they cost no colour conversion.
-* **Errors** are :class:`~openfer.errors.InputError` naming the file: missing, not a video (or no
-  codec for it in this OpenCV build), no decodable frame, or a stream that ends well before the
-  frame count its header declares (truncated or corrupt), raised after the frames that decoded.
+* **Errors** are :class:`~openfer.errors.InputError` naming the file: missing, empty, not a video
+  (or no codec for it in this OpenCV build; an MP4/MOV without its ``moov`` index is named as
+  such), no decodable frame, a frame that cannot be decoded, or a stream that ends well before its
+  header says, raised after the frames that decoded. Any exception OpenCV raises on the file's
+  bytes becomes such an error too.
+* **Short streams**: a container's frame count is an estimate (duration x frame rate where it
+  stores no count, wrong for variable frame rates), so a stream is truncated only when both its
+  frame count *and* its timestamps end short of the header (by more than 5 frames and 5 %); a
+  variable-frame-rate file whose fewer frames span the declared duration is complete (logged at
+  debug level, no warning).
+* **Decoder messages**: FFmpeg decodes in worker threads that log asynchronously, naming no file,
+  so its log is silenced: importing this module sets ``OPENCV_FFMPEG_LOGLEVEL=-8`` unless the
+  environment already sets it (then the user's level applies, printed by OpenCV on stdout). OpenCV
+  reads it when it first uses FFmpeg, so a process that opened a video with OpenCV before importing
+  openfer keeps FFmpeg's default log. What openfer sees itself is reported instead: the errors
+  above. OpenCV's own messages while opening or reading (``[ WARN:...] cap.cpp``,
+  ``cap_ffmpeg_impl.hpp``) are captured from stderr around each call (as :mod:`openfer.io.images`
+  does) and become one warning naming the file and the first frame concerned, plus one count at
+  the end of the stream when more frames had them; a file that does not open gets openfer's
+  reason, not OpenCV's. Decoder trouble is an error only where frames are lost (the stream ends
+  short, a frame does not decode), a warning otherwise.
 * **Image sequences** (a folder of images or a glob) are read with
   :func:`openfer.io.images.read_image` in natural order (``img2`` before ``img10``) at ``sequence_fps``
-  (default 30); every image must have the first image's size.
+  (default 30); every image must have the first image's size, and an unreadable image ends the
+  sequence with its error after the frames before it.
 """
 
 from __future__ import annotations
@@ -27,16 +46,16 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..io.images import IMAGE_EXTENSIONS, read_image
+from ..io.images import _NATIVE, IMAGE_EXTENSIONS, _exception_line, _native_notes, _summary, read_image
 
 log = logging.getLogger("openfer")
 
@@ -47,6 +66,9 @@ DEFAULT_SEQUENCE_FPS = 30.0
 # count is truncated or corrupt; container frame counts are estimates, off by a few frames.
 _TRUNCATION_FRAMES = 5
 _TRUNCATION_SHARE = 0.05
+# FFmpeg's log level for OpenCV: AV_LOG_QUIET. OpenCV reads it once, when it first uses FFmpeg, so
+# it is set on import (only a default: a level the user set is kept); see the module doc.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 class Frame(NamedTuple):
@@ -145,14 +167,115 @@ def _sequence_paths(text: str) -> list[Path] | None:
 
 def _open_capture(path: Path) -> cv2.VideoCapture:
     api = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
-    cap = cv2.VideoCapture(str(path), api)
-    if not cap.isOpened():
+    with _NATIVE.capture() as lines:
+        try:
+            cap = cv2.VideoCapture(str(path), api)
+            opened = cap.isOpened()
+        except Exception as exc:  # cv2.error on these bytes is still the file's fault
+            raise InputError(f"{path}: cannot open as a video ({_exception_line(exc)})") from None
+    if not opened:
         cap.release()
-        raise InputError(
-            f"{path}: cannot open as a video (not a video, truncated, or no codec for it "
-            f"in this OpenCV build)"
-        )
+        raise InputError(f"{path}: cannot open as a video ({_not_a_video(path)})")
+    if lines:
+        log.warning("%s: video decoder warning (%s)", path, _summary(_native_notes(lines, "OpenCV")))
     return cap
+
+
+def _not_a_video(path: Path) -> str:
+    """Why OpenCV may have failed to open ``path``, as far as its first bytes tell."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            boxes = _top_level_boxes(f, size)
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if size == 0:
+        return "empty file, 0 bytes"
+    if boxes and b"moov" not in boxes:
+        return "an MP4/MOV file without its 'moov' index: the recording was cut short or never finished"
+    return "not a video, truncated, or no codec for it in this OpenCV build"
+
+
+def _top_level_boxes(f: BinaryIO, size: int, limit: int = 4096) -> list[bytes]:
+    """Types of the top-level boxes of an ISO media (MP4/MOV) file; ``[]`` when it is not one."""
+    kinds: list[bytes] = []
+    pos = 0
+    while pos + 8 <= size and len(kinds) < limit:
+        f.seek(pos)
+        head = f.read(16)
+        n, kind = int.from_bytes(head[:4], "big"), head[4:8]
+        if not kinds and kind != b"ftyp":
+            return []
+        kinds.append(kind)
+        if n == 1 and len(head) == 16:
+            n = int.from_bytes(head[8:16], "big")  # a 64-bit size
+        elif n == 0:
+            break  # the box runs to the end of the file
+        if n < 8:
+            break
+        pos += n
+    return kinds
+
+
+class _Notes:
+    """OpenCV's stderr messages while reading one file: the first warned at once, the rest counted."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.frames = 0
+        self.first = -1
+
+    def add(self, lines: list[str], index: int) -> None:
+        if not lines:
+            return
+        self.frames += 1
+        if self.first < 0:
+            self.first = index
+            what = _summary(_native_notes(lines, "OpenCV"))
+            log.warning("%s: frame %d: video decoder warning (%s)", self.source, index, what)
+
+    def finish(self) -> None:
+        if self.frames > 1:
+            log.warning(
+                "%s: video decoder warnings on %d frames in all (the first at frame %d)",
+                self.source,
+                self.frames,
+                self.first,
+            )
+
+
+def _read(call: Callable[[], Any], source: str, index: int, notes: _Notes) -> Any:
+    """``call()`` (a capture's grab or retrieve), OpenCV's messages captured and its exceptions named."""
+    with _NATIVE.capture() as lines:
+        try:
+            out = call()
+        except Exception as exc:  # cv2.error on these bytes is still the file's fault
+            raise InputError(f"{source}: frame {index} cannot be decoded ({_exception_line(exc)})") from None
+    notes.add(lines, index)
+    return out
+
+
+def _prop(cap: cv2.VideoCapture, prop: int) -> float:
+    """A capture property; NaN where OpenCV cannot give one."""
+    try:
+        return float(cap.get(prop))
+    except Exception:  # a property the backend fails to compute on this file
+        return math.nan
+
+
+def _count_short(declared: int | None, decoded: int) -> bool:
+    """Whether ``decoded`` frames fall short of a declared count by more than an estimate's error."""
+    return declared is not None and declared - decoded > max(_TRUNCATION_FRAMES, _TRUNCATION_SHARE * declared)
+
+
+def _truncated(declared: int | None, decoded: int, last_t: float, fps: float) -> bool:
+    """Whether a stream that ended by itself after ``decoded`` frames, the last at ``last_t`` s, is
+    short of its header: of both the declared frame count and the duration it implies
+    (``declared / fps``, how OpenCV estimates the count where the container stores none)."""
+    if not _count_short(declared, decoded):
+        return False
+    duration, covered = declared / fps, last_t + 1.0 / fps
+    return duration - covered > max(_TRUNCATION_FRAMES / fps, _TRUNCATION_SHARE * duration)
 
 
 class VideoReader:
@@ -203,19 +326,26 @@ class VideoReader:
         if not path.is_file():
             raise InputError(f"{path}: not a file")
         cap = _open_capture(path)
-        if not cap.grab():
+        self._notes = _Notes(self.source)
+        try:
+            grabbed = _read(cap.grab, self.source, 0, self._notes)
+        except InputError:
+            cap.release()
+            raise
+        if not grabbed:
             cap.release()
             raise InputError(
                 f"{path}: no decodable video frame (corrupt, or no codec for it in this OpenCV build)"
             )
-        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        fps_src = float(cap.get(cv2.CAP_PROP_FPS))
+        w, h = (_prop(cap, cv2.CAP_PROP_FRAME_WIDTH), _prop(cap, cv2.CAP_PROP_FRAME_HEIGHT))
+        fps_src = _prop(cap, cv2.CAP_PROP_FPS)
         if not (math.isfinite(fps_src) and 0 < fps_src <= 1000):
             log.warning("%s: frame rate unknown (%r), assuming %g fps", path, fps_src, DEFAULT_SEQUENCE_FPS)
             fps_src = DEFAULT_SEQUENCE_FPS
-        n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        count = int(n) if math.isfinite(n) and n > 0 else None
-        self.info = VideoInfo(self.source, w, h, fps_src, count, False)
+        n = _prop(cap, cv2.CAP_PROP_FRAME_COUNT)
+        count = int(n) if math.isfinite(n) and 0 < n < 2**53 else None
+        width, height = (int(v) if math.isfinite(v) and v > 0 else 0 for v in (w, h))
+        self.info = VideoInfo(self.source, width, height, fps_src, count, False)
         self._cap = cap  # first frame grabbed: the first iteration continues from here
 
     @property
@@ -264,27 +394,27 @@ class VideoReader:
             yield Frame(i, t, rgb)
 
     def _iter_video(self) -> Iterator[Frame]:
-        cap, grabbed = self._cap, True
+        cap, grabbed, notes = self._cap, True, self._notes
         self._cap = None
         if cap is None:
-            cap, grabbed = _open_capture(Path(self.source)), False
+            cap, grabbed, notes = _open_capture(Path(self.source)), False, _Notes(self.source)
         sel = _Selector(self.every, self.fps, self.start, self.end)
         fps = self.info.fps
         index, prev_t, stopped = -1, -math.inf, False
         try:
             while True:
-                if not grabbed and not cap.grab():
+                if not grabbed and not _read(cap.grab, self.source, index + 1, notes):
                     break
                 grabbed = False
                 index += 1
-                t = _timestamp(cap.get(cv2.CAP_PROP_POS_MSEC), index, fps, prev_t)
+                t = _timestamp(_prop(cap, cv2.CAP_PROP_POS_MSEC), index, fps, prev_t)
                 prev_t = t
                 if sel.done(t):
                     stopped = True
                     break
                 if not sel(t) or (self.after is not None and index <= self.after):
                     continue
-                ok, bgr = cap.retrieve()
+                ok, bgr = _read(cap.retrieve, self.source, index, notes)
                 if not ok or bgr is None:
                     raise InputError(f"{self.source}: frame {index} cannot be decoded (corrupt video?)")
                 if bgr.ndim != 3 or bgr.shape[2] != 3:
@@ -294,15 +424,22 @@ class VideoReader:
                 yield Frame(index, t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr))
         finally:
             cap.release()
-        declared = self.info.frame_count
-        decoded = index + 1
-        if not stopped and declared is not None:
-            missing = declared - decoded
-            if missing > max(_TRUNCATION_FRAMES, _TRUNCATION_SHARE * declared):
-                raise InputError(
-                    f"{self.source}: truncated or corrupt: the stream ends after {decoded} of the "
-                    f"{declared} frames its header declares"
-                )
+            notes.finish()
+        declared, decoded = self.info.frame_count, index + 1
+        if stopped or not _count_short(declared, decoded):
+            return
+        if _truncated(declared, decoded, prev_t, fps):
+            raise InputError(
+                f"{self.source}: truncated or corrupt: the stream ends after {decoded} of the "
+                f"{declared} frames its header declares"
+            )
+        log.debug(
+            "%s: %d frames where the container estimates %d, and they span its duration "
+            "(a variable frame rate): complete",
+            self.source,
+            decoded,
+            declared,
+        )
 
     def close(self) -> None:
         if self._cap is not None:
