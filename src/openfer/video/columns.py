@@ -29,7 +29,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -41,6 +41,37 @@ from ..types import EXPRESSIONS, POSE_NAMES
 if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline import Analyzer
     from .analyzer import VideoFrame
+
+
+class TimelineData(Protocol):
+    """What events and plots read from a timeline (:class:`openfer.video.timeline.Timeline` is one), so
+    that :mod:`~openfer.video.events` and :mod:`~openfer.video.plots` never import the timeline module:
+    the dependency points one way (timeline -> events, plots)."""
+
+    classes: tuple[str, ...]
+    au_names: tuple[str, ...]
+    raw: TimelineData | None
+
+    @property
+    def times(self) -> Any: ...
+
+    @property
+    def tracks(self) -> Any: ...
+
+    @property
+    def probabilities(self) -> Any: ...
+
+    @property
+    def aus(self) -> Any: ...
+
+    @property
+    def valence_arousal(self) -> Any: ...
+
+    def track_ids(self) -> Any: ...
+
+    def step(self) -> float: ...
+
+    def smooth(self, method: str = ..., **options: Any) -> TimelineData: ...
 
 BASE_COLUMNS: tuple[str, ...] = (
     "time",

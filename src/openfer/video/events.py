@@ -50,16 +50,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..core.au import PROTOTYPE_AUS
 from ..core.reasons import ADJECTIVES
 from ..errors import InputError, ShapeError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .timeline import Timeline
+from .columns import TimelineData
 
 ON = 0.5  # probability at which an event starts
 OFF = 0.35  # probability below which it ends
@@ -388,8 +386,8 @@ def track_dynamics(
 
 
 def event_probabilities(
-    timeline: Timeline, smooth: str | None = "ema", tau: float = EVENT_TAU
-) -> tuple[Timeline, np.ndarray]:
+    timeline: TimelineData, smooth: str | None = "ema", tau: float = EVENT_TAU
+) -> tuple[TimelineData, np.ndarray]:
     """``(raw timeline, probabilities)``: the probabilities :func:`timeline_dynamics` finds events
     on, row-aligned with the raw timeline (the measured values: the timeline itself, or the ``raw``
     of a smoothed one).
@@ -406,7 +404,7 @@ def event_probabilities(
 
 
 def timeline_dynamics(
-    timeline: Timeline,
+    timeline: TimelineData,
     *,
     smooth: str | None = "ema",
     tau: float = EVENT_TAU,

@@ -24,7 +24,7 @@ import os
 import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -32,10 +32,8 @@ from ..core.affect import valence_arousal as derived_valence_arousal
 from ..errors import InputError
 from ..extras import require
 from ..io.tables import atomic_open
+from .columns import TimelineData
 from .events import GAP_STEPS, TrackDynamics, event_probabilities, timeline_dynamics
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .timeline import Timeline
 
 CLASS_COLORS: dict[str, str] = {
     "neutral": "#7f7f7f",
@@ -143,7 +141,7 @@ class _Track:
     """One track's rows in time order: times, raw and (optionally) smoothed probabilities, V/A, AUs."""
 
     def __init__(
-        self, timeline: Timeline, track: int, smoothed: np.ndarray | None, va: np.ndarray, aus: np.ndarray
+        self, timeline: TimelineData, track: int, smoothed: np.ndarray | None, va: np.ndarray, aus: np.ndarray
     ) -> None:
         m = timeline.tracks == track
         order = np.argsort(timeline.times[m], kind="stable")
@@ -223,7 +221,7 @@ def _plot_track(
 
 
 def plot_timeline(
-    timeline: Timeline,
+    timeline: TimelineData,
     out_dir: str | os.PathLike[str],
     tracks: Iterable[int] | None = None,
     *,
