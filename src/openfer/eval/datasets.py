@@ -36,7 +36,8 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, ShapeError
-from ..io.images import _decode_reporting, _exception_line, _printable, _report_notes, _summary
+from ..io.images import _decode_reporting, _exception_line, _report_notes, _summary
+from ..io.text import printable as _printable
 from .labels import FERPLUS_CLASSES, FERPLUS_VOTE_COLUMNS, canonical_label, majority_labels, soft_targets
 
 FERPLUS_SPLITS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}

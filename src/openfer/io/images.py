@@ -74,6 +74,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, ShapeError
+from .text import printable
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -632,7 +633,7 @@ def _native_notes(lines: list[str], default_source: str) -> list[_Note]:
     """Captured lines as notes, each tagged with the library that printed it (prefixes removed)."""
     notes = []
     for raw in lines:
-        line = _printable(raw)
+        line = printable(raw)
         if m := _OPENCV_LINE.match(line):
             text = _OPENCV_ERROR.sub("", line[m.end() :])
             head, _, rest = text.partition(" ")
@@ -647,11 +648,6 @@ def _native_notes(lines: list[str], default_source: str) -> list[_Note]:
         else:
             notes.append(_Note(default_source, line, bool(_SEVERE_TEXT.search(line))))
     return notes
-
-
-def _printable(text: str) -> str:
-    """``text`` with its control characters escaped as ``repr`` does, so that a message stays one line."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _summary(notes: list[_Note]) -> str:
@@ -690,7 +686,7 @@ def _exception_line(exc: BaseException) -> str:
     """An exception as one short line: its first non-empty line (OpenCV's: its last), or its type."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     text = _OPENCV_ERROR.sub("", lines[-1] if isinstance(exc, cv2.error) and lines else lines[0] if lines else "")
-    text = _printable(text)
+    text = printable(text)
     text = text if len(text) <= _NOTE_CHARS else text[: _NOTE_CHARS - 3] + "..."
     kind = "OpenCV" if isinstance(exc, cv2.error) else type(exc).__name__
     return f"{kind}: {text}" if text else kind
