@@ -218,3 +218,16 @@ def test_two_workers_write_the_same_outputs_as_one_process(tmp_path):
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     with pytest.raises(InputError, match="workers must be an integer >= 1"):
         run_batch(one, [str(folder)], BatchOutputs(), workers=0)
+
+
+def test_a_decoder_warning_is_kept_in_the_row(analyzer, tmp_path):
+    bad = Path(__file__).parent / "assets" / "bad" / "corrupt_mid.jpg"  # libjpeg recovers, with errors
+    out = BatchOutputs(csv=str(tmp_path / "r.csv"), json=str(tmp_path / "r.json"))
+    s = run_batch(analyzer, [str(bad), str(FACE)], out)
+    assert s.failed == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    (warning,) = doc["images"][0]["warnings"]
+    assert str(bad) in warning and "corrupt JPEG data" in warning
+    assert doc["images"][1]["warnings"] == []
+    rows = _rows(tmp_path / "r.csv")
+    assert "corrupt JPEG data" in rows[0]["warnings"] and rows[-1]["warnings"] == ""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -76,25 +77,27 @@ class ImageRow:
     height: int | None = None
     error: str | None = None
     records: tuple[dict[str, Any], ...] = ()
+    warnings: tuple[str, ...] = ()  # decoder warnings (a JPEG decoded with errors, unreadable EXIF...)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "records": list(self.records)}
+        return {**asdict(self), "records": list(self.records), "warnings": list(self.warnings)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImageRow:
-        return cls(**{**d, "records": tuple(d["records"])})
+        return cls(**{**d, "records": tuple(d["records"]), "warnings": tuple(d.get("warnings", ()))})
 
     def table_rows(self) -> list[dict[str, Any]]:
-        """CSV/Parquet rows: the face records with ``status``, or one row without a face."""
+        """CSV/Parquet rows: the face records with ``status`` and ``warnings``, or one row without a face."""
+        head = {"source": self.source, "status": self.status, "warnings": " | ".join(self.warnings)}
         if self.records:
-            return [{"source": self.source, "status": self.status, **_drop(r, "source")} for r in self.records]
-        return [{"source": self.source, "status": self.status}]
+            return [{**head, **_drop(r, "source")} for r in self.records]
+        return [head]
 
     def document(self) -> dict[str, Any]:
         """This input's entry of the JSON document's ``images`` list."""
         faces = [_drop(r, "source", "frame", "time") for r in self.records]
         return {"source": self.source, "status": self.status, "width": self.width, "height": self.height,
-                "error": self.error, "faces": faces}
+                "error": self.error, "warnings": list(self.warnings), "faces": faces}
 
 
 @dataclass
@@ -292,17 +295,38 @@ def analyze_item(analyzer: Any, item: _Item, outputs: BatchOutputs) -> tuple[Ima
     Also returns the messages of annotated images that could not be written."""
     if item.path is None:
         return ImageRow(item.index, item.source, f"error: {item.error}", error=item.error), []
-    try:
-        rgb = read_image(item.path, max_pixels=analyzer.options.max_pixels)
-        res = analyzer.analyze_rgb(rgb, source=item.source)
-    except InputError as e:
-        return ImageRow(item.index, item.source, f"error: {e}", error=str(e)), []
+    with _Warnings() as seen:
+        try:
+            rgb = read_image(item.path, max_pixels=analyzer.options.max_pixels)
+            res = analyzer.analyze_rgb(rgb, source=item.source)
+        except InputError as e:
+            return ImageRow(item.index, item.source, f"error: {e}", error=str(e), warnings=tuple(seen)), []
     records = tuple(res.to_records(landmarks=outputs.landmarks))
     status = STATUS_OK if records else STATUS_NO_FACE
     unwritten = []
     if item.annotation is not None:
         unwritten = _annotate(analyzer, rgb, res.faces, item.annotation, outputs)
-    return ImageRow(item.index, item.source, status, res.width, res.height, None, records), unwritten
+    row = ImageRow(item.index, item.source, status, res.width, res.height, None, records, tuple(seen))
+    return row, unwritten
+
+
+class _Warnings(logging.Handler):
+    """Collects the ``openfer`` logger's warnings while an input is read and analysed (they still
+    reach the other handlers: the terminal sees them too)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(printable(record.getMessage()))
+
+    def __enter__(self) -> list[str]:
+        logging.getLogger("openfer").addHandler(self)
+        return self.messages
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("openfer").removeHandler(self)
 
 
 def write_outputs(
