@@ -597,6 +597,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_to_stderr(level: int) -> None:
+    """openfer's warnings (decoder messages naming a file...) as one line each on the current stderr;
+    the handler of an earlier ``main`` call in this process is replaced, not added to."""
+    for h in [h for h in log.handlers if getattr(h, "_openfer_cli", False)]:
+        log.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter("%(levelname)s: %(message)s"))
+    handler._openfer_cli = True  # type: ignore[attr-defined]
+    log.addHandler(handler)
+    log.setLevel(level)
+
+
 def _safe_streams() -> None:
     """Never crash on printing a name the terminal's encoding cannot show (``PYTHONIOENCODING=ascii``,
     surrogate-escaped bytes): such characters are written as backslash escapes."""
@@ -612,9 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     _safe_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler_ = logging.StreamHandler()
-    handler_.setFormatter(_OneLineFormatter("%(levelname)s: %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, handlers=[handler_])
+    _log_to_stderr(logging.DEBUG if args.debug else logging.WARNING)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
