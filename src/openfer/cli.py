@@ -597,16 +597,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _log_to_stderr(level: int) -> None:
-    """openfer's warnings (decoder messages naming a file...) as one line each on the current stderr;
-    the handler of an earlier ``main`` call in this process is replaced, not added to."""
-    for h in [h for h in log.handlers if getattr(h, "_openfer_cli", False)]:
-        log.removeHandler(h)
+def _log_to_stderr(level: int) -> logging.Handler:
+    """openfer's warnings (decoder messages naming a file...) as one line each on the current stderr,
+    while a command runs (``main`` removes the handler after it)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLineFormatter("%(levelname)s: %(message)s"))
-    handler._openfer_cli = True  # type: ignore[attr-defined]
     log.addHandler(handler)
     log.setLevel(level)
+    return handler
 
 
 def _safe_streams() -> None:
@@ -624,12 +622,19 @@ def main(argv: list[str] | None = None) -> int:
     _safe_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
-    _log_to_stderr(logging.DEBUG if args.debug else logging.WARNING)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
     handler = {"analyze": _cmd_analyze, "video": _cmd_video, "live": _cmd_live, "evaluate": _cmd_evaluate,
                "train": _cmd_train, "models": _cmd_models}[args.command]
+    log_handler = _log_to_stderr(logging.DEBUG if args.debug else logging.WARNING)
+    try:
+        return _run(handler, args)
+    finally:
+        log.removeHandler(log_handler)
+
+
+def _run(handler, args: argparse.Namespace) -> int:  # noqa: ANN001
     try:
         return handler(args)
     except KeyboardInterrupt:

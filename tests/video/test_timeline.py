@@ -189,9 +189,13 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         TimelineWriter(tmp_path / "r", EXPRESSIONS, {"source": "x", "every": 2}, resume=True)
 
 
-def test_finished_run_is_replaced_by_a_fresh_one(tmp_path):
+def test_finished_run_is_kept_unless_overwrite_is_asked(tmp_path):
     write_all(tmp_path / "r", frames_a())
-    w = TimelineWriter(tmp_path / "r", EXPRESSIONS, {"source": "x"})
+    before = (tmp_path / "r" / TIMELINE_FILE).read_text()
+    with pytest.raises(InputError, match="holds a finished run .*--resume .*--overwrite"):
+        TimelineWriter(tmp_path / "r", EXPRESSIONS, {"source": "x"})
+    assert (tmp_path / "r" / TIMELINE_FILE).read_text() == before
+    w = TimelineWriter(tmp_path / "r", EXPRESSIONS, {"source": "x"}, overwrite=True)
     assert not w.complete and not (tmp_path / "r" / TIMELINE_FILE).exists()
     w.finish()
     assert (tmp_path / "r" / TIMELINE_FILE).read_text() == ",".join(timeline_columns()) + "\n"

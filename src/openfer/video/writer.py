@@ -62,8 +62,8 @@ class TimelineWriter:
         au_names, affect, pspi, au_baseline, openset, blendshape_names: the optional column groups
             (:class:`ColumnGroups`, :func:`optional_columns`); fixed for the run, a resume must have
             the same.
-        resume: continue the unfinished run in ``out_dir``. Without it, an unfinished run there is an
-            error (so it is never overwritten by mistake); a finished one is replaced.
+        resume: continue the unfinished run in ``out_dir`` (a finished one is kept as it is). Without
+            it, any earlier run there is an error, so it is never replaced by mistake.
         overwrite: discard whatever run ``out_dir`` holds (progress, parts, timeline, even unreadable
             ones) and start a fresh one; excludes ``resume``.
         chunk_frames, chunk_seconds: commit after this many frames or seconds, whichever comes first.
@@ -137,6 +137,11 @@ class TimelineWriter:
                 f"{self.out_dir}: holds an unfinished run ({prev['frames_done']} frames done); "
                 f"pass --resume (resume=True) to continue it, --overwrite (overwrite=True) to discard it, "
                 f"or use another output folder"
+            )
+        if prev is not None:  # a finished run is never replaced silently
+            raise InputError(
+                f"{self.out_dir}: holds a finished run ({prev['frames_done']} frames); pass --resume "
+                f"(resume=True) to keep it, --overwrite (overwrite=True) to analyse again, or use another output folder"
             )
         for _, p in self._part_files():
             p.unlink()
