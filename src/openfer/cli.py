@@ -181,7 +181,11 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
 
     d, v = AnalyzerOptions(), VideoOptions()
     p = sub.add_parser("video", help="analyse videos or image sequences: per-frame timeline with track ids")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders of images or image globs")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files, folders or image globs; a folder that holds videos gives each of them "
+                   "(into OUT/<name>/), a folder without videos is one image sequence")
+    p.add_argument("--sequence", action="store_true",
+                   help="read every folder as an image sequence, even one that holds videos")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--every", type=int, default=v.every, metavar="N", help="analyse every N-th frame")
     g.add_argument(
@@ -326,7 +330,12 @@ def _cmd_video(args: argparse.Namespace) -> int:
         overrides["threads"] = args.threads
     video = VideoAnalyzer(args.preset, **overrides)
     failed = unwritten = 0
-    for text, out in zip(args.inputs, _video_out_dirs(args.inputs, Path(args.out)), strict=True):
+    from .video.reader import video_inputs
+
+    inputs, notes = video_inputs(args.inputs, sequence=args.sequence)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    for text, out in zip(inputs, _video_out_dirs(inputs, Path(args.out)), strict=True):
         progress = _Progress(Path(text).name)
         try:
             res = analyze_video_to_dir(

@@ -155,3 +155,26 @@ def test_cli_overwrite_recovers_a_folder_with_a_garbage_progress_file(tmp_path, 
     with pytest.raises(SystemExit) as info:
         main(["video", str(SINGLE_FACE), "--out", str(out), "--overwrite", "--resume"])
     assert info.value.code == EXIT_USAGE
+
+
+def test_a_folder_of_videos_gives_one_output_folder_per_video(tmp_path, capsys):
+    import shutil
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(SINGLE_FACE, clips / "a.mp4")
+    shutil.copy(SINGLE_FACE, clips / "b.mp4")
+    shutil.copy(SINGLE_FACE.parent.parent / "photos" / "single_face.jpg", clips / "still.jpg")
+    out = tmp_path / "out"
+    assert main(["video", str(clips), "--out", str(out), "--every", "12", "-q"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b"]
+    for name in ("a", "b"):
+        assert len(Timeline.read_csv(out / name / TIMELINE_FILE)) == 6
+    assert f"note: {clips}: 1 image(s) beside its 2 video(s) are not analysed" in err
+    # rerunning into the finished folders asks instead of replacing them
+    assert main(["video", str(clips), "--out", str(out), "--every", "12", "-q"]) == EXIT_INPUT
+    assert capsys.readouterr().err.count("holds a finished run") == 2
+    # --sequence: the folder's images as one sequence
+    assert main(["video", str(clips), "--out", str(tmp_path / "seq"), "--sequence", "-q"]) == EXIT_OK
+    assert len(Timeline.read_csv(tmp_path / "seq" / "clips" / TIMELINE_FILE)) == 1

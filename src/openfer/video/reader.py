@@ -46,7 +46,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -56,6 +56,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.images import _NATIVE, IMAGE_EXTENSIONS, _exception_line, _native_notes, _summary, read_image
+from ..io.text import printable
 
 log = logging.getLogger("openfer")
 
@@ -469,4 +470,28 @@ def _timestamp(pos_msec: float, index: int, fps: float, prev: float) -> float:
     return t
 
 
-__all__ = ["DEFAULT_SEQUENCE_FPS", "VIDEO_EXTENSIONS", "Frame", "VideoInfo", "VideoReader"]
+
+def video_inputs(inputs: Sequence[str], sequence: bool = False) -> tuple[list[str], list[str]]:
+    """The videos to analyse, one per entry, and notes for the user. A folder that holds video files
+    (:data:`VIDEO_EXTENSIONS`, not hidden) gives each of them, sorted; a folder without videos, or any
+    folder with ``sequence=True``, is one image sequence; files and globs are kept as given."""
+    out: list[str] = []
+    notes: list[str] = []
+    for text in inputs:
+        p = Path(text)
+        if sequence or not p.is_dir():
+            out.append(text)
+            continue
+        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        videos = [f for f in files if f.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS]
+        if not videos:
+            out.append(text)
+            continue
+        out.extend(str(v) for v in videos)
+        images = sum(f.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS for f in files)
+        if images:
+            notes.append(f"{printable(text)}: {images} image(s) beside its {len(videos)} video(s) are not analysed "
+                         "(--sequence reads the folder's images as one sequence)")
+    return out, notes
+
+__all__ = ["DEFAULT_SEQUENCE_FPS", "VIDEO_EXTENSIONS", "Frame", "VideoInfo", "VideoReader", "video_inputs"]
