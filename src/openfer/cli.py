@@ -499,14 +499,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = args.model or AnalyzerOptions().expression_model
     # classes=None: keep every label name found, so the coverage report can name what the model lacks
     data = read_dataset(args.data, args.format, args.split, classes=None, votes=args.votes)
+    progress = _Progress(data.name, unit="images")
     if args.faces == "crops":
         clf = ExpressionClassifier(model, threads=args.threads)
-        ev = score_crops(data, clf)
+        ev = score_crops(data, clf, progress)
         name, sha = clf.model.name, clf.model.sha256
     else:
         an = Analyzer(expression_model=model, threads=args.threads)
-        ev = score_detect(data, an)
+        ev = score_detect(data, an, progress)
         name, sha = an.expression.model.name, an.expression.model.sha256
+    progress.close()
     cov = label_coverage(data, ev.classes)
     rep = {"model": name, "sha256": sha, "data": str(args.data), "split": data.split,
            "faces": args.faces, **ev.report, "coverage": cov}

@@ -180,3 +180,22 @@ def test_unwritable_output_is_a_one_line_error(tmp_path, capsys):
     lines = [x for x in err.splitlines() if x.startswith("error")]
     assert rc == EXIT_OUTPUT and "Traceback" not in err
     assert lines == [f"error: cannot write {tmp_path / 'file' / 'out.json'}: {tmp_path / 'file'} is a file, not a folder"]
+
+
+@pytest.mark.parametrize("command", ["analyze", "evaluate"])
+def test_progress_line_on_a_terminal(tmp_path, monkeypatch, command):
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+    if command == "analyze":
+        rc = main(["analyze", str(PHOTOS / "single_face.jpg"), str(PHOTOS / "multi_face.jpg")])  # -q: no bar
+    else:
+        rc = main(["evaluate", str(PHOTOS / "labeled"), "--faces", "detect"])
+    assert rc == EXIT_OK
+    text = tty.getvalue()
+    assert "images/s" in text and "\r" in text

@@ -100,10 +100,11 @@ class Evaluation:
     classes: tuple[str, ...]
 
 
-def score_crops(data: LabeledImages, classifier) -> Evaluation:  # noqa: ANN001
+def score_crops(data: LabeledImages, classifier, progress=None) -> Evaluation:  # noqa: ANN001
     """Images are face crops: resize to the model input and classify (no detection, no alignment).
 
     Labels are matched to the model's classes by name; samples of other classes count as unlabeled.
+    ``progress(done, total)`` is called after each chunk of 256 images.
     """
     size = classifier.spec.size
     ready = relabel(data, tuple(classifier.classes))
@@ -113,6 +114,8 @@ def score_crops(data: LabeledImages, classifier) -> Evaluation:  # noqa: ANN001
         chunk = np.zeros(len(usable), bool)
         chunk[i : i + 256] = True
         probs.append(classifier.predict_crops(load_gray_stack(usable.subset(chunk), size)))
+        if progress is not None:
+            progress(min(i + 256, len(usable)), len(usable))
     p = np.concatenate(probs) if probs else np.zeros((0, len(classifier.classes)))
     rep = classification_report(p, usable.labels, classifier.classes)
     rep["dropped_unlabeled"] = int(len(data) - len(usable))
@@ -124,14 +127,17 @@ def evaluate_crops(data: LabeledImages, classifier) -> dict:  # noqa: ANN001
     return score_crops(data, classifier).report
 
 
-def score_detect(data: LabeledImages, analyzer) -> Evaluation:  # noqa: ANN001
-    """Full pipeline on each photo; the largest face is scored. No face counts as an error."""
+def score_detect(data: LabeledImages, analyzer, progress=None) -> Evaluation:  # noqa: ANN001
+    """Full pipeline on each photo; the largest face is scored. No face counts as an error.
+    ``progress(done, total)`` is called after each photo."""
     ready = relabel(data, tuple(analyzer.classes))
     usable = ready.subset(ready.labels >= 0)
     ncls = len(analyzer.classes)
     probs = np.zeros((len(usable), ncls))
     found = np.zeros(len(usable), bool)
     for i, path in enumerate(usable.paths):
+        if progress is not None and i:
+            progress(i, len(usable))
         try:
             res = analyzer.analyze(path if usable.images is None else usable.images[i], source=str(path))
         except InputError as e:
