@@ -1,7 +1,7 @@
 """Rebalance the shipped expression model's last layer for the rare classes (no network retraining).
 
     python scripts/rebalance_head.py [--model fernet_s] [--ferplus ../shared/datasets/ferplus]
-        [--out runs/rebalance] [--min-accuracy-drop 0.002]
+        [--out runs/rebalance] [--min-accuracy-drop 0.002 | --floor ACC] [--base-run DIR]
 
 1. Caches the penultimate features of ``--model`` for FER2013Train and FER2013Valid (majority protocol,
    the crop and its mirror image, as :class:`~openfer.components.expression.ExpressionClassifier`
@@ -117,6 +117,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "rebalance")
     ap.add_argument("--min-accuracy-drop", type=float, default=0.002,
                     help="largest valid accuracy loss (absolute) a pick may have against the model")
+    ap.add_argument("--floor", type=float, default=None,
+                    help="absolute valid accuracy a pick must keep (instead of --min-accuracy-drop), e.g. for "
+                    "a network trained with a balanced loss, whose own accuracy is not the reference")
+    ap.add_argument("--base-run", type=Path, default=BASE_RUN,
+                    help="the network's training run folder (config.json, log.csv, summary.json, template.json)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -135,7 +140,7 @@ def main() -> None:
     base_logits = head0(fva)
     np.testing.assert_allclose(base_logits, va["logits"].mean(0), atol=1e-3)  # features are the Gemm input
     base = report(base_logits, yv, t0, classes)
-    floor = base["accuracy"] - a.min_accuracy_drop
+    floor = base["accuracy"] - a.min_accuracy_drop if a.floor is None else a.floor
     prior = class_prior(tr["soft"])
     print(f"shipped: valid accuracy {base['accuracy']:.4f} UAR {base['uar']:.4f}; pick floor {floor:.4f}")
     print("train prior:", dict(zip(classes, np.round(prior, 4).tolist(), strict=True)))
@@ -198,7 +203,8 @@ def main() -> None:
                 "head": {"lever": name, "param": param, "base_sha256": model.sha256,
                          "fitted_on": "ferplus/train features (frozen network)", "selected_on": "ferplus/valid",
                          "command": "python scripts/rebalance_head.py"
-                         + (f" --min-accuracy-drop {a.min_accuracy_drop:g}" if a.min_accuracy_drop != 0.002 else "")}}
+                         + (f" --min-accuracy-drop {a.min_accuracy_drop:g}" if a.min_accuracy_drop != 0.002 else "")
+                         + (f" --floor {a.floor:g}" if a.floor is not None else "")}}
         folder = a.out / name
         folder.mkdir(exist_ok=True)
         onnx_path = save_model(replace_head(proto, head, spec), folder / f"{spec0['arch']}.onnx")
@@ -208,9 +214,10 @@ def main() -> None:
         p, _ = clf.predict_open(xs)
         np.testing.assert_allclose(p, softmax(lo[:64], temp), atol=1e-4)
         for f in ("config.json", "log.csv", "summary.json", "template.json"):  # for release_model.py
-            if (BASE_RUN / f).exists():
-                shutil.copyfile(BASE_RUN / f, folder / f)
-        info = {"lever": name, "param": param, "temperature": temp, "base_run": BASE_RUN_TRAINED,
+            if (a.base_run / f).exists():
+                shutil.copyfile(a.base_run / f, folder / f)
+        base_run = BASE_RUN_TRAINED if a.base_run == BASE_RUN else str(a.base_run)
+        info = {"lever": name, "param": param, "temperature": temp, "base_run": base_run,
                 "valid": {k: rep[k] for k in ("n", "accuracy", "uar", "macro_f1", "ece")},
                 "valid_recall": {c: rep["per_class"][c]["recall"] for c in classes},
                 "valid_correct": {c: [int(rep["confusion"]["matrix"][i][i]), rep["per_class"][c]["support"]]
