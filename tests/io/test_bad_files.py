@@ -18,7 +18,7 @@ import pytest
 
 from openfer.errors import InputError
 from openfer.eval.datasets import load_gray
-from openfer.io import images
+from openfer.io import images, native
 from openfer.io.images import decode_image, read_image
 
 BAD = Path(__file__).resolve().parents[1] / "assets" / "bad"
@@ -179,7 +179,7 @@ def test_data_set_images_report_decoder_messages_too(caplog, capfd):
 
 
 def test_note_lines_are_tagged_and_cleaned():
-    notes = images._native_notes(
+    notes = native.native_notes(
         [
             "[ WARN:0@0.6] global cap.cpp:212 open VIDEOIO(FFMPEG): backend is generally available",
             "[ERROR:0@0.04] global grfmt_tiff.cpp:117 TIFF_Error Using code not yet in table",
@@ -196,7 +196,7 @@ def test_note_lines_are_tagged_and_cleaned():
         ("libpng", "iCCP: known incorrect sRGB profile", False),
         ("libjpeg", "Corrupt JPEG data: 110 extraneous bytes before marker 0xd7\\x1b[0m", True),
     ]
-    assert images._summary(notes[2:4]) == "FFmpeg: moov atom not found; 1 more message(s)"
+    assert native.summary(notes[2:4]) == "FFmpeg: moov atom not found; 1 more message(s)"
 
 
 def test_capture_restores_stderr_and_keeps_python_output(capfd):
@@ -204,9 +204,9 @@ def test_capture_restores_stderr_and_keeps_python_output(capfd):
     import sys
 
     sys.stderr.write("before ")
-    with images._NATIVE.capture() as lines:
+    with native.NATIVE.capture() as lines:
         os.write(2, b"from C\n")
-        with images._NATIVE.capture() as inner:  # nested: the outer capture gets it
+        with native.NATIVE.capture() as inner:  # nested: the outer capture gets it
             os.write(2, b"nested\n")
     os.write(2, b"after\n")
     assert lines == ["from C", "nested"] and inner == []

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, ShapeError
-from ..io.images import _decode_reporting, _exception_line, _report_notes, _summary
+from ..io.native import decode_reporting, exception_line, report_notes, summary
 from ..io.text import printable as _printable
 from .labels import FERPLUS_CLASSES, FERPLUS_VOTE_COLUMNS, canonical_label, majority_labels, soft_targets
 
@@ -72,11 +72,11 @@ def _text(path: Path) -> Iterator[TextIO]:
         bad = exc.object[exc.start : exc.start + 1].hex()
         raise InputError(f"{path}: not UTF-8 text (undecodable byte 0x{bad})") from None
     except csv.Error as exc:
-        raise InputError(f"{path}: malformed CSV ({_exception_line(exc)})") from None
+        raise InputError(f"{path}: malformed CSV ({exception_line(exc)})") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except Exception as exc:  # whatever else these bytes make a parser raise is still the file's fault
-        raise InputError(f"{path}: malformed label file ({_exception_line(exc)})") from None
+        raise InputError(f"{path}: malformed label file ({exception_line(exc)})") from None
 
 
 def _votes(cells: list[str], source: str) -> list[float]:
@@ -194,12 +194,12 @@ def load_gray(path: Path, size: int | None = None) -> np.ndarray:
     """
     fmt = _IMAGE_FORMATS.get(Path(path).suffix.lower(), "image")
     try:
-        img, notes = _decode_reporting(lambda: cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), fmt)
+        img, notes = decode_reporting(lambda: cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), fmt)
     except Exception as exc:  # cv2.error on these bytes is still the file's fault
-        raise InputError(f"{path}: cannot be read as an image ({_exception_line(exc)})") from None
+        raise InputError(f"{path}: cannot be read as an image ({exception_line(exc)})") from None
     if img is None:
-        raise InputError(f"{path}: cannot be read as an image" + (f" ({_summary(notes)})" if notes else ""))
-    _report_notes(str(path), fmt, notes)
+        raise InputError(f"{path}: cannot be read as an image" + (f" ({summary(notes)})" if notes else ""))
+    report_notes(str(path), fmt, notes)
     return _resize_gray(img, size)
 
 

@@ -34,7 +34,7 @@ Policies, the same on every path:
   that cannot be parsed is "corrupt <FMT> header (<exception type>)"); offsets read from a file are
   checked against its length before they are followed.
 * **Decoder messages**: libjpeg, libpng, libtiff and OpenCV print their warnings straight to the
-  process's stderr (file descriptor 2), naming no file. Decoding captures them (fd 2 is redirected
+  process's stderr (file descriptor 2), naming no file. Decoding captures them (:mod:`openfer.io.native`: fd 2 is redirected
   to a temporary file around the call, one decode at a time under a process-wide lock) and reports
   them as openfer's own one line naming the file:
 
@@ -56,25 +56,19 @@ Policies, the same on every path:
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import logging
 import os
-import re
 import struct
-import sys
-import tempfile
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import cv2
 import numpy as np
 
 from ..errors import InputError, ShapeError
-from .text import printable
+from .native import decode_reporting, exception_line, report_notes, summary
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -180,15 +174,15 @@ def decode_image(
     fmt = header.format
     flags = cv2.IMREAD_COLOR if fmt == "JPEG" else cv2.IMREAD_UNCHANGED
     try:
-        decoded, notes = _decode_reporting(lambda: cv2.imdecode(np.frombuffer(buf, np.uint8), flags), fmt)
+        decoded, notes = decode_reporting(lambda: cv2.imdecode(np.frombuffer(buf, np.uint8), flags), fmt)
     except MemoryError:
         raise _fail(name, f"not enough memory to decode a {header.width}x{header.height} image") from None
     except Exception as exc:  # cv2.error or anything else the decoder raises on these bytes
-        raise _fail(name, f"corrupt {fmt} data ({_exception_line(exc)})") from None
+        raise _fail(name, f"corrupt {fmt} data ({exception_line(exc)})") from None
     if decoded is None or decoded.size == 0:
         if fmt == "GIF" and not _HAS_GIF:
             raise _fail(name, f"GIF needs OpenCV >= 4.11 to decode (this is {cv2.__version__})")
-        raise _fail(name, f"corrupt or truncated {fmt} data ({_summary(notes) or 'OpenCV could not decode it'})")
+        raise _fail(name, f"corrupt or truncated {fmt} data ({summary(notes) or 'OpenCV could not decode it'})")
     if decoded.shape[0] * decoded.shape[1] > max_pixels:  # a header that understated the size
         h, w = decoded.shape[:2]
         raise _fail(name, f"image is {w}x{h} = {_mp(w * h)} MP, over the {_mp(max_pixels)} MP limit")
@@ -198,7 +192,7 @@ def decode_image(
     rgb = _to_rgb_uint8(_bgr_to_rgb(decoded), name)
     if header.orientation != 1:
         rgb = _apply_orientation(rgb, header.orientation)
-    _report_notes(name, fmt, notes, header.exif_problem)
+    report_notes(name, fmt, notes, header.exif_problem)
     return np.ascontiguousarray(rgb)
 
 
@@ -537,159 +531,6 @@ _HEADER_PARSERS = {
     "WebP": _webp_header,
     "TIFF": _tiff_header,
 }
-
-
-# --------------------------------------------------------------------------- decoder messages
-
-
-class _NativeOutput:
-    """Captures what C libraries print on file descriptor 2 while a call runs (see the module doc).
-
-    One capture at a time in the process (an ``RLock``); a capture nested in another, in the same
-    thread, leaves the output to the outer one. The sink is one temporary file per process.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.depth = 0
-        self.sink: IO[bytes] | None = None
-        self.pid = 0
-
-    def after_fork(self) -> None:
-        self.__init__()  # a child gets a fresh lock and its own sink (the parent's is shared)
-
-    @contextlib.contextmanager
-    def capture(self) -> Iterator[list[str]]:
-        """Yields a list that holds the captured lines once the block has run."""
-        lines: list[str] = []
-        with self.lock:
-            if self.depth:
-                yield lines
-                return
-            fd, saved = self._redirect()
-            self.depth += 1
-            try:
-                yield lines
-            finally:
-                self.depth -= 1
-                if saved is not None:
-                    lines.extend(self._restore(fd, saved))
-
-    def _redirect(self) -> tuple[int, int | None]:
-        try:
-            if self.sink is None or self.pid != os.getpid():
-                self.sink, self.pid = tempfile.TemporaryFile(prefix="openfer-stderr-"), os.getpid()
-            fd = self.sink.fileno()
-            for stream in (sys.stderr, sys.__stderr__):
-                if stream is not None:
-                    stream.flush()  # Python's own pending output goes where it was meant to
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-            saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):  # no fd 2 (pythonw), a closed sys.stderr...
-            return -1, None
-        try:
-            os.dup2(fd, 2)
-        except OSError:
-            os.close(saved)
-            return -1, None
-        return fd, saved
-
-    @staticmethod
-    def _restore(fd: int, saved: int) -> list[str]:
-        os.dup2(saved, 2)
-        os.close(saved)
-        size = os.lseek(fd, 0, os.SEEK_END)
-        if not size:
-            return []
-        os.lseek(fd, 0, os.SEEK_SET)
-        data = os.read(fd, min(size, 1 << 16))
-        return [line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
-
-
-_NATIVE = _NativeOutput()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_NATIVE.after_fork)
-
-_LIBRARY = {"JPEG": "libjpeg", "PNG": "libpng", "TIFF": "libtiff", "WebP": "libwebp"}
-_OPENCV_LINE = re.compile(r"\[\s*(WARN|ERROR|FATAL|INFO|DEBUG|VERBOSE)[^\]]*\]\s*(?:global\s+)?(?:\S+:\d+\s+)?")
-_OPENCV_ERROR = re.compile(r"OpenCV\([^)]*\)\s+\S+:\d+:\s+error:\s+\([^)]*\)\s*")
-_FFMPEG_LINE = re.compile(r"\[([^\]@]+?) @ (?:0x)?[0-9a-fA-F]+\]\s*")
-_LIBPNG_LINE = re.compile(r"libpng (warning|error):\s*")
-_SEVERE_TEXT = re.compile(r"corrupt|error|premature|invalid|bad |not yet in table", re.IGNORECASE)
-_NOTE_CHARS = 160
-
-
-@dataclass(frozen=True)
-class _Note:
-    """One line a decoding library printed: which library, the text, whether it reports lost data."""
-
-    source: str
-    text: str
-    severe: bool
-
-
-def _native_notes(lines: list[str], default_source: str) -> list[_Note]:
-    """Captured lines as notes, each tagged with the library that printed it (prefixes removed)."""
-    notes = []
-    for raw in lines:
-        line = printable(raw)
-        if m := _OPENCV_LINE.match(line):
-            text = _OPENCV_ERROR.sub("", line[m.end() :])
-            head, _, rest = text.partition(" ")
-            if rest and not head.endswith(":"):
-                text = rest  # OpenCV names the C++ function first: keep what it says
-            source = "libtiff" if head.startswith("TIFF_") else "OpenCV"  # its libtiff handlers
-            notes.append(_Note(source, text, m.group(1) in ("ERROR", "FATAL")))
-        elif m := _FFMPEG_LINE.match(line):
-            notes.append(_Note("FFmpeg", line[m.end() :], True))
-        elif m := _LIBPNG_LINE.match(line):
-            notes.append(_Note("libpng", line[m.end() :], m.group(1) == "error"))
-        else:
-            notes.append(_Note(default_source, line, bool(_SEVERE_TEXT.search(line))))
-    return notes
-
-
-def _summary(notes: list[_Note]) -> str:
-    """``library: first message`` and how many more there were ('' for none); one line."""
-    if not notes:
-        return ""
-    first = notes[0]
-    text = first.text if len(first.text) <= _NOTE_CHARS else first.text[: _NOTE_CHARS - 3] + "..."
-    more = f"; {len(notes) - 1} more message(s)" if len(notes) > 1 else ""
-    return f"{first.source}: {text}{more}"
-
-
-def _decode_reporting(
-    decode: Callable[[], np.ndarray | None], fmt: str
-) -> tuple[np.ndarray | None, list[_Note]]:
-    """``decode()`` with the decoding libraries' stderr output captured: ``(result, notes)``."""
-    with _NATIVE.capture() as lines:
-        result = decode()
-    return result, _native_notes(lines, _LIBRARY.get(fmt, "decoder"))
-
-
-def _report_notes(name: str, fmt: str, notes: list[_Note], *also: str) -> None:
-    """After a successful decode: a truncation message is an error, the rest (and ``also``) one warning."""
-    if fmt == "JPEG" and any(n.text.startswith("Premature end of JPEG file") for n in notes):
-        raise _fail(name, "truncated JPEG (libjpeg: Premature end of JPEG file)")
-    parts = [a for a in also if a]
-    if notes:
-        severe = any(n.severe for n in notes)
-        what = f"corrupt {fmt} data, decoded with errors" if severe else f"{fmt} decoder warning"
-        parts.append(f"{what} ({_summary(notes)})")
-    if parts:
-        logger.warning("%s: %s", name, "; ".join(parts))
-
-
-def _exception_line(exc: BaseException) -> str:
-    """An exception as one short line: its first non-empty line (OpenCV's: its last), or its type."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    text = _OPENCV_ERROR.sub("", lines[-1] if isinstance(exc, cv2.error) and lines else lines[0] if lines else "")
-    text = printable(text)
-    text = text if len(text) <= _NOTE_CHARS else text[: _NOTE_CHARS - 3] + "..."
-    kind = "OpenCV" if isinstance(exc, cv2.error) else type(exc).__name__
-    return f"{kind}: {text}" if text else kind
 
 
 # --------------------------------------------------------------------------- pixels

@@ -55,7 +55,8 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..io.images import _NATIVE, IMAGE_EXTENSIONS, _exception_line, _native_notes, _summary, read_image
+from ..io.images import IMAGE_EXTENSIONS, read_image
+from ..io.native import NATIVE, exception_line, native_notes, summary
 from ..io.text import printable
 
 log = logging.getLogger("openfer")
@@ -168,17 +169,17 @@ def _sequence_paths(text: str) -> list[Path] | None:
 
 def _open_capture(path: Path) -> cv2.VideoCapture:
     api = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
-    with _NATIVE.capture() as lines:
+    with NATIVE.capture() as lines:
         try:
             cap = cv2.VideoCapture(str(path), api)
             opened = cap.isOpened()
         except Exception as exc:  # cv2.error on these bytes is still the file's fault
-            raise InputError(f"{path}: cannot open as a video ({_exception_line(exc)})") from None
+            raise InputError(f"{path}: cannot open as a video ({exception_line(exc)})") from None
     if not opened:
         cap.release()
         raise InputError(f"{path}: cannot open as a video ({_not_a_video(path)})")
     if lines:
-        log.warning("%s: video decoder warning (%s)", path, _summary(_native_notes(lines, "OpenCV")))
+        log.warning("%s: video decoder warning (%s)", path, summary(native_notes(lines, "OpenCV")))
     return cap
 
 
@@ -232,7 +233,7 @@ class _Notes:
         self.frames += 1
         if self.first < 0:
             self.first = index
-            what = _summary(_native_notes(lines, "OpenCV"))
+            what = summary(native_notes(lines, "OpenCV"))
             log.warning("%s: frame %d: video decoder warning (%s)", self.source, index, what)
 
     def finish(self) -> None:
@@ -247,11 +248,11 @@ class _Notes:
 
 def _read(call: Callable[[], Any], source: str, index: int, notes: _Notes) -> Any:
     """``call()`` (a capture's grab or retrieve), OpenCV's messages captured and its exceptions named."""
-    with _NATIVE.capture() as lines:
+    with NATIVE.capture() as lines:
         try:
             out = call()
         except Exception as exc:  # cv2.error on these bytes is still the file's fault
-            raise InputError(f"{source}: frame {index} cannot be decoded ({_exception_line(exc)})") from None
+            raise InputError(f"{source}: frame {index} cannot be decoded ({exception_line(exc)})") from None
     notes.add(lines, index)
     return out
 
