@@ -109,9 +109,22 @@ def recipe(run: Path, cfg: dict) -> str:
     return (
         f"`openfer train ../shared/datasets/ferplus --out {run} --arch {cfg['arch']} --epochs {cfg['epochs']} "
         f"--seed {cfg['seed']}"
+        + (f" --lr {cfg['lr']:g}" if cfg["lr"] != 0.1 else "")
+        + (f" --init-from {cfg['init_from']}" if cfg.get("init_from") else "")
+        + (f" --freeze {cfg['freeze']}" if cfg.get("freeze") else "")
+        + (f" --logit-adjust {cfg['logit_adjust']:g}" if cfg.get("logit_adjust") else "")
+        + (f" --scale {cfg['scale'][0]:g} {cfg['scale'][1]:g}" if list(cfg["scale"]) != [0.85, 1.15] else "")
         + (f" --degrade-p {deg:g}" if deg else "")
         + (f" --teacher {' '.join(teachers)} --teacher-weight {tw:g}" if teachers else "")
         + f"` (run with --threads {cfg['threads'] or 0}): "
+        + (
+            f"fine-tuned from `{cfg['init_from']}`"
+            + (f" (sha256 {notes['init_sha256'][:12]}…)" if notes.get("init_sha256") else "")
+            + " (weights read back from its ONNX, BatchNorm "
+            f"unfolded: `openfer.train.export.weights_from_onnx`) with `{cfg['freeze']}` fixed; "
+            if cfg.get("init_from")
+            else ""
+        )
         + (
             f"distilled: the targets are {1 - tw:g} x the FER+ vote distribution + {tw:g} x the teachers' "
             "mirror-averaged softmax (temperature 1) on each training crop, computed once before training "
@@ -120,11 +133,18 @@ def recipe(run: Path, cfg: dict) -> str:
             else ""
         )
         + f"SGD (Nesterov, momentum {cfg['momentum']}, lr {cfg['lr']}, weight decay {cfg['weight_decay']}), batch {cfg['batch_size']}, "
-        f"{cfg['warmup_epochs']:g} warm-up epochs then cosine decay, {cfg['epochs']} epochs; soft-label cross-entropy; augmentation: "
+        f"{cfg['warmup_epochs']:g} warm-up epochs then cosine decay, {cfg['epochs']} epochs; "
+        + (
+            f"logit-adjusted soft-label cross-entropy (cross-entropy of logits + {cfg['logit_adjust']:g} x log train prior, "
+            "Menon et al. 2021)"
+            if cfg.get("logit_adjust")
+            else "soft-label cross-entropy"
+        )
+        + "; augmentation: "
         f"rotation ±{cfg['rotate_deg']:g}°, scale {cfg['scale']}, translation ±{cfg['translate']:g}, horizontal flip, random erasing "
         f"p={cfg['erase_p']}, mixup/CutMix on {cfg['mix_p']:.0%} of batches"
         + (f", blur/noise/JPEG/low-resolution degradation of {deg:.0%} of images" if deg else "")
-        + f"; EMA of weights (decay {cfg['ema_decay']}), bf16 autocast, channels-last."
+        + f"; EMA of weights (decay {cfg['ema_decay']}), {'bf16 autocast' if cfg.get('bf16', True) else 'fp32'}, channels-last."
     )
 
 

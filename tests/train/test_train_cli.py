@@ -1,5 +1,6 @@
 """`openfer train` end to end on a tiny ImageFolder with a new label set (needs the [train] extra)."""
 
+import hashlib
 import json
 
 import cv2
@@ -163,7 +164,9 @@ def test_fine_tune_from_an_exported_onnx_with_frozen_layers(tmp_path):
     after = torch.load(ft / "best.pt", weights_only=False)["model"]
     assert torch.equal(after["stem.0.0.weight"], before["stem.0.0.weight"])  # frozen
     assert not torch.equal(after["stages.2.1.c1.0.weight"], before["stages.2.1.c1.0.weight"])  # trained
-    assert json.loads((ft / "config.json").read_text())["freeze"] == "stem,stages.0,stages.1"
+    cfg = json.loads((ft / "config.json").read_text())
+    assert cfg["freeze"] == "stem,stages.0,stages.1"
+    assert cfg["notes"]["init_sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     with pytest.raises(ValueError, match="freeze: no module 'stage9'"):
         from openfer.train.nets import build
         from openfer.train.recipe import freeze_modules

@@ -178,6 +178,18 @@ def _config(args: argparse.Namespace, **extra: object):  # noqa: ANN202
     return TrainConfig(**{k: v for k, v in given.items() if k in names})
 
 
+def _init_sha256(init_from: str) -> str:
+    from ..runtime.onnx import registry, sha256_file, verified_file
+
+    if init_from in registry():
+        return verified_file(init_from)[1]
+    if not Path(init_from).is_file():
+        from ..errors import InputError
+
+        raise InputError(f"--init-from {init_from}: not found (a .pt checkpoint, an .onnx or a shipped model name)")
+    return sha256_file(Path(init_from))
+
+
 def _bf16(choice: str) -> bool:
     if choice == "auto":
         from .recipe import bf16_supported
@@ -263,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
 
         teacher_models = load_teachers(teachers, tr.classes, args.threads)
         notes = {"teachers": [str(t) for t in teachers], "teacher_weight": args.teacher_weight}
+    if args.init_from:  # which file it was: a shipped name changes meaning with the next release
+        notes["init_sha256"] = _init_sha256(args.init_from)
     cfg: TrainConfig = _config(args, classes=tr.classes, notes=notes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
