@@ -320,7 +320,8 @@ def run(args: argparse.Namespace) -> int:
         "epochs": cfg.epochs,
         "best_valid_acc": summary["best_valid_acc"],
         "openset": openset.to_dict(),
-        **({"distilled_from": notes["teachers"], "teacher_weight": notes["teacher_weight"]} if notes else {}),
+        **({"distilled_from": notes["teachers"], "teacher_weight": notes["teacher_weight"]} if "teachers" in notes else {}),
+        **({"init_sha256": notes["init_sha256"]} if "init_sha256" in notes else {}),
     }
     onnx_path = export_onnx(out / "best.pt", spec, out / f"{cfg.arch}.onnx", openset=maha)
     with atomic_open(out / "summary.json") as fh:
