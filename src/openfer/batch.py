@@ -295,19 +295,31 @@ def analyze_item(analyzer: Any, item: _Item, outputs: BatchOutputs) -> tuple[Ima
     Also returns the messages of annotated images that could not be written."""
     if item.path is None:
         return ImageRow(item.index, item.source, f"error: {item.error}", error=item.error), []
+    path = item.path
+    row, rgb, res = analyze_one(analyzer, lambda: read_image(path, max_pixels=analyzer.options.max_pixels),
+                                item.source, outputs.landmarks, item.index)
+    unwritten = []
+    if item.annotation is not None and res is not None:
+        unwritten = _annotate(analyzer, rgb, res.faces, item.annotation, outputs)
+    return row, unwritten
+
+
+def analyze_one(
+    analyzer: Any, load: Callable[[], Any], source: str, landmarks: bool = False, index: int = 0
+) -> tuple[ImageRow, Any, Any]:
+    """One image's row: ``load()`` gives its RGB array (from a file, from uploaded bytes), then the
+    analysis; a bad image is an error row, decoder warnings are kept in it. Returns the row, the
+    array and the :class:`~openfer.types.FrameResult` (both ``None`` for an error row). The batch and
+    the service both analyse through this."""
     with _Warnings() as seen:
         try:
-            rgb = read_image(item.path, max_pixels=analyzer.options.max_pixels)
-            res = analyzer.analyze_rgb(rgb, source=item.source)
+            rgb = load()
+            res = analyzer.analyze_rgb(rgb, source=source)
         except InputError as e:
-            return ImageRow(item.index, item.source, f"error: {e}", error=str(e), warnings=tuple(seen)), []
-    records = tuple(res.to_records(landmarks=outputs.landmarks))
+            return ImageRow(index, source, f"error: {e}", error=str(e), warnings=tuple(seen)), None, None
+    records = tuple(res.to_records(landmarks=landmarks))
     status = STATUS_OK if records else STATUS_NO_FACE
-    unwritten = []
-    if item.annotation is not None:
-        unwritten = _annotate(analyzer, rgb, res.faces, item.annotation, outputs)
-    row = ImageRow(item.index, item.source, status, res.width, res.height, None, records, tuple(seen))
-    return row, unwritten
+    return ImageRow(index, source, status, res.width, res.height, None, records, tuple(seen)), rgb, res
 
 
 class _Warnings(logging.Handler):

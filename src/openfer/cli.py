@@ -557,6 +557,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from .service.app import DEFAULT_MAX_BODY
+
+    p = sub.add_parser("serve", help="REST service on this machine (needs openfer[serve]: FastAPI, uvicorn)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    p.add_argument("--port", type=_positive_int, default=8000)
+    p.add_argument("--preset", default="default", help="analyzer preset (see openfer analyze --help)")
+    p.add_argument("--max-body", type=_positive_int, default=DEFAULT_MAX_BODY, metavar="BYTES",
+                   help="largest request body (default %(default)s); larger ones get 413")
+    p.add_argument("--concurrency", type=_positive_int, default=1, help="analyses at a time (default 1)")
+    p.add_argument("--queue", type=int, default=16, help="requests that may wait for the analyzer (then 429)")
+    p.add_argument("--cors", nargs="*", default=[], metavar="ORIGIN", help="allow these browser origins (CORS)")
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .extras import require
+    from .service import ServiceConfig, create_app
+
+    uvicorn = require("uvicorn", "serve", "openfer serve")
+    app = create_app(ServiceConfig(options=args.preset, max_body_bytes=args.max_body, concurrency=args.concurrency,
+                                   queue=args.queue, cors_origins=tuple(args.cors)))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the shipped models: task, size, sha256, licence, card")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -605,6 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_train(sub)
     _add_models(sub)
+    _add_serve(sub)
     return p
 
 
@@ -637,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     handler = {"analyze": _cmd_analyze, "video": _cmd_video, "live": _cmd_live, "evaluate": _cmd_evaluate,
-               "train": _cmd_train, "models": _cmd_models}[args.command]
+               "train": _cmd_train, "models": _cmd_models, "serve": _cmd_serve}[args.command]
     log_handler = _log_to_stderr(logging.DEBUG if args.debug else logging.WARNING)
     try:
         return _run(handler, args)

@@ -1,0 +1,60 @@
+"""``openfer serve`` as a real server on loopback: starts, gets ready, answers, stops on SIGINT."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from conftest import PHOTOS
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
+    b = uuid.uuid4().hex
+    body = (f"--{b}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{b}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={b}"
+
+
+def test_serve_starts_answers_and_stops():
+    port = _free_port()
+    p = subprocess.Popen([sys.executable, "-m", "openfer.cli", "serve", "--port", str(port)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/readyz", timeout=2) as r:
+                    if json.loads(r.read())["status"] == "ready":
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert p.poll() is None and time.monotonic() < deadline, p.stderr.read().decode()
+            time.sleep(0.2)
+        body, ctype = _multipart("face.jpg", (PHOTOS / "single_face.jpg").read_bytes())
+        req = urllib.request.Request(base + "/v1/analyze", data=body, headers={"Content-Type": ctype,
+                                     "Origin": "http://elsewhere.example"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            got = json.loads(r.read())
+            assert "access-control-allow-origin" not in {k.lower() for k in r.headers}  # CORS off
+        assert got["status"] == "ok" and got["faces"][0]["label"] == "happiness"
+    finally:
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=30) == 0
