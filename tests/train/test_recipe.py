@@ -123,3 +123,8 @@ def test_logit_adjusted_loss_is_the_cross_entropy_of_prior_shifted_logits():
         objective_for("expression", TrainConfig(logit_adjust=1.0))
     acc, extra = Classification().score(np.array([[1, 0], [1, 0], [0, 1]]), np.array([0, 1, 1]))
     assert acc == pytest.approx(2 / 3) and extra["valid_uar"] == pytest.approx(0.75)
+    # logit-adjusted: accuracy of the re-adjusted (ordinary) posterior, UAR of the balanced logits
+    balanced = np.array([[0.0, 0.1], [0.0, 0.1], [0.0, 0.1]])  # argmax 1 everywhere
+    la = Classification(1.0, (np.log(0.9), np.log(0.1)))
+    acc, extra = la.score(balanced, np.array([0, 0, 1]))
+    assert acc == pytest.approx(2 / 3) and extra["valid_uar"] == pytest.approx(0.5)

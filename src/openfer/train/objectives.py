@@ -83,8 +83,14 @@ class Classification:
         return soft_cross_entropy(out, target)
 
     def score(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, dict[str, float]]:
+        """Accuracy (selection) and UAR. With the logit-adjusted loss the network's logits are the
+        balanced ones: the UAR is theirs, the accuracy that of ``logits + tau * log prior`` (the
+        estimate of the ordinary posterior), so that selection does not favour the epochs that
+        learnt the rare classes least."""
         hit = pred.argmax(1) == target
         recalls = [float(hit[target == c].mean()) for c in np.unique(target)]
+        if self.tau and self.log_prior:
+            hit = (pred + self.tau * np.asarray(self.log_prior)).argmax(1) == target
         return float(hit.mean()), {"valid_uar": float(np.mean(recalls))}
 
 
