@@ -107,3 +107,16 @@ def test_bad_frames_in_a_video_folder_are_named_and_the_good_ones_kept(tmp_path,
     lines = [line for line in err.splitlines() if "f04.jpg" in line]
     assert len(lines) == 1 and "empty file (0 bytes)" in lines[0]
     assert "results for the 4 decoded frames" in lines[0]
+
+
+def test_crafted_tiff_in_a_video_image_folder_is_named(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        shutil.copy(FACE, frames / f"f{i:02d}.jpg")
+    shutil.copy(BAD / "bigtiff_offset.tif", frames / "f03.tif")  # the crash input of issue 10, defect 1
+    rc = main(["video", str(frames), "--out", str(tmp_path / "v"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == EXIT_INPUT and "Traceback" not in err
+    lines = [line for line in err.splitlines() if "f03.tif" in line]
+    assert len(lines) == 1 and "truncated or corrupt TIFF" in lines[0] and "3 decoded frames" in lines[0]
