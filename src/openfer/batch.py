@@ -1,6 +1,6 @@
 """Batches of images: the per-input loop, its results document and its output files.
 
-:func:`run_batch` is what ``openfer analyze`` runs (and what a service or a cluster job calls): no
+:func:`run_batch` is what ``openfer analyze`` runs, :func:`analyze_one` what it and ``openfer serve`` run per image: no
 argparse here, only paths, options and callbacks.
 
 * **Every input is accounted for.** Each input gets a row: one per face (``status`` ``"ok"``), or a
@@ -36,7 +36,7 @@ from .io.lock import FolderLock
 from .io.tables import write_csv, write_json, write_parquet
 from .io.text import printable
 
-__all__ = ["BatchOutputs", "BatchSummary", "ImageRow", "plan_batch", "run_batch"]
+__all__ = ["BatchOutputs", "BatchSummary", "ImageRow", "analyze_one", "plan_batch", "run_batch", "write_outputs"]
 
 STATUS_OK, STATUS_NO_FACE = "ok", "no_face"
 WORK_SUFFIX = ".openfer-work"
