@@ -3,7 +3,7 @@
 Sources: docs/models/<model>_{test,valid,photos_dev,fixtures_labeled}.json (scripts/release_model.py),
 benchmarks/results/pipeline.json (benchmarks/bench_pipeline.py) and
 benchmarks/results/detection_recall.json (benchmarks/detection_recall.py), benchmarks/results/video.json,
-video_memory.json and outputs.json (the other benchmarks).
+video_memory.json, outputs.json and batch.json (the other benchmarks).
 Replaces the text between <!-- RESULTS --> and <!-- /RESULTS --> in README.md.
 
     python scripts/readme_results.py [--model fernet_s]
@@ -172,6 +172,19 @@ def main() -> None:
                 f"{added(r['added_ms']['aus'])} | "
                 f"{added(r['added_ms']['explain'])} | +{r['added_ms']['saliency']:.0f} ms |"
             )
+    batch = ROOT / "benchmarks/results/batch.json"
+    if batch.exists():
+        b = json.loads(batch.read_text())
+        r = b["results"]
+        lines += [
+            "",
+            f"Batches (`benchmarks/bench_batch.py`, {b['images']} photos_dev photos of 256x256, {b['machine']['cpu']}, "
+            f"{b['machine']['logical_cores']} cores, same run): a plain loop over `Analyzer.analyze` (openfer 0.1's "
+            f"`analyze`) {r['loop_0.1']['images_per_s']:.1f} images/s; `openfer analyze` with its resumable work file "
+            f"{r['batch_1_worker']['images_per_s']:.1f} images/s ({r['batch_1_worker']['ratio_to_loop']:.2f}x), with "
+            f"`--workers 2` {r['batch_2_worker']['images_per_s']:.1f} images/s ({r['batch_2_worker']['ratio_to_loop']:.2f}x, "
+            "the two workers' start-up and model loading included).",
+        ]
     lines += [
         "",
         f"In short, on 2 cores: a 640x360 one-face photo takes {d2['end_to_end']['median_ms']:.0f} ms with the default "
