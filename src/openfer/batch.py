@@ -33,7 +33,7 @@ from . import __version__
 from .errors import InputError, OutputError
 from .io.images import iter_image_paths, read_image
 from .io.lock import FolderLock
-from .io.tables import write_csv, write_json, write_parquet
+from .io.tables import check_folders, write_csv, write_json, write_parquet
 from .io.text import printable
 
 __all__ = ["BatchOutputs", "BatchSummary", "ImageRow", "analyze_one", "plan_batch", "run_batch", "write_outputs"]
@@ -394,22 +394,13 @@ def _check_outputs(outputs: BatchOutputs, inputs: set[Path]) -> None:
         if path.exists() and not path.is_file():
             what = "a folder" if path.is_dir() else "not a regular file (a device or FIFO)"
             raise InputError(f"{shown}: the {kind} output exists and is {what}")
-        _check_folder(path)
+        check_folders(path)
     if outputs.annotate:
         ann = Path(outputs.annotate)
         if ann.exists() and not ann.is_dir():
             raise InputError(f"{printable(str(ann))}: the annotation folder exists and is not a folder")
         if ann.resolve() in named:
             raise InputError(f"{printable(str(ann))}: given as both an output file and the annotation folder")
-
-
-def _check_folder(path: Path) -> None:
-    """:class:`OutputError` now, before any work, when ``path``'s nearest existing ancestor is a file."""
-    for up in path.parents:
-        if up.exists():
-            if not up.is_dir():
-                raise OutputError(printable(str(path)), f"{printable(str(up))} is a file, not a folder")
-            return
 
 
 def _with_annotations(items: list[_Item], folder: Path, inputs: set[Path]) -> list[_Item]:

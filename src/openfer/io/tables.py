@@ -28,14 +28,10 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     it is removed, so readers never see a half-written file. The file gets the usual (umask)
     permissions, not mkstemp's owner-only ones."""
     path = Path(path)
+    check_folders(path)
     try:
         if path.is_dir():
             raise IsADirectoryError(21, "it is a folder")
-        for up in path.parents:  # the nearest existing ancestor must be a folder
-            if up.exists():
-                if not up.is_dir():
-                    raise NotADirectoryError(20, f"{printable(str(up))} is a file, not a folder")
-                break
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
         os.close(fd)
@@ -52,6 +48,17 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         if isinstance(e, OSError) and not isinstance(e, OutputError):
             raise _output_error(path, e) from None
         raise
+
+
+def check_folders(path: str | Path) -> None:
+    """:class:`OutputError` when the nearest existing ancestor of ``path`` is a file (so ``path``
+    can never be written): what a batch checks before any work, and every write before writing."""
+    path = Path(path)
+    for up in path.parents:
+        if up.exists():
+            if not up.is_dir():
+                raise OutputError(printable(str(path)), f"{printable(str(up))} is a file, not a folder")
+            return
 
 
 def _output_error(path: Path, e: OSError) -> OutputError:
