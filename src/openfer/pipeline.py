@@ -270,14 +270,7 @@ class Analyzer:
             source = str(image) if source is None else source
             rgb = read_image(image, max_pixels=self.options.max_pixels)
         else:
-            shape = getattr(image, "shape", ())
-            if len(shape) >= 2 and int(shape[0]) * int(shape[1]) > self.options.max_pixels:
-                h, w, limit = int(shape[0]), int(shape[1]), self.options.max_pixels
-                raise InputError(
-                    f"image: array is {w}x{h} = {w * h / 1e6:.4g} MP, over the {limit / 1e6:.4g} MP limit "
-                    f"(max_pixels={limit}; raise it with Analyzer(max_pixels=...))"
-                )
-            rgb = as_rgb_array(image)
+            rgb = as_rgb_array(image, max_pixels=self.options.max_pixels)
         return self.analyze_rgb(rgb, source=source)
 
     def analyze_rgb(

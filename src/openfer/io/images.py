@@ -196,7 +196,7 @@ def decode_image(
     return np.ascontiguousarray(rgb)
 
 
-def as_rgb_array(image: np.ndarray) -> np.ndarray:
+def as_rgb_array(image: np.ndarray, *, max_pixels: int | None = None) -> np.ndarray:
     """Check and convert an image array from a caller into RGB ``uint8`` ``(H, W, 3)``, C-contiguous.
 
     Accepted: ``(H, W)`` or ``(H, W, 1)`` grey, ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA (composited
@@ -205,8 +205,8 @@ def as_rgb_array(image: np.ndarray) -> np.ndarray:
     C-contiguous RGB ``uint8`` is returned as is, without a copy.
 
     Raises :class:`~openfer.errors.ShapeError` for a wrong number of dimensions or channels or an
-    empty image, and :class:`~openfer.errors.InputError` for other dtypes, NaN/inf, or floats
-    outside [0, 1].
+    empty image, and :class:`~openfer.errors.InputError` for other dtypes, NaN/inf, floats outside
+    [0, 1], or more than ``max_pixels`` pixels (checked before any conversion, as for files).
     """
     if not isinstance(image, np.ndarray):
         if hasattr(image, "__array_interface__") or hasattr(image, "__array__"):
@@ -218,6 +218,11 @@ def as_rgb_array(image: np.ndarray) -> np.ndarray:
         raise ShapeError("image", expected, image.shape)
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ShapeError("image", f"{expected} with H, W > 0", image.shape)
+    h, w = int(image.shape[0]), int(image.shape[1])
+    if max_pixels is not None and h * w > max_pixels:
+        raise InputError(
+            f"image: array is {w}x{h} = {_mp(w * h)} MP, over the {_mp(max_pixels)} MP limit (max_pixels={max_pixels})"
+        )
     return _to_rgb_uint8(image, "image")
 
 
