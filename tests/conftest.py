@@ -6,7 +6,10 @@ golden comparison writes the actual annotated image to ``tests/_failures/`` for 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +44,26 @@ def load_or_write_golden(name: str, actual: dict, regen: bool) -> dict:
         GOLDEN.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(actual, indent=1) + "\n")
     return json.loads(path.read_text())
+
+
+_HOLD = """
+import sys
+from openfer.io.lock import FolderLock
+with FolderLock(sys.argv[1], command="holder test"):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+@contextlib.contextmanager
+def held_elsewhere(folder):
+    """Another process holding ``folder``'s lock (as a running job would) until the block ends; yields
+    its pid. Its lock file names the command ``holder test``."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(folder)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "held\n"
+        yield proc.pid
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)

@@ -3,7 +3,6 @@ any exit from the ``with`` block."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import multiprocessing
@@ -14,31 +13,11 @@ import sys
 from datetime import datetime
 
 import pytest
+from conftest import held_elsewhere
 
 from openfer.errors import InputError, OutputError
 from openfer.io import lock as lock_module
 from openfer.io.lock import LOCK_FILE, FolderInUseError, FolderLock, LockHolder
-
-HOLD = """
-import sys
-from openfer.io.lock import FolderLock
-with FolderLock(sys.argv[1], command="holder test"):
-    print("held", flush=True)
-    sys.stdin.readline()
-"""
-
-
-@contextlib.contextmanager
-def held_elsewhere(folder):
-    """Another process holding ``folder``'s lock until the block ends; yields its pid."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline() == "held\n"
-        yield proc.pid
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=30)
 
 
 def dead_pid() -> int:

@@ -9,7 +9,6 @@ among the outputs is refused.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -18,6 +17,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import held_elsewhere
 from video_assets import SINGLE_FACE, video_analyzer
 
 from openfer.errors import InputError
@@ -25,14 +25,6 @@ from openfer.io.lock import LOCK_FILE, FolderInUseError
 from openfer.video import analyze_video_to_dir
 from openfer.video.job import ANNOTATED_FILE, PLOTS_DIR, SUMMARY_FILE
 from openfer.video.timeline import PROGRESS_FILE, TIMELINE_FILE
-
-HOLD = """
-import sys
-from openfer.io.lock import FolderLock
-with FolderLock(sys.argv[1]):
-    print("held", flush=True)
-    sys.stdin.readline()
-"""
 
 
 class Killed(Exception):
@@ -47,17 +39,6 @@ def kill_at(n):
     return on_frame
 
 
-@contextlib.contextmanager
-def held_elsewhere(folder):
-    """Another process holding ``folder``'s lock (as a running ``openfer video`` would); yields its pid."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline() == "held\n"
-        yield proc.pid
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=30)
 
 
 def snapshot(folder):
