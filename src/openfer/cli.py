@@ -619,6 +619,18 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return EXIT_MODEL if any(v != "ok" for v in checked.values()) else EXIT_OK
 
 
+def _add_dataset(sub: argparse._SubParsersAction) -> None:
+    from .dataset.cli import add_parser
+
+    add_parser(sub)
+
+
+def _cmd_dataset(args: argparse.Namespace) -> int:
+    from .dataset.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="openfer", description="Offline facial expression analysis.")
     p.add_argument("--version", action="version", version=f"openfer {__version__}")
@@ -631,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_models(sub)
     _add_serve(sub)
+    _add_dataset(sub)
     return p
 
 
@@ -663,7 +676,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     handler = {"analyze": _cmd_analyze, "video": _cmd_video, "live": _cmd_live, "evaluate": _cmd_evaluate,
-               "train": _cmd_train, "models": _cmd_models, "serve": _cmd_serve}[args.command]
+               "train": _cmd_train, "models": _cmd_models, "serve": _cmd_serve,
+               "dataset": _cmd_dataset}[args.command]
     log_handler = _log_to_stderr(logging.DEBUG if args.debug else logging.WARNING)
     try:
         return _run(handler, args)
