@@ -36,7 +36,7 @@ from .io.lock import FolderLock
 from .io.tables import check_folders, write_csv, write_json, write_parquet
 from .io.text import printable
 
-__all__ = ["BatchOutputs", "BatchSummary", "ImageRow", "analyze_one", "plan_batch", "run_batch", "write_outputs"]
+__all__ = ["BatchItem", "BatchOutputs", "BatchSummary", "Engine", "ImageRow", "analyze_item", "analyze_one", "plan_batch", "run_batch", "write_outputs"]
 
 STATUS_OK, STATUS_NO_FACE = "ok", "no_face"
 WORK_SUFFIX = ".openfer-work"
@@ -116,7 +116,10 @@ class BatchSummary:
 
 
 @dataclass(frozen=True)
-class _Item:
+class BatchItem:
+    """One input of a batch: its position, its text as given, the file (``None`` with ``error`` when
+    the input could not be expanded) and its annotated image's path."""
+
     index: int
     source: str
     path: Path | None  # None: the input could not be expanded (error)
@@ -124,9 +127,13 @@ class _Item:
     annotation: Path | None = None
 
 
+# where the analysis of a batch runs: (analyzer, items still to do, outputs) -> what analyze_item returns
+Engine = Callable[[Any, "list[BatchItem]", BatchOutputs], Iterator[tuple[ImageRow, list[str]]]]
+
+
 @dataclass(frozen=True)
 class BatchPlan:
-    items: tuple[_Item, ...]
+    items: tuple[BatchItem, ...]
     skipped_in_subfolders: int
     work: Path | None  # the work folder of a resumable batch
 
@@ -134,7 +141,7 @@ class BatchPlan:
 def plan_batch(inputs: Sequence[str | os.PathLike[str]], outputs: BatchOutputs, recursive: bool = False) -> BatchPlan:
     """Expand the inputs (each bad one becomes an error item, not an exception) and check the outputs
     (refused ones raise :class:`InputError` before any work)."""
-    items: list[_Item] = []
+    items: list[BatchItem] = []
     seen: set[Path] = set()
     skipped = 0
     for text in inputs:
@@ -142,7 +149,7 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], outputs: BatchOutputs, 
         try:
             found = iter_image_paths([text], recursive=recursive)
         except InputError as e:
-            items.append(_Item(len(items), text, None, str(e)))
+            items.append(BatchItem(len(items), text, None, str(e)))
             continue
         if not recursive and Path(text).is_dir():
             skipped += _images_below(Path(text)) - len(found)
@@ -150,7 +157,7 @@ def plan_batch(inputs: Sequence[str | os.PathLike[str]], outputs: BatchOutputs, 
             key = p.resolve()
             if key not in seen:
                 seen.add(key)
-                items.append(_Item(len(items), str(p), p))
+                items.append(BatchItem(len(items), str(p), p))
     _check_outputs(outputs, seen)
     if outputs.annotate:
         items = _with_annotations(items, Path(outputs.annotate), seen)
@@ -177,11 +184,15 @@ def run_batch(
     progress: Callable[[int, int], None] | None = None,
     stdout: Any = None,
     workers: int = 1,
+    engine: Engine | None = None,
 ) -> BatchSummary:
     """Analyse every input with ``analyzer`` (an :class:`~openfer.pipeline.Analyzer`) and write
     ``outputs``. With ``workers`` > 1 the images are analysed by that many processes, each with its
     own analyzer built from ``analyzer.options`` (ONNX Runtime threads split between them when the
-    options leave them at 0); the outputs are the same, rows in input order. ``on_row`` sees each newly analysed input's row (not the resumed ones), ``on_error``
+    options leave them at 0); the outputs are the same, rows in input order. ``engine`` runs the
+    analysis elsewhere instead (``openfer.scale.ray_engine.RayEngine``: a Ray cluster); it is given the
+    analyzer, the inputs still to do and the outputs, and yields what :func:`analyze_item` returns, in
+    any order, while this function keeps the work file, the resume and the outputs. ``on_row`` sees each newly analysed input's row (not the resumed ones), ``on_error``
     each one-line error (bad inputs, unwritable outputs), ``progress(done, total)`` the count after
     each input. ``resume`` continues an unfinished batch from its work folder; ``overwrite``
     discards one. Raises :class:`InputError` for refused outputs or an unfinished batch left alone.
@@ -191,10 +202,13 @@ def run_batch(
               "outputs": {k: str(p.resolve()) for k, p in outputs.files()}}
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be an integer >= 1, got {workers!r}")
+    if engine is not None and workers != 1:
+        raise InputError("workers and engine exclude each other: the engine decides where the analysis runs")
     lock = FolderLock(plan.work) if plan.work is not None else contextlib.nullcontext()
     with lock:  # a second batch into the same outputs gets a one-line error naming this one
         summary = _run_locked(
-            analyzer, plan, outputs, header, resume, overwrite, on_row, on_error, progress, stdout, workers
+            analyzer, plan, outputs, header, resume, overwrite, on_row, on_error, progress, stdout,
+            engine or _LocalEngine(workers),
         )
     if plan.work is not None and summary.finished:
         with contextlib.suppress(OSError):  # only if nothing else was left in it
@@ -202,7 +216,7 @@ def run_batch(
     return summary
 
 
-def _run_locked(analyzer, plan, outputs, header, resume, overwrite, on_row, on_error, progress, stdout, workers):  # noqa: ANN001, ANN202
+def _run_locked(analyzer, plan, outputs, header, resume, overwrite, on_row, on_error, progress, stdout, engine):  # noqa: ANN001, ANN202
     done = _open_work(plan.work, header, resume, overwrite)
     summary = BatchSummary(skipped_in_subfolders=plan.skipped_in_subfolders)
     by_index: dict[int, ImageRow] = {}
@@ -215,7 +229,7 @@ def _run_locked(analyzer, plan, outputs, header, resume, overwrite, on_row, on_e
     if progress is not None and summary.resumed:
         progress(summary.resumed, len(plan.items))
     with _RowLog(plan.work) as log:
-        for row, unwritten in _analyzed(analyzer, todo, outputs, workers):
+        for row, unwritten in engine(analyzer, todo, outputs):
             if unwritten:  # not logged as done: a resumed run writes its images again
                 summary.unwritten.extend(unwritten)
                 for msg in unwritten:
@@ -243,9 +257,18 @@ def _run_locked(analyzer, plan, outputs, header, resume, overwrite, on_row, on_e
     return summary
 
 
-def _analyzed(analyzer: Any, items: list[_Item], outputs: BatchOutputs, workers: int) -> Iterator[tuple[ImageRow, list[str]]]:
+class _LocalEngine:
     """``analyze_item`` of each item, in this process or in ``workers`` processes (in completion
     order, at most two items in flight per worker)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def __call__(self, analyzer: Any, items: list[BatchItem], outputs: BatchOutputs) -> Iterator[tuple[ImageRow, list[str]]]:
+        return _analyzed(analyzer, items, outputs, self.workers)
+
+
+def _analyzed(analyzer: Any, items: list[BatchItem], outputs: BatchOutputs, workers: int) -> Iterator[tuple[ImageRow, list[str]]]:
     if workers == 1 or len(items) < 2:
         for it in items:
             yield analyze_item(analyzer, it, outputs)
@@ -286,11 +309,11 @@ def _init_worker(options: Any) -> None:
     _WORKER["analyzer"] = Analyzer(options)
 
 
-def _work(item: _Item, outputs: BatchOutputs) -> tuple[ImageRow, list[str]]:
+def _work(item: BatchItem, outputs: BatchOutputs) -> tuple[ImageRow, list[str]]:
     return analyze_item(_WORKER["analyzer"], item, outputs)
 
 
-def analyze_item(analyzer: Any, item: _Item, outputs: BatchOutputs) -> tuple[ImageRow, list[str]]:
+def analyze_item(analyzer: Any, item: BatchItem, outputs: BatchOutputs) -> tuple[ImageRow, list[str]]:
     """Analyse one input into its row, writing its annotated images; a bad file is an error row.
     Also returns the messages of annotated images that could not be written."""
     if item.path is None:
@@ -403,7 +426,7 @@ def _check_outputs(outputs: BatchOutputs, inputs: set[Path]) -> None:
             raise InputError(f"{printable(str(ann))}: given as both an output file and the annotation folder")
 
 
-def _with_annotations(items: list[_Item], folder: Path, inputs: set[Path]) -> list[_Item]:
+def _with_annotations(items: list[BatchItem], folder: Path, inputs: set[Path]) -> list[BatchItem]:
     """Each readable item's annotated-image path (``<stem>_annotated.jpg``; a repeated stem gets
     ``_<n>``), refusing any that is an input."""
     out, stems = [], set()
@@ -420,7 +443,7 @@ def _with_annotations(items: list[_Item], folder: Path, inputs: set[Path]) -> li
             if p.resolve() in inputs:
                 raise InputError(f"{printable(str(p))}: an annotated image would replace this input; "
                                  "choose another --annotate folder")
-        out.append(_Item(it.index, it.source, it.path, None, ann))
+        out.append(BatchItem(it.index, it.source, it.path, None, ann))
     return out
 
 

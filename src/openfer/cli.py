@@ -14,6 +14,7 @@ import difflib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import InputError, MissingDependencyError, ModelError, OpenFerError, OutputError
@@ -89,14 +90,37 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=_positive_int, default=d.max_pixels, metavar="N",
                    help=f"largest image (width x height) to decode (default {d.max_pixels}); larger ones are an error")
     p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads (0: default)")
-    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
-                   help="analyse with N processes, one analyzer each (threads split between them)")
+    _add_engine(p, "images")
     p.add_argument("--va-model", default=d.va_model, metavar="MODEL",
                    help="valence/arousal model (.onnx from `openfer train --task va`); default: derived from the expression")
     p.add_argument("--quiet", "-q", action="store_true", help="no table on the terminal")
     p.add_argument("--aus", action="store_true", help="show action units (intensity >= 1) in the table")
     p.add_argument("--explain", action="store_true", help="show each face's evidence-based reason; with --annotate also "
                    "write an occlusion-saliency overlay (<name>_saliency.jpg)")
+
+
+def _add_engine(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help=f"analyse the {what} with N processes, one analyzer each (threads split between them); "
+                   "with --engine ray: N Ray workers (default: one per CPU of the cluster)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where the analysis runs: this machine (local), or a Ray cluster (needs openfer[ray]; "
+                   "without --ray-address a local one is started for the job)")
+    p.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="the Ray cluster to join (e.g. auto, or HOST:6379 from `ray start --head`)")
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    """A context manager giving the batch/video engine the arguments ask for (``None``: local)."""
+    import contextlib
+
+    if args.engine != "ray":
+        if args.ray_address:
+            raise InputError("--ray-address needs --engine ray")
+        return contextlib.nullcontext(None)
+    from .scale.ray_engine import RayEngine
+
+    return RayEngine(args.ray_address, workers=args.workers)
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -130,9 +154,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
     inputs = args.paths or [str(_demo_image())]
     try:
-        summary = run_batch(analyzer, inputs, outputs, recursive=args.recursive, resume=args.resume,
-                            overwrite=args.overwrite, on_row=on_row, on_error=on_error,
-                            progress=None if args.quiet else progress, workers=args.workers)
+        with _engine(args) as engine:
+            summary = run_batch(analyzer, inputs, outputs, recursive=args.recursive, resume=args.resume,
+                                overwrite=args.overwrite, on_row=on_row, on_error=on_error,
+                                progress=None if args.quiet else progress,
+                                workers=1 if engine is not None else args.workers or 1, engine=engine)
     except KeyboardInterrupt:
         progress.close()
         print("interrupted: finished images are kept; rerun with --resume to continue", file=sys.stderr)
@@ -245,6 +271,7 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
         help="also write timeline_smooth.csv: boxes, probabilities, valence/arousal and AUs smoothed "
         "over time per track, raw values alongside (default: %(default)s)",
     )
+    _add_engine(p, "videos (one job per video)")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-track summary on the terminal")
 
 
@@ -313,7 +340,8 @@ class _Progress:
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
-    from .video import VideoAnalyzer, analyze_video_to_dir
+    from .scale.videos import VideoTask, run_video_tasks
+    from .video.reader import video_inputs
 
     overrides: dict = {
         "every": args.every,
@@ -328,54 +356,57 @@ def _cmd_video(args: argparse.Namespace) -> int:
         overrides["min_face"] = args.min_face or None
     if args.threads is not None:
         overrides["threads"] = args.threads
-    video = VideoAnalyzer(args.preset, **overrides)
-    failed = unwritten = 0
-    from .video.reader import video_inputs
+    from .video import VideoAnalyzer
 
+    VideoAnalyzer.check_options(args.preset, **overrides)  # a bad option is one error, not one per video
     inputs, notes = video_inputs(args.inputs, sequence=args.sequence)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    for text, out in zip(inputs, _video_out_dirs(inputs, Path(args.out)), strict=True):
-        progress = _Progress(Path(text).name)
-        try:
-            res = analyze_video_to_dir(
-                video,
-                text,
-                out,
-                resume=args.resume,
-                overwrite=args.overwrite,
-                annotate_video=args.annotate,
-                on_frame=progress,
-                plots=args.plots,
-                parquet=args.parquet,
-                smooth=None if args.smooth == "none" else args.smooth,
-            )
-        except (InputError, OutputError) as e:  # this video fails; the next ones still run
-            progress.close()
-            failed += 1
-            unwritten += isinstance(e, OutputError)
-            _error(e)
-            continue
-        progress.close()
-        state = (
-            "already complete, "
-            if res.already_complete
-            else (f"resumed after {res.frames_before} frames, " if res.resumed else "")
-        )
-        print(
-            f"{text}: {state}{res.frames} frame(s), {res.rows} row(s), {len(res.tracks)} track(s) -> {out}",
-            file=sys.stderr,
-        )
-        if not args.quiet:
-            for t in res.tracks:
-                top = sorted(t.shares.items(), key=lambda kv: -kv[1])[:3]
-                shares = ", ".join(f"{c} {p:.0%}" for c, p in top if p > 0)
-                print(
-                    f"  track {t.track:>3}: {t.frames:>6} frames, {t.first_time:8.2f}-{t.last_time:8.2f} s, "
-                    f"mostly {t.dominant} ({shares})"
-                )
-            print("\n".join(f"  {d.caption}" for d in res.dynamics) or "  no faces")
+    tasks = [
+        VideoTask(i, text, str(out), args.preset, overrides, resume=args.resume, overwrite=args.overwrite,
+                  annotate=args.annotate, plots=args.plots, parquet=args.parquet,
+                  smooth=None if args.smooth == "none" else args.smooth)
+        for i, (text, out) in enumerate(zip(inputs, _video_out_dirs(inputs, Path(args.out)), strict=True))
+    ]
+    bars: dict[int, _Progress] = {}
+
+    def on_frame(task: VideoTask) -> _Progress:
+        bars[task.index] = _Progress(Path(task.source).name)
+        return bars[task.index]
+
+    failed = unwritten = 0
+    with _engine(args) as engine:
+        workers = 1 if engine is not None else args.workers or 1
+        for done in run_video_tasks(tasks, workers=workers, engine=engine, on_frame=on_frame):
+            if done.index in bars:
+                bars.pop(done.index).close()
+            if done.error is not None:  # this video failed; the others still run
+                failed += 1
+                unwritten += done.output_error
+                _error(done.error)
+                continue
+            _print_video(done.result, done.source, done.out_dir, args.quiet)
     return EXIT_OUTPUT if unwritten else EXIT_INPUT if failed else EXIT_OK
+
+
+def _print_video(res, text: str, out: str, quiet: bool) -> None:  # noqa: ANN001 - video.job.VideoJobResult
+    state = (
+        "already complete, "
+        if res.already_complete
+        else (f"resumed after {res.frames_before} frames, " if res.resumed else "")
+    )
+    print(f"{text}: {state}{res.frames} frame(s), {res.rows} row(s), {len(res.tracks)} track(s) -> {out}",
+          file=sys.stderr)
+    if quiet:
+        return
+    for t in res.tracks:
+        top = sorted(t.shares.items(), key=lambda kv: -kv[1])[:3]
+        shares = ", ".join(f"{c} {p:.0%}" for c, p in top if p > 0)
+        print(
+            f"  track {t.track:>3}: {t.frames:>6} frames, {t.first_time:8.2f}-{t.last_time:8.2f} s, "
+            f"mostly {t.dominant} ({shares})"
+        )
+    print("\n".join(f"  {d.caption}" for d in res.dynamics) or "  no faces")
 
 
 def _positive_int(text: str) -> int:

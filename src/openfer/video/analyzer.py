@@ -32,7 +32,7 @@ from ..components.au import estimate_evidence, reference_evidence
 from ..components.landmarks import rois_from_detections, rois_from_landmarks
 from ..core.boxes import iou_matrix
 from ..errors import InputError, ShapeError
-from ..pipeline import Analyzer, AnalyzerOptions, Located, mesh_boxes
+from ..pipeline import Analyzer, AnalyzerOptions, Located, mesh_boxes, resolve_options
 from ..types import FrameResult
 from .baseline import BASELINE_MODES, AuBaselines, neutral_faces
 from .reader import DEFAULT_SEQUENCE_FPS, VideoInfo, VideoReader, _check_selection
@@ -214,6 +214,18 @@ def _inside(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     )
 
 
+def _split_options(options: VideoOptions | None, overrides: dict[str, object]) -> tuple[VideoOptions, dict[str, object]]:
+    """The validated :class:`VideoOptions` with their overrides applied, and the Analyzer overrides."""
+    video_keys = {f.name for f in fields(VideoOptions)}
+    analyzer_keys = {f.name for f in fields(AnalyzerOptions)}
+    unknown = set(overrides) - video_keys - analyzer_keys
+    if unknown:
+        raise InputError(f"unknown VideoAnalyzer option(s): {', '.join(sorted(unknown))}")
+    vo = {k: v for k, v in overrides.items() if k in video_keys}
+    ao = {k: v for k, v in overrides.items() if k in analyzer_keys}
+    return dataclasses.replace(options or VideoOptions(), **vo), ao  # type: ignore[arg-type]
+
+
 class VideoAnalyzer:
     """Analyse videos and image sequences: per frame, every face with its track id.
 
@@ -233,19 +245,19 @@ class VideoAnalyzer:
         analyzer: Analyzer | None = None,
         **overrides: object,
     ) -> None:
-        video_keys = {f.name for f in fields(VideoOptions)}
-        analyzer_keys = {f.name for f in fields(AnalyzerOptions)}
-        unknown = set(overrides) - video_keys - analyzer_keys
-        if unknown:
-            raise InputError(f"unknown VideoAnalyzer option(s): {', '.join(sorted(unknown))}")
-        vo = {k: v for k, v in overrides.items() if k in video_keys}
-        ao = {k: v for k, v in overrides.items() if k in analyzer_keys}
-        self.options = dataclasses.replace(options or VideoOptions(), **vo)  # type: ignore[arg-type]
+        self.options, ao = _split_options(options, overrides)
         if analyzer is not None and ao:
             raise InputError(
                 f"pass Analyzer options ({', '.join(sorted(ao))}) to the Analyzer, not with analyzer="
             )
         self.analyzer = analyzer if analyzer is not None else Analyzer(preset, **ao)
+
+    @staticmethod
+    def check_options(preset: str = "video", options: VideoOptions | None = None, **overrides: object) -> None:
+        """Validate what :class:`VideoAnalyzer` would be built from, without loading any model: an
+        :class:`InputError` naming the bad preset or field (for jobs that build their analyzers elsewhere)."""
+        _, ao = _split_options(options, overrides)
+        resolve_options(preset, **ao)
 
     @property
     def classes(self) -> tuple[str, ...]:
