@@ -589,7 +589,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    from .service.app import DEFAULT_MAX_BODY
+    from .service.app import DEFAULT_MAX_BODY, DEFAULT_MAX_VIDEO
+    from .service.store import DEFAULT_DATA
 
     p = sub.add_parser("serve", help="REST service on this machine (needs openfer[serve]: FastAPI, uvicorn)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
@@ -600,15 +601,49 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", type=_positive_int, default=1, help="analyses at a time (default 1)")
     p.add_argument("--queue", type=int, default=16, help="requests that may wait for the analyzer (then 429)")
     p.add_argument("--cors", nargs="*", default=[], metavar="ORIGIN", help="allow these browser origins (CORS)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="per-request limit of /v1/analyze, queue wait included (default %(default)g s; then 504)")
+    p.add_argument("--data", default=DEFAULT_DATA, metavar="DIR",
+                   help="job store: the SQLite database, uploads and results of video jobs (default: ./%(default)s)")
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="video jobs run at a time, each with its own models (default %(default)s)")
+    p.add_argument("--max-jobs", type=_positive_int, default=16, metavar="N",
+                   help="video jobs that may wait in the queue (default %(default)s; then 429)")
+    p.add_argument("--keep-hours", type=float, default=24.0, metavar="H",
+                   help="remove ended jobs (files and row) this long after they end (default %(default)g)")
+    p.add_argument("--max-video-bytes", type=_positive_int, default=DEFAULT_MAX_VIDEO, metavar="BYTES",
+                   help="largest video upload (default %(default)s; then 413)")
+    p.add_argument("--max-video-seconds", type=float, default=3600.0, metavar="S",
+                   help="longest video, from its container's frame count and rate (default %(default)g; "
+                   "then 400); 0: no limit")
+    p.add_argument("--checkpoint-frames", type=_positive_int, default=25, metavar="N",
+                   help="a running job saves its work every N analysed frames (and every 30 s); a killed "
+                   "server's jobs resume from there (default %(default)s)")
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .extras import require
     from .service import ServiceConfig, create_app
+    from .service.store import check_data_dir
 
     uvicorn = require("uvicorn", "serve", "openfer serve")
+    for flag, value in (("--timeout", args.timeout), ("--keep-hours", args.keep_hours),
+                        ("--max-video-seconds", args.max_video_seconds)):
+        if not value >= 0 or value == float("inf") or (flag == "--timeout" and value == 0):
+            print(f"openfer serve: error: {flag}: expected a number {'>' if flag == '--timeout' else '>='} 0, "
+                  f"got {value:g}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        check_data_dir(args.data)
+    except OutputError as e:
+        _error(e)
+        return EXIT_OUTPUT
     app = create_app(ServiceConfig(options=args.preset, max_body_bytes=args.max_body, concurrency=args.concurrency,
-                                   queue=args.queue, cors_origins=tuple(args.cors)))
+                                   queue=args.queue, cors_origins=tuple(args.cors), timeout=args.timeout,
+                                   data=args.data, workers=args.workers, max_jobs=args.max_jobs,
+                                   keep_hours=args.keep_hours, max_video_bytes=args.max_video_bytes,
+                                   max_video_seconds=args.max_video_seconds or None,
+                                   checkpoint_frames=args.checkpoint_frames))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return EXIT_OK
 

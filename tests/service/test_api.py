@@ -24,8 +24,9 @@ FACE = PHOTOS / "single_face.jpg"
 
 
 @pytest.fixture(scope="module")
-def client():
-    with TestClient(create_app(ServiceConfig(max_body_bytes=3_000_000, api_key=None))) as c:
+def client(tmp_path_factory):
+    cfg = ServiceConfig(max_body_bytes=3_000_000, api_key=None, data=tmp_path_factory.mktemp("data"))
+    with TestClient(create_app(cfg)) as c:
         yield c
 
 
@@ -103,8 +104,8 @@ def test_body_cap_counts_a_body_without_content_length():
     assert sent[0]["status"] == 413 and len(chunks) == 3  # stopped after the second chunk
 
 
-def test_api_key_is_required_when_set():
-    with TestClient(create_app(ServiceConfig(api_key="s3cret"))) as c:
+def test_api_key_is_required_when_set(tmp_path):
+    with TestClient(create_app(ServiceConfig(api_key="s3cret", data=tmp_path))) as c:
         assert c.get("/healthz").status_code == 200  # health stays open
         r = _post(c, "f.jpg", FACE.read_bytes())
         assert r.status_code == 401 and r.json() == {"error": "missing or wrong X-API-Key"}

@@ -32,9 +32,9 @@ def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={b}"
 
 
-def test_serve_starts_answers_and_stops():
+def test_serve_starts_answers_and_stops(tmp_path):
     port = _free_port()
-    p = subprocess.Popen([sys.executable, "-m", "openfer.cli", "serve", "--port", str(port)],
+    p = subprocess.Popen([sys.executable, "-m", "openfer.cli", "serve", "--port", str(port), "--data", str(tmp_path)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -58,3 +58,16 @@ def test_serve_starts_answers_and_stops():
     finally:
         p.send_signal(signal.SIGINT)
         assert p.wait(timeout=30) == 0
+
+
+def test_serve_refuses_bad_settings_in_one_line(tmp_path, capsys):
+    from openfer.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    assert main(["serve", "--data", str(tmp_path / "afile"), "--port", str(_free_port())]) == 6
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write ") and "cannot use as the job store" in err and err.count("\n") == 1
+    for flag, value in (("--timeout", "0"), ("--keep-hours", "-1"), ("--max-video-seconds", "nan")):
+        assert main(["serve", "--data", str(tmp_path / "d"), flag, value]) == 2
+        assert capsys.readouterr().err.startswith(f"openfer serve: error: {flag}: expected a number")
+    assert not (tmp_path / "d").exists()  # refused before the store is created

@@ -30,8 +30,10 @@ Limits, each a one-line JSON error ``{"error": "..."}`` with no traceback:
 # classes imported inside create_app (fastapi is imported only when the service is built)
 import base64
 import hmac
+import logging
 import os
 import threading
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -39,8 +41,12 @@ from typing import Annotated, Any
 from .. import __version__
 from ..extras import require
 from ..io.text import printable
+from .store import DEFAULT_DATA
+
+log = logging.getLogger("openfer")
 
 DEFAULT_MAX_BODY = 25 * 1024 * 1024
+DEFAULT_MAX_VIDEO = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,15 @@ class ServiceConfig:
     queue: int = 16
     api_key: str | None = field(default_factory=lambda: os.environ.get("OPENFER_API_KEY") or None)
     cors_origins: tuple[str, ...] = ()
+    timeout: float = 60.0
+    data: str | os.PathLike[str] = DEFAULT_DATA
+    workers: int = 1
+    max_jobs: int = 16
+    keep_hours: float = 24.0
+    max_video_bytes: int = DEFAULT_MAX_VIDEO
+    max_video_seconds: float | None = 3600.0
+    checkpoint_frames: int = 25
+    sweep_seconds: float | None = None  # between expiry sweeps; None: keep_hours / 4, at most 10 minutes
 
 
 class _Gate:
@@ -79,41 +94,85 @@ class _Busy(Exception):
 
 
 def create_app(config: ServiceConfig | None = None) -> Any:
-    """The FastAPI application (models loaded at start-up, in the lifespan)."""
+    """The FastAPI application (models loaded and the job store opened at start-up, in the lifespan)."""
     require("fastapi", "serve", "openfer serve")
     require("multipart", "serve", "uploads to openfer serve")
-    from fastapi import FastAPI, File, Query, Request, UploadFile
+    import anyio
+    from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+    from fastapi import Path as PathParam
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import FileResponse, JSONResponse
+    from starlette.exceptions import HTTPException
+
+    from ..errors import InputError, MissingDependencyError
+    from .jobs import VIDEO_PRESET, JobOptions, WorkerPool, check_duration
+    from .store import JOB_ID, Job, JobStore, QueueFull
 
     cfg = config or ServiceConfig()
     state: dict[str, Any] = {}
     gate = _Gate(cfg.concurrency, cfg.queue)
+    keep = max(float(cfg.keep_hours), 0.0) * 3600.0
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         from ..pipeline import Analyzer
 
+        store = JobStore(cfg.data)
+        requeued = store.requeue_running()
+        if requeued:
+            log.info("job store: %d job(s) left running by the last server resume: %s", len(requeued),
+                     ", ".join(requeued))
+        store.sweep(keep)
         state["analyzer"] = Analyzer(cfg.options)
-        yield
-        state.clear()
+        pool = WorkerPool(store, [Analyzer(VIDEO_PRESET) for _ in range(max(int(cfg.workers), 0))],
+                          checkpoint_frames=cfg.checkpoint_frames)
+        stop = threading.Event()
+        every = cfg.sweep_seconds if cfg.sweep_seconds is not None else min(max(keep / 4, 1.0), 600.0)
+
+        def sweeper() -> None:
+            while not stop.wait(every):
+                try:
+                    store.sweep(keep)
+                except Exception:  # noqa: BLE001 - the next sweep tries again
+                    log.exception("job store: expiry sweep failed")
+
+        sweep_thread = threading.Thread(target=sweeper, name="openfer-sweep", daemon=True)
+        state.update(store=store, pool=pool)
+        app.state.store, app.state.pool = store, pool  # tests reach the sweep and the workers
+        pool.start()
+        sweep_thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            pool.stop()
+            sweep_thread.join(5)
+            state.clear()
+            if not any(t.is_alive() for t in pool._threads):
+                store.close()
 
     app = FastAPI(title="openfer", version=__version__, lifespan=lifespan,
-                  description="Offline facial expression analysis: faces, landmarks, pose, expressions, AUs.")
+                  description="Offline facial expression analysis: faces, landmarks, pose, expressions, AUs; "
+                  "video jobs with timelines, summaries, captions, plots and annotated videos.")
     app.state.gate = gate  # tests fill it to see the 429
-    app.add_middleware(_BodyLimit, limit=cfg.max_body_bytes)
+    app.add_middleware(_BodyLimit, limit=cfg.max_body_bytes, paths={("POST", "/v1/jobs"): cfg.max_video_bytes})
     if cfg.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["X-API-Key"])
+        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["X-API-Key"],
+                           expose_headers=["Location"])
 
     @app.middleware("http")
     async def api_key(request: Request, call_next):  # noqa: ANN001, ANN202
-        if cfg.api_key and request.url.path.startswith("/v1"):
+        path = request.url.path
+        if cfg.api_key and path.startswith("/v1"):
             given = request.headers.get("x-api-key", "")
             if not hmac.compare_digest(given.encode(), cfg.api_key.encode()):
                 return JSONResponse({"error": "missing or wrong X-API-Key"}, status_code=401)
+        if request.method == "POST" and path == "/v1/jobs" and "store" in state \
+                and state["store"].count("queued") >= cfg.max_jobs:  # refused before the upload is read
+            return _queue_full(cfg.max_jobs)
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
@@ -121,6 +180,11 @@ def create_app(config: ServiceConfig | None = None) -> Any:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException):  # noqa: ANN202
+        return JSONResponse({"error": " ".join(str(exc.detail).split())}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):  # noqa: ANN202
@@ -133,12 +197,12 @@ def create_app(config: ServiceConfig | None = None) -> Any:
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        """Models loaded: ready to analyse."""
-        ready = "analyzer" in state
+        """Models loaded and job store open: ready to analyse."""
+        ready = "analyzer" in state and "store" in state
         return JSONResponse({"status": "ready" if ready else "loading"}, status_code=200 if ready else 503)
 
     @app.post("/v1/analyze")
-    def analyze(
+    async def analyze(
         image: Annotated[UploadFile, File(description="the image file (JPEG, PNG, GIF, BMP, WebP, TIFF)")],
         landmarks: Annotated[bool, Query(description="add the 478 landmarks of each face")] = False,
         annotate: Annotated[bool, Query(description="add the annotated image as base64 JPEG (annotated_jpeg)")] = False,
@@ -151,42 +215,193 @@ def create_app(config: ServiceConfig | None = None) -> Any:
         if analyzer is None:
             return JSONResponse({"error": "models are still loading"}, status_code=503)
         name = printable(os.path.basename(image.filename or "upload"))
-        data = image.file.read()
-        try:
+        data = await image.read()
+        deadline = time.monotonic() + cfg.timeout
+
+        def work() -> tuple | None:
             with gate:
+                if time.monotonic() > deadline:  # waited in the queue past the timeout: skip the work
+                    return None
                 row, rgb, res = analyze_one(
                     analyzer, lambda: decode_image(data, name, max_pixels=analyzer.options.max_pixels), name, landmarks
                 )
+                jpeg = _annotated_jpeg(rgb, res) if annotate and not row.error else None
+                return row, jpeg
+
+        try:
+            with anyio.fail_after(cfg.timeout):
+                done = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
         except _Busy:
             return JSONResponse({"error": "too many requests waiting; retry later"}, status_code=429)
+        except TimeoutError:
+            done = None
+        if done is None:
+            return JSONResponse({"error": f"analysis took longer than the {cfg.timeout:g} s timeout"}, status_code=504)
+        row, jpeg = done
         body = {"openfer": __version__, "classes": list(analyzer.classes), **row.document()}
         if row.error:
             return JSONResponse({**body, "error": row.error}, status_code=400)
         if annotate:
-            import cv2
-
-            from ..draw import annotate as draw
-
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(draw(rgb, res.faces), cv2.COLOR_RGB2BGR))
-            body["annotated_jpeg"] = base64.b64encode(buf.tobytes()).decode() if ok else None
+            body["annotated_jpeg"] = jpeg
         return JSONResponse(body)
+
+    # -- video jobs ---------------------------------------------------------------------------
+
+    d = JobOptions()
+
+    def store_or_503() -> JobStore:
+        store = state.get("store")
+        if store is None:
+            raise HTTPException(503, "the job store is not open yet")
+        return store
+
+    def job_or_404(job_id: str) -> Job:
+        job = store_or_503().get(job_id) if JOB_ID.match(job_id) else None
+        if job is None:
+            raise HTTPException(404, f"no job {printable(job_id)[:40]!r}")
+        return job
+
+    def document(job: Job) -> dict:
+        url = f"/v1/jobs/{job.id}"
+        return {
+            "id": job.id, "state": job.state, "input_name": job.input_name, "url": url,
+            "created": job.created, "updated": job.updated, "finished": job.finished,
+            "frames_done": job.frames_done, "frames_total": job.frames_total, "eta_seconds": job.eta_seconds,
+            "resumed_frames": job.resumed_frames, "error": job.error, "options": job.options,
+            "results": {n: f"{url}/{n}" for n in job.results} if job.state in ("done", "failed") else {},
+        }
+
+    @app.post("/v1/jobs", status_code=202, responses={202: {"description": "accepted: the job, queued"}})
+    def submit_job(
+        video: Annotated[UploadFile, File(description="the video file (mp4, mov, avi, mkv, webm...)")],
+        every: Annotated[int, Form(description="analyse every N-th frame")] = d.every,
+        fps: Annotated[float | None, Form(description="analyse at most F frames per second (instead of every)")] = None,
+        start: Annotated[float, Form(description="start at S seconds")] = d.start,
+        end: Annotated[float | None, Form(description="stop at S seconds")] = None,
+        detect_every: Annotated[int, Form(description="run the face detector every N analysed frames")] = d.detect_every,
+        au_baseline: Annotated[str, Form(description="neutral (each face's own resting face) or none")] = d.au_baseline,
+        aus: Annotated[bool, Form(description="action units")] = d.aus,
+        explain: Annotated[bool, Form(description="valence/arousal and reasons")] = d.explain,
+        annotate: Annotated[bool, Form(description="also write annotated.mp4")] = d.annotate,
+        plots: Annotated[bool, Form(description="also write plots/track-<id>.png")] = d.plots,
+        parquet: Annotated[bool, Form(description="also write timeline.parquet")] = d.parquet,
+        smooth: Annotated[str, Form(description="also write timeline_smooth.csv: none, ema, window, one_euro")] = d.smooth,
+    ) -> JSONResponse:
+        """Upload a video: a job (202, ``Location``) that runs ``openfer video`` on it in the worker pool."""
+        store = store_or_503()
+        name = printable(os.path.basename(video.filename or "upload")) or "upload"
+        limit = cfg.max_video_seconds
+        try:
+            opts = JobOptions(every=every, fps=fps, start=start, end=end, detect_every=detect_every,
+                              au_baseline=au_baseline, aus=aus, explain=explain, annotate=annotate, plots=plots,
+                              parquet=parquet, smooth=smooth)
+            opts.require_extras()
+            if limit is not None:  # never analyse past the limit, whatever the container says
+                if opts.start >= limit:
+                    raise InputError(f"start: {opts.start:g} s is past the {limit:g} s limit")
+                opts = JobOptions.from_json({**opts.to_json(), "end": min(opts.end or limit, limit)})
+        except (InputError, MissingDependencyError) as e:
+            return JSONResponse({"error": str(e)}, status_code=400)
+        check = check_duration(limit)
+
+        def checked(path: Any) -> None:
+            try:
+                check(path)
+            except InputError as e:
+                raise InputError(f"{name}: {str(e).replace(str(path) + ': ', '').replace(str(path), name)}") from None
+
+        try:
+            job = store.accept(video.file, name, os.path.splitext(video.filename or "")[1], opts.to_json(),
+                               max_queued=cfg.max_jobs, check=checked)
+        except InputError as e:
+            return JSONResponse({"error": " ".join(str(e).split())}, status_code=400)
+        except QueueFull:
+            return _queue_full(cfg.max_jobs)
+        state["pool"].wake()
+        return JSONResponse(document(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+    @app.get("/v1/jobs")
+    def list_jobs(limit: Annotated[int, Query(ge=1, le=1000, description="at most this many, newest first")] = 100
+                  ) -> dict:
+        """The jobs in the store, newest first."""
+        return {"jobs": [document(j) for j in store_or_503().list(limit)]}
+
+    @app.get("/v1/jobs/{job_id}")
+    def get_job(job_id: str) -> dict:
+        """A job's state, progress (frames done / expected, ETA), error and, once ended, its result URLs."""
+        return document(job_or_404(job_id))
+
+    @app.get("/v1/jobs/{job_id}/{name:path}")
+    def get_result(job_id: str, name: Annotated[str, PathParam(description="a name from the job's results")]
+                   ) -> FileResponse:
+        """One result file of an ended job: timeline.csv, timeline.parquet, summary.json, captions.txt,
+        timeline_smooth.csv, annotated.mp4, plots/track-<id>.png (only those the job produced)."""
+        job = job_or_404(job_id)
+        out = store_or_503().out_dir(job.id).resolve()
+        path = (out / name).resolve() if name in job.results and job.state in ("done", "failed") else None
+        if path is None or not path.is_relative_to(out) or not path.is_file():
+            raise HTTPException(404, f"job {job.id} has no result {printable(name)[:80]!r}")
+        return FileResponse(path, media_type=_MEDIA.get(path.suffix, "application/octet-stream"))
+
+    @app.delete("/v1/jobs/{job_id}", responses={202: {"description": "cancel requested, the job is still ending"}})
+    def delete_job(job_id: str) -> JSONResponse:
+        """Cancel a queued or running job (its row stays, ``cancelled``, until it expires) or delete an
+        ended one (row and files); either way its files are removed."""
+        store = store_or_503()
+        job = job_or_404(job_id)
+        if job.state == "queued" and store.cancel_queued(job.id):
+            store.remove_files(job.id)
+            return JSONResponse({"id": job.id, "state": "cancelled"})
+        if job.state in ("queued", "running"):  # queued: a worker took it meanwhile
+            now = state["pool"].cancel(job.id, wait=10.0)
+            if now is not None and now.state == "running":
+                return JSONResponse({"id": job.id, "state": "running", "cancel_requested": True}, status_code=202)
+            if now is not None and now.state == "cancelled":
+                return JSONResponse({"id": job.id, "state": "cancelled"})
+            if now is None:
+                return JSONResponse({"id": job.id, "state": "deleted"})
+        # done, failed, or a cancelled job's row: remove everything
+        store.delete(job.id)
+        return JSONResponse({"id": job.id, "state": "deleted"})
 
     return app
 
 
-class _BodyLimit:
-    """413 for a request body over ``limit`` bytes, counted as it arrives (``Content-Length`` first)."""
+_MEDIA = {".csv": "text/csv; charset=utf-8", ".json": "application/json", ".txt": "text/plain; charset=utf-8",
+          ".png": "image/png", ".mp4": "video/mp4", ".parquet": "application/vnd.apache.parquet"}
 
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
+
+def _queue_full(max_jobs: int) -> Any:
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": f"{max_jobs} video jobs are already queued (the limit); retry later"},
+                        status_code=429)
+
+
+def _annotated_jpeg(rgb: Any, res: Any) -> str | None:
+    import cv2
+
+    from ..draw import annotate as draw
+
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(draw(rgb, res.faces), cv2.COLOR_RGB2BGR))
+    return base64.b64encode(buf.tobytes()).decode() if ok else None
+
+
+class _BodyLimit:
+    """413 for a request body over ``limit`` bytes (``paths``: another limit for some ``(method,
+    path)``s, e.g. video uploads), counted as it arrives (``Content-Length`` first)."""
+
+    def __init__(self, app: Any, limit: int, paths: dict[tuple[str, str], int] | None = None) -> None:
+        self.app, self.default, self.paths = app, limit, dict(paths or {})
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get((scope.get("method", ""), scope.get("path", "")), self.default)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _reject(send, self.limit)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _reject(send, limit)
             return
         seen = 0
 
@@ -195,14 +410,14 @@ class _BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise _TooLarge
             return message
 
         try:
             await self.app(scope, counted, send)
         except _TooLarge:
-            await _reject(send, self.limit)
+            await _reject(send, limit)
 
 
 class _TooLarge(Exception):
@@ -218,4 +433,4 @@ async def _reject(send: Any, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-__all__ = ["DEFAULT_MAX_BODY", "ServiceConfig", "create_app"]
+__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_MAX_VIDEO", "ServiceConfig", "create_app"]
