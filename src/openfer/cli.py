@@ -635,9 +635,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     try:
         check_data_dir(args.data)
-    except OutputError as e:
+    except OpenFerError as e:  # not usable (OutputError) or used by another server (FolderInUseError)
         _error(e)
-        return EXIT_OUTPUT
+        return EXIT_OUTPUT if isinstance(e, OutputError) else EXIT_INPUT
     app = create_app(ServiceConfig(options=args.preset, max_body_bytes=args.max_body, concurrency=args.concurrency,
                                    queue=args.queue, cors_origins=tuple(args.cors), timeout=args.timeout,
                                    data=args.data, workers=args.workers, max_jobs=args.max_jobs,

@@ -171,6 +171,21 @@ def test_queue_full_429_and_delete_cancels(tmp_path):
         assert [j["id"] for j in c.get("/v1/jobs").json()["jobs"]] == [b]
 
 
+def test_stopping_the_server_requeues_a_running_job_which_resumes(tmp_path):
+    with TestClient(create_app(ServiceConfig(data=tmp_path, api_key=None, checkpoint_frames=10))) as c:
+        job = _submit(c).json()["id"]
+        seen = wait_for(_getter(c), job, ("done", "failed"), until=lambda d: d["frames_done"] >= 25)
+    assert seen["state"] == "running"  # the server stopped (lifespan end) in the middle of the job
+    store = JobStore(tmp_path)
+    assert store.get(job).state == "queued"
+    store.close()
+    with TestClient(create_app(ServiceConfig(data=tmp_path, api_key=None))) as c:
+        done = wait_for(_getter(c), job, ("done", "failed"))
+        assert done["state"] == "done" and done["resumed_frames"] >= 20 and done["frames_done"] == 72
+        got = c.get(done["results"]["timeline.csv"]).content
+    assert got == cli_timeline(tmp_path / "cli", SHORT)
+
+
 def test_delete_removes_a_finished_job(client, data):
     r = _submit(client, every=12)
     job = wait_for(_getter(client), r.json()["id"], ("done", "failed"))
@@ -236,3 +251,26 @@ def test_analyze_past_the_timeout_is_a_504(strict):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     gate.run.release()
+
+
+def test_a_video_cut_short_fails_with_its_decoded_frames_kept(client, data, tmp_path):
+    import cv2
+    import numpy as np
+
+    src = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    assert w.isOpened()
+    for i in range(40):
+        w.write(np.full((48, 64, 3), i * 5, np.uint8))
+    w.release()
+    raw = src.read_bytes()
+    r = client.post("/v1/jobs", files={"video": ("cut.avi", raw[: len(raw) // 2])})
+    assert r.status_code == 202, r.text
+    job = wait_for(_getter(client), r.json()["id"], ("done", "failed", "cancelled"))
+    assert job["state"] == "failed" and 0 < job["frames_done"] < 40
+    err = job["error"]
+    assert err.startswith("cut.avi: truncated or corrupt") and "of the 40 frames" in err
+    assert err.endswith(f"(results for the {job['frames_done']} decoded frames are in results)")
+    assert str(data) not in err and "\n" not in err
+    timeline = client.get(job["results"]["timeline.csv"])
+    assert timeline.status_code == 200 and timeline.text.startswith("time,frame,track")

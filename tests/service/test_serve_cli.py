@@ -13,7 +13,7 @@ import urllib.request
 import uuid
 
 import pytest
-from conftest import PHOTOS
+from conftest import PHOTOS, held_elsewhere
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -71,3 +71,12 @@ def test_serve_refuses_bad_settings_in_one_line(tmp_path, capsys):
         assert main(["serve", "--data", str(tmp_path / "d"), flag, value]) == 2
         assert capsys.readouterr().err.startswith(f"openfer serve: error: {flag}: expected a number")
     assert not (tmp_path / "d").exists()  # refused before the store is created
+
+
+def test_a_second_server_on_the_same_data_is_refused(tmp_path, capsys):
+    from openfer.cli import main
+
+    with held_elsewhere(tmp_path) as pid:  # as a running server holds its --data folder
+        assert main(["serve", "--data", str(tmp_path), "--port", str(_free_port())]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path}: in use by ") and f"pid {pid}" in err and err.count("\n") == 1

@@ -115,12 +115,20 @@ def create_app(config: ServiceConfig | None = None) -> Any:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
+        from ..io.lock import FolderLock
+
+        with FolderLock(cfg.data, command="openfer serve"):  # one server per job store
+            async with _serving(app):
+                yield
+
+    @asynccontextmanager
+    async def _serving(app: FastAPI):  # noqa: ANN202
         from ..pipeline import Analyzer
 
         store = JobStore(cfg.data)
         requeued = store.requeue_running()
         if requeued:
-            log.info("job store: %d job(s) left running by the last server resume: %s", len(requeued),
+            log.warning("job store: %d job(s) left running by the last server resume: %s", len(requeued),
                      ", ".join(requeued))
         store.sweep(keep)
         state["analyzer"] = Analyzer(cfg.options)

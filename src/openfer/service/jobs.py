@@ -182,11 +182,12 @@ class WorkerPool:
         out = store.out_dir(job.id)
         source = store.input_path(job)
         opts = JobOptions.from_json(job.options)
-        state = {"last": 0.0, "first": True}
+        state: dict[str, Any] = {"last": 0.0, "first": True, "done": None}
 
         def on_frame(done: int, expected: int | None) -> None:
             if self._stop.is_set() or self._cancelled(job.id):
                 raise _Stop
+            state["done"] = done
             now = time.monotonic()
             if state["first"] or now - state["last"] >= 0.2 or done == expected:
                 store.progress(job.id, done, expected, first=bool(state["first"]))
@@ -200,26 +201,26 @@ class WorkerPool:
                 smooth=None if opts.smooth == "none" else opts.smooth)
         except _Stop:
             if self._cancelled(job.id):
-                self._end_cancelled(job)
+                self._end_cancelled(job, state["done"])
             else:
                 store.requeue(job.id)
                 log.info("job %s: stopped with the server; it resumes at the next start", job.id)
             return
         except (OpenFerError, OSError) as e:
             if self._cancelled(job.id):
-                self._end_cancelled(job)
+                self._end_cancelled(job, state["done"])
                 return
             store.finish(job.id, "failed", error=_public(e, source, job.input_name, out),
-                         results=produced(out))
+                         results=produced(out), frames_done=state["done"])
             return
         if self._cancelled(job.id):
-            self._end_cancelled(job)
+            self._end_cancelled(job, res.frames)
             return
         store.finish(job.id, "done", results=produced(out), frames_done=res.frames,
                      resumed_frames=res.frames_before if res.resumed else None)
 
-    def _end_cancelled(self, job: Job) -> None:
-        self.store.finish(job.id, "cancelled")
+    def _end_cancelled(self, job: Job, frames_done: int | None) -> None:
+        self.store.finish(job.id, "cancelled", frames_done=frames_done)
         self.store.remove_files(job.id)
 
 

@@ -11,6 +11,10 @@ Layout::
 ``DIR`` defaults to ``./openfer-data`` (the folder ``openfer serve`` is started in, like ``openfer
 video``'s ``./openfer-video``): visible, and one folder to back up or delete.
 
+A running server holds ``DIR``'s :class:`~openfer.io.lock.FolderLock` (``DIR/.openfer.lock``), so a
+second server on the same ``DIR`` is refused with one line naming the first; a killed server's lock
+is taken over.
+
 A job's row has: ``id`` (16 random URL-safe characters), ``state`` (``queued``, ``running``, ``done``,
 ``failed``, ``cancelled``), created/updated/started/finished times (Unix seconds), the upload's file
 name (display only, escaped with :func:`openfer.io.text.printable`; the file on disk is always
@@ -352,11 +356,14 @@ def _fsync_dir(path: Path) -> None:
 
 def check_data_dir(data: str | os.PathLike[str]) -> None:
     """Open (and create) the store in ``data`` once: an :class:`~openfer.errors.OutputError` naming the
-    folder and the reason if that fails (what ``openfer serve`` checks before it starts)."""
+    folder and the reason if that fails, a :class:`~openfer.io.lock.FolderInUseError` naming the other
+    server if one uses it (what ``openfer serve`` checks before it starts)."""
     from ..errors import OutputError
+    from ..io.lock import FolderLock
 
     try:
-        JobStore(data).close()
+        with FolderLock(data, command="openfer serve (checking the job store)"):
+            JobStore(data).close()
     except OSError as e:
         raise OutputError(data, f"cannot use as the job store ({e.strerror or e})") from None
     except sqlite3.Error as e:
