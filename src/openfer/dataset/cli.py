@@ -3,15 +3,125 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_INPUT = 0, 3
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {v}")
+    return v
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dataset", help="dataset tools: cards, label issues, pseudo-labels, subgroup audits")
-    p.add_subparsers(dest="dataset_command", metavar="TOOL")
+    tools = p.add_subparsers(dest="dataset_command", metavar="TOOL", parser_class=type(p))
+    _add_card(tools)
+
+
+def _add_card(tools: argparse._SubParsersAction) -> None:
+    from ..eval.evaluate import FORMATS
+    from .hashing import NEAR_DISTANCE
+
+    c = tools.add_parser("card", help="write a datasheet (card.md, card.json, plots, duplicates.csv) of a data set")
+    c.add_argument("data", help="a data set openfer evaluate reads: FER+ root (all splits), fer2013.csv, RAF-DB, "
+                                "AffectNet CSV, CSV (path,label), folder with labels.csv, or ImageFolder")
+    c.add_argument("--format", choices=FORMATS, default=None, help="data set layout (default: guessed)")
+    c.add_argument("--split", action="append", choices=("train", "valid", "test"), default=None,
+                   help="only this split (repeat for several; default: every split the data has)")
+    c.add_argument("--out", required=True, metavar="DIR", help="folder for the card (outside the data set)")
+    c.add_argument("--model", default="fernet_s", help="expression model to score (shipped name or .onnx)")
+    c.add_argument("--faces", choices=("crops", "detect"), default=None,
+                   help="crops: images are face crops (default for ferplus, fer2013); detect: photos")
+    c.add_argument("--sample", type=_non_negative_int, default=500, metavar="N",
+                   help="images per split for the pipeline and the model (seeded random sample; 0: all; default 500)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    c.add_argument("--near", type=_non_negative_int, default=None, metavar="BITS",
+                   help=f"near-duplicate threshold: pHash Hamming distance (of 64 bits, default {NEAR_DISTANCE})")
+    c.add_argument("--no-pipeline", action="store_true", help="skip face statistics and model accuracy")
+    c.add_argument("--about", metavar="FILE", default=None,
+                   help="TOML or JSON answers to the questions only a person can answer (licence, consent...)")
+    c.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: default)")
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "dataset_command", None) is None:
         print("openfer dataset: give a tool (see openfer dataset --help)")
         return 2
+    if args.dataset_command == "card":
+        return _cmd_card(args)
     raise AssertionError(f"unknown dataset tool {args.dataset_command!r}")
+
+
+class _Progress:
+    """``step: done/total`` on one rewritten stderr line, only on a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if self.enabled:
+            print(f"\r{step}: {done}/{total}".ljust(50), end="", file=sys.stderr, flush=True)
+            self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            print("\r" + " " * 50 + "\r", end="", file=sys.stderr, flush=True)
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as given (options at their defaults left out), for the card's provenance."""
+    parts = ["openfer", "dataset", "card", args.data]
+    for flag, value, default in (("--format", args.format, None), ("--out", args.out, None),
+                                 ("--model", args.model, "fernet_s"), ("--faces", args.faces, None),
+                                 ("--sample", args.sample, 500), ("--seed", args.seed, 0),
+                                 ("--near", args.near, None), ("--about", args.about, None),
+                                 ("--threads", args.threads, 0)):
+        if value is not None and value != default:
+            parts += [flag, str(value)]
+    for s in args.split or []:
+        parts += ["--split", s]
+    if args.no_pipeline:
+        parts.append("--no-pipeline")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    from ..extras import require
+    from .card import CardOptions, build_card
+    from .datasheet import read_about
+    from .hashing import NEAR_DISTANCE
+    from .report import check_outputs, write_card
+    from .sources import open_source
+
+    require("matplotlib", "data", "openfer dataset card plots")  # before the work, not after it
+    about = read_about(args.about) if args.about else None
+    src = open_source(args.data, args.format, tuple(args.split) if args.split else None)
+    out = Path(args.out)
+    check_outputs(out, src.root, src.inputs() | ({Path(args.about).resolve()} if args.about else set()))
+    command = _command_line(args)
+    opts = CardOptions(faces=args.faces, model=args.model, sample=args.sample, seed=args.seed,
+                       near_distance=NEAR_DISTANCE if args.near is None else args.near, threads=args.threads, pipeline=not args.no_pipeline)
+    progress = _Progress()
+    try:
+        card = build_card(src, opts, data_arg=args.data, command=command, about=about,
+                          about_source=Path(args.about).name if args.about else None, progress=progress)
+    finally:
+        progress.close()
+    written = write_card(card, out, src.root)
+    for line in card.doc["summary"]:
+        print(f"  {line}")
+    print(f"wrote {len(written)} files into {out}", file=sys.stderr)
+    bad = sum(len(v) for v in card.doc["composition"]["unreadable"].values())
+    if bad:
+        print(f"error: {bad} image(s) could not be read (named above and in card.json)", file=sys.stderr)
+        return EXIT_INPUT
+    return EXIT_OK

@@ -1,0 +1,137 @@
+"""The splits of a data set in a format ``openfer evaluate`` reads, with every image listed (not only the
+labelled ones) and the raw FER+ vote counts where the format has them.
+
+Labelled sets come from :func:`openfer.eval.evaluate.read_dataset` (the same reader, label mapping and FER+
+majority protocol as ``openfer evaluate``). FER+ ``label.csv`` lists images the majority protocol drops
+(no majority, or a majority for ``unknown``/``NF``); a card counts them too, so for FER+ the image list and
+the ten vote columns are read from ``label.csv`` here as well.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..eval.datasets import FERPLUS_SPLITS, LabeledImages
+from ..eval.evaluate import FORMATS, _guess_format, read_dataset  # the same layout guess as openfer evaluate
+from ..eval.labels import FERPLUS_VOTE_COLUMNS, majority_labels
+
+SPLITS_OF = {"ferplus": ("train", "valid", "test"), "fer2013": ("train", "valid", "test"), "rafdb": ("train", "test")}
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: every image (``paths``), its label (-1: none under the format's protocol) over
+    ``classes``, the raw votes ``(N, 10)`` for FER+, and the labelled set ``openfer evaluate`` scores."""
+
+    name: str  # "train", "valid", "test", or "all" for formats without splits
+    paths: tuple[Path, ...]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    votes: np.ndarray | None
+    labelled: LabeledImages
+    label_file: Path | None
+    unlisted: tuple[Path, ...] = ()  # image files in the split folder that the label file does not list
+    images: np.ndarray | None = None  # pixels stored in the label file (fer2013.csv)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    root: Path
+    format: str
+    splits: tuple[Split, ...]
+
+    def inputs(self) -> set[Path]:
+        """Every input file (label files and images), resolved: outputs must not be one of them."""
+        out: set[Path] = set()
+        for s in self.splits:
+            if s.label_file is not None:
+                out.add(s.label_file.resolve())
+            if s.images is None:
+                out.update(Path(p).resolve() for p in s.paths)
+        return out
+
+
+def _ferplus_votes(label_csv: Path) -> tuple[list[Path], np.ndarray]:
+    """All rows of a FER+ ``label.csv``: image paths and the 10 vote counts."""
+    paths: list[Path] = []
+    votes: list[list[float]] = []
+    try:
+        with open(label_csv, newline="", encoding="utf-8-sig") as fh:
+            for lineno, row in enumerate(csv.reader(fh), 1):
+                if not row:
+                    continue
+                if len(row) != 2 + len(FERPLUS_VOTE_COLUMNS):
+                    raise InputError(f"{label_csv}:{lineno}: expected 12 columns, got {len(row)}")
+                try:
+                    v = [float(x) for x in row[2:]]
+                except ValueError:
+                    raise InputError(f"{label_csv}:{lineno}: vote counts must be numbers") from None
+                if not all(0 <= x <= 1e6 for x in v):
+                    raise InputError(f"{label_csv}:{lineno}: vote counts must be numbers from 0 to 1e6")
+                votes.append(v)
+                paths.append(label_csv.parent / row[0].strip())
+    except UnicodeDecodeError:
+        raise InputError(f"{label_csv}: not UTF-8 text") from None
+    except csv.Error as e:
+        raise InputError(f"{label_csv}: malformed CSV ({e})") from None
+    except OSError as e:
+        raise InputError(f"{label_csv}: cannot be read ({e.strerror or e})") from None
+    return paths, np.asarray(votes, dtype=np.float64).reshape(-1, len(FERPLUS_VOTE_COLUMNS))
+
+
+def _ferplus_split(root: Path, split: str) -> Split:
+    labelled = read_dataset(root, "ferplus", split)  # checks the layout, names the missing file
+    folder = labelled.paths[0].parent if len(labelled) else root / FERPLUS_SPLITS[split]
+    if not (folder / "label.csv").is_file():
+        folder = root
+    label_csv = folder / "label.csv"
+    paths, votes = _ferplus_votes(label_csv)
+    listed = {p.name for p in paths}
+    from ..io.images import IMAGE_EXTENSIONS
+
+    unlisted = tuple(sorted(p for p in folder.iterdir()
+                            if p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS and p.name not in listed))
+    return Split(split, tuple(paths), majority_labels(votes), labelled.classes, votes, labelled, label_csv,
+                 unlisted)
+
+
+def open_source(data: str | Path, fmt: str | None = None, splits: tuple[str, ...] | None = None) -> DataSource:
+    """Read every split of ``data`` (``splits``: a subset; default: all the format has and the data holds)."""
+    p = Path(data)
+    if not p.exists():
+        raise InputError(f"{p}: not found")
+    if fmt is not None and fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    guessed, file = _guess_format(p) if fmt is None else (fmt, p)
+    root = p if p.is_dir() else p.parent
+    names = SPLITS_OF.get(guessed, ("all",))
+    if splits:
+        bad = [s for s in splits if s not in names]
+        if bad:
+            raise InputError(f"{p}: the {guessed} format has the splits {', '.join(names)}, not {', '.join(bad)}")
+        names = tuple(splits)
+    elif guessed == "ferplus" and not (p / "label.csv").is_file():
+        names = tuple(s for s in names if (p / FERPLUS_SPLITS[s] / "label.csv").is_file())
+        if not names:
+            raise InputError(f"{p}: no FER+ split folder with a label.csv (expected FER2013Train/label.csv ...)")
+    elif guessed == "ferplus":  # a split folder itself: one split, named after it
+        inv = {v: k for k, v in FERPLUS_SPLITS.items()}
+        names = (inv.get(p.name, "all"),)
+    out: list[Split] = []
+    for s in names:
+        if guessed == "ferplus":
+            sp = _ferplus_split(p, s if s != "all" else "test")
+            out.append(Split(s, sp.paths, sp.labels, sp.classes, sp.votes, sp.labelled, sp.label_file, sp.unlisted))
+            continue
+        labelled = read_dataset(file, guessed, s if s != "all" else "test", classes=None)
+        label_file = file if file.is_file() else None
+        if guessed == "csv" and file.is_dir():
+            label_file = file / "labels.csv"
+        out.append(Split(s, labelled.paths, labelled.labels, labelled.classes, None, labelled, label_file,
+                         images=labelled.images))
+    return DataSource(root, guessed, tuple(out))
