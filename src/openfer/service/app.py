@@ -1,29 +1,56 @@
-"""The REST service: ``create_app(config)`` builds the FastAPI application that ``openfer serve`` runs.
+"""The REST service: ``create_app(config)`` builds the FastAPI application that ``openfer serve`` runs
+(how-to, every limit and curl examples: ``docs/service.md``).
 
 Endpoints (OpenAPI at ``/openapi.json``, interactive docs at ``/docs``):
 
-* ``GET /healthz``: the process is alive. ``GET /readyz``: the models are loaded (503 until then).
+* ``GET /healthz``: the process is alive. ``GET /readyz``: the models are loaded and the job store is
+  open (503 until then).
 * ``POST /v1/analyze``: one image (multipart field ``image``) → the same per-image entry as the
   ``images`` list of ``openfer analyze --json`` (``status``, ``width``, ``height``, ``error``,
   ``warnings``, ``faces``), plus ``openfer`` (version) and ``classes``. A bad image is a 400 with that
   entry (``status`` ``"error: …"``). ``landmarks=true`` adds the mesh; ``annotate=true`` adds
   ``annotated_jpeg``: the annotated image as base64 JPEG **inline** (one request, no server-side
-  state to fetch or expire).
-
-The analysis goes through :func:`openfer.batch.analyze_one`, the function ``openfer analyze`` runs.
+  state to fetch or expire). The analysis goes through :func:`openfer.batch.analyze_one`, the
+  function ``openfer analyze`` runs.
+* Video jobs (:mod:`.jobs`, stored by :mod:`.store`): ``POST /v1/jobs`` (multipart field ``video``;
+  form fields ``every``, ``fps``, ``start``, ``end``, ``detect_every``, ``au_baseline``, ``aus``,
+  ``explain``, ``annotate``, ``plots``, ``parquet``, ``smooth``, as ``openfer video``'s options) →
+  202 with the job (``state`` ``queued``) and ``Location: /v1/jobs/<id>``. ``GET /v1/jobs`` lists
+  them, newest first; ``GET /v1/jobs/<id>`` gives the state (``queued``, ``running``, ``done``,
+  ``failed``, ``cancelled``), ``frames_done``/``frames_total``, ``eta_seconds``, ``resumed_frames``,
+  ``error`` and, once ended, ``results``: name → URL. ``GET /v1/jobs/<id>/<name>`` serves one of
+  those names (``timeline.csv``, ``timeline.parquet``, ``timeline_smooth.csv``, ``summary.json``,
+  ``captions.txt``, ``annotated.mp4``, ``plots/track-<n>.png``) and nothing else: any other name,
+  ``..``, an absolute or URL-encoded path is a 404. ``DELETE /v1/jobs/<id>`` cancels a queued or
+  running job (the worker stops at its next frame; the row stays as ``cancelled`` until it expires)
+  or deletes an ended one; its files are removed either way. A job runs
+  :func:`openfer.video.analyze_video_to_dir`, the function ``openfer video`` runs, so its
+  ``timeline.csv`` is byte for byte the CLI's; a job that a killed server left running resumes from
+  its checkpoint at the next start.
 
 Limits, each a one-line JSON error ``{"error": "..."}`` with no traceback:
 
-* request bodies over ``max_body_bytes`` (default 25 MB) → 413, counted as the bytes arrive (an ASGI
-  middleware: FastAPI has no cap of its own, and a ``Content-Length`` can lie);
+* request bodies over ``max_body_bytes`` (default 25 MB; video uploads: ``max_video_bytes``, default
+  1 GiB) → 413, counted as the bytes arrive (an ASGI middleware: FastAPI has no cap of its own, and a
+  ``Content-Length`` can lie);
 * images over ``AnalyzerOptions.max_pixels`` → 400 naming the size, checked from the header before
   decoding;
+* videos longer than ``max_video_seconds`` (default 3600; from the container's frame count and rate,
+  before the job is accepted) → 400 naming the limit; a job never analyses past it (its ``end`` is
+  capped), whatever the container claims;
 * more than ``queue`` requests waiting for the analyzer → 429 (the analysis runs ``concurrency`` at
-  a time; the rest wait in a bounded queue instead of piling up);
+  a time; the rest wait in a bounded queue instead of piling up); more than ``max_jobs`` video jobs
+  queued → 429, before the upload is read;
+* an analysis that takes longer than ``timeout`` seconds (queue wait included; default 60) → 504
+  (an analysis already running finishes in the background and keeps its slot until then);
 * ``api_key`` set (``OPENFER_API_KEY``) → every ``/v1`` request needs ``X-API-Key`` (401 otherwise;
   compared in constant time);
-* CORS is off unless ``cors_origins`` are given. Requests never name server paths or URLs: images come
-  only as uploaded bytes, and an upload's file name only labels messages (escaped).
+* CORS is off unless ``cors_origins`` are given. Requests never name server paths or URLs: images and
+  videos come only as uploaded bytes, an upload's file name only labels messages and listings
+  (escaped), and job errors name the upload, not the server's folders.
+
+Ended jobs (``done``, ``failed``, ``cancelled``) are removed, files and row, ``keep_hours`` (default
+24) after they ended: at start-up and by a sweep every ``keep_hours / 4`` (at most every 10 minutes).
 """
 
 # no ``from __future__ import annotations``: FastAPI reads the endpoints' annotations, which name
