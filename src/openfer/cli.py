@@ -627,23 +627,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .service.store import check_data_dir
 
     uvicorn = require("uvicorn", "serve", "openfer serve")
-    for flag, value in (("--timeout", args.timeout), ("--keep-hours", args.keep_hours),
-                        ("--max-video-seconds", args.max_video_seconds)):
-        if not value >= 0 or value == float("inf") or (flag == "--timeout" and value == 0):
-            print(f"openfer serve: error: {flag}: expected a number {'>' if flag == '--timeout' else '>='} 0, "
-                  f"got {value:g}", file=sys.stderr)
-            return EXIT_USAGE
+    try:
+        config = ServiceConfig(options=args.preset, max_body_bytes=args.max_body, concurrency=args.concurrency,
+                               queue=args.queue, cors_origins=tuple(args.cors), timeout=args.timeout,
+                               data=args.data, workers=args.workers, max_jobs=args.max_jobs,
+                               keep_hours=args.keep_hours, max_video_bytes=args.max_video_bytes,
+                               max_video_seconds=args.max_video_seconds or None,
+                               checkpoint_frames=args.checkpoint_frames)
+    except InputError as e:
+        print(f"openfer serve: error: {printable(str(e))}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         check_data_dir(args.data)
     except OpenFerError as e:  # not usable (OutputError) or used by another server (FolderInUseError)
         _error(e)
         return EXIT_OUTPUT if isinstance(e, OutputError) else EXIT_INPUT
-    app = create_app(ServiceConfig(options=args.preset, max_body_bytes=args.max_body, concurrency=args.concurrency,
-                                   queue=args.queue, cors_origins=tuple(args.cors), timeout=args.timeout,
-                                   data=args.data, workers=args.workers, max_jobs=args.max_jobs,
-                                   keep_hours=args.keep_hours, max_video_bytes=args.max_video_bytes,
-                                   max_video_seconds=args.max_video_seconds or None,
-                                   checkpoint_frames=args.checkpoint_frames))
+    app = create_app(config)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return EXIT_OK
 

@@ -186,6 +186,34 @@ def test_stopping_the_server_requeues_a_running_job_which_resumes(tmp_path):
     assert got == cli_timeline(tmp_path / "cli", SHORT)
 
 
+def test_two_workers_run_two_jobs_at_once(tmp_path):
+    with TestClient(create_app(ServiceConfig(data=tmp_path / "data", api_key=None, workers=2))) as c:
+        get = _getter(c)
+        ids = [_submit(c, every=2).json()["id"] for _ in range(2)]
+        both, deadline = False, time.monotonic() + 30
+        while not both:  # both running at one moment (one would be queued with a single worker)
+            states = [get(f"/v1/jobs/{i}")[1]["state"] for i in ids]
+            both = states == ["running", "running"]
+            assert both or (set(states) <= {"queued", "running"} and time.monotonic() < deadline), states
+            time.sleep(0.02)
+        docs = [wait_for(get, i, ("done", "failed")) for i in ids]
+        got = [c.get(d["results"]["timeline.csv"]).content for d in docs]
+    assert all(d["state"] == "done" and d["frames_done"] == 36 for d in docs)
+    assert got[0] == got[1] == cli_timeline(tmp_path / "cli", SHORT, "--every", "2")
+
+
+def test_service_config_is_validated():
+    from openfer.errors import InputError
+
+    for bad, line in (({"workers": 0}, "workers: expected an integer >= 1, got 0"),
+                      ({"timeout": -1.0}, "timeout: expected a number > 0, got -1.0"),
+                      ({"max_video_seconds": float("inf")}, "max_video_seconds: expected a number > 0 or None, got inf"),
+                      ({"checkpoint_frames": True}, "checkpoint_frames: expected an integer >= 1, got True")):
+        with pytest.raises(InputError) as e:
+            ServiceConfig(**bad)
+        assert str(e.value) == line
+
+
 def test_delete_removes_a_finished_job(client, data):
     r = _submit(client, every=12)
     job = wait_for(_getter(client), r.json()["id"], ("done", "failed"))

@@ -67,9 +67,14 @@ def test_serve_refuses_bad_settings_in_one_line(tmp_path, capsys):
     assert main(["serve", "--data", str(tmp_path / "afile"), "--port", str(_free_port())]) == 6
     err = capsys.readouterr().err
     assert err.startswith("error: cannot write ") and "cannot use as the job store" in err and err.count("\n") == 1
-    for flag, value in (("--timeout", "0"), ("--keep-hours", "-1"), ("--max-video-seconds", "nan")):
+    for flag, value, line in (
+        ("--timeout", "0", "timeout: expected a number > 0, got 0.0"),
+        ("--keep-hours", "-1", "keep_hours: expected a number >= 0, got -1.0"),
+        ("--max-video-seconds", "nan", "max_video_seconds: expected a number > 0 or None, got nan"),
+        ("--queue", "-1", "queue: expected an integer >= 0, got -1"),
+    ):
         assert main(["serve", "--data", str(tmp_path / "d"), flag, value]) == 2
-        assert capsys.readouterr().err.startswith(f"openfer serve: error: {flag}: expected a number")
+        assert capsys.readouterr().err == f"openfer serve: error: {line}\n"
     assert not (tmp_path / "d").exists()  # refused before the store is created
 
 

@@ -79,7 +79,10 @@ DEFAULT_MAX_VIDEO = 1024 * 1024 * 1024
 @dataclass(frozen=True)
 class ServiceConfig:
     """What ``openfer serve`` is started with (``options``: an :class:`~openfer.pipeline.AnalyzerOptions`
-    or a preset name)."""
+    or a preset name). The limits are described in the module doc; ``data``: the job store's folder
+    (:mod:`.store`); ``workers``: video jobs at a time; ``checkpoint_frames``: a running job saves its
+    work this often (what a killed server's job resumes from). A bad value is an
+    :class:`~openfer.errors.InputError` naming the field."""
 
     options: Any = "default"
     max_body_bytes: int = DEFAULT_MAX_BODY
@@ -96,6 +99,27 @@ class ServiceConfig:
     max_video_seconds: float | None = 3600.0
     checkpoint_frames: int = 25
     sweep_seconds: float | None = None  # between expiry sweeps; None: keep_hours / 4, at most 10 minutes
+
+    def __post_init__(self) -> None:
+        import math
+
+        from ..errors import InputError
+
+        for name in ("max_body_bytes", "concurrency", "workers", "max_jobs", "max_video_bytes", "checkpoint_frames"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"{name}: expected an integer >= 1, got {v!r}")
+        for name, low, optional in (("timeout", 0.0, False), ("keep_hours", None, False),
+                                    ("max_video_seconds", 0.0, True), ("sweep_seconds", 0.0, True)):
+            v = getattr(self, name)
+            if v is None and optional:
+                continue
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or (v <= low if low is not None else v < 0):
+                bound = "> 0" if low is not None else ">= 0"
+                raise InputError(f"{name}: expected a number {bound}{' or None' if optional else ''}, got {v!r}")
+        if isinstance(self.queue, bool) or not isinstance(self.queue, int) or self.queue < 0:
+            raise InputError(f"queue: expected an integer >= 0, got {self.queue!r}")
 
 
 class _Gate:
@@ -138,7 +162,7 @@ def create_app(config: ServiceConfig | None = None) -> Any:
     cfg = config or ServiceConfig()
     state: dict[str, Any] = {}
     gate = _Gate(cfg.concurrency, cfg.queue)
-    keep = max(float(cfg.keep_hours), 0.0) * 3600.0
+    keep = float(cfg.keep_hours) * 3600.0
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
@@ -159,7 +183,7 @@ def create_app(config: ServiceConfig | None = None) -> Any:
                      ", ".join(requeued))
         store.sweep(keep)
         state["analyzer"] = Analyzer(cfg.options)
-        pool = WorkerPool(store, [Analyzer(VIDEO_PRESET) for _ in range(max(int(cfg.workers), 0))],
+        pool = WorkerPool(store, [Analyzer(VIDEO_PRESET) for _ in range(cfg.workers)],
                           checkpoint_frames=cfg.checkpoint_frames)
         stop = threading.Event()
         every = cfg.sweep_seconds if cfg.sweep_seconds is not None else min(max(keep / 4, 1.0), 600.0)
