@@ -104,6 +104,31 @@ def test_body_cap_counts_a_body_without_content_length():
     assert sent[0]["status"] == 413 and len(chunks) == 3  # stopped after the second chunk
 
 
+def test_video_uploads_have_their_own_body_cap():
+    async def app(scope, receive, send):
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    def run(method, path, n):
+        sent, chunks = [], [{"type": "http.request", "body": b"x" * 600, "more_body": True} for _ in range(n)]
+        chunks[-1]["more_body"] = False
+
+        async def receive():
+            return chunks.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        limit = _BodyLimit(app, limit=1000, paths={("POST", "/v1/jobs"): 5000})
+        asyncio.run(limit({"type": "http", "method": method, "path": path, "headers": []}, receive, send))
+        return sent[0]["status"]
+
+    assert run("POST", "/v1/jobs", 8) == 200  # 4800 bytes: under the video cap
+    assert run("POST", "/v1/jobs", 9) == 413  # 5400
+    assert run("POST", "/v1/analyze", 2) == 413  # 1200: over the default cap
+
+
 def test_api_key_is_required_when_set(tmp_path):
     with TestClient(create_app(ServiceConfig(api_key="s3cret", data=tmp_path))) as c:
         assert c.get("/healthz").status_code == 200  # health stays open

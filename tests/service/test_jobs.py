@@ -238,6 +238,9 @@ def test_expiry_at_start_up_and_by_the_periodic_sweep(tmp_path):
             time.sleep(0.1)
         assert time.time() - job["finished"] >= 1.5
         assert c.get(job["url"]).json()["error"].startswith("no job") and not (tmp_path / "jobs" / job["id"]).exists()
+        orphan.mkdir()  # as an upload in flight: the periodic sweeps leave it alone
+        time.sleep(0.6)
+        assert orphan.is_dir()
     store = JobStore(tmp_path)  # an ended job older than keep_hours is removed at the next start
     old = store.accept(io.BytesIO(SHORT.read_bytes()), "old.mp4", ".mp4", {}, max_queued=9)
     assert store.cancel_queued(old.id)
@@ -245,6 +248,7 @@ def test_expiry_at_start_up_and_by_the_periodic_sweep(tmp_path):
     store.close()
     with TestClient(create_app(ServiceConfig(data=tmp_path, api_key=None, keep_hours=1.0))) as c:
         assert c.get(f"/v1/jobs/{old.id}").status_code == 404 and not (tmp_path / "jobs" / old.id).exists()
+        assert not orphan.exists()
 
 
 @pytest.fixture(scope="module")

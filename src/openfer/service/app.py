@@ -181,7 +181,7 @@ def create_app(config: ServiceConfig | None = None) -> Any:
         if requeued:
             log.warning("job store: %d job(s) left running by the last server resume: %s", len(requeued),
                      ", ".join(requeued))
-        store.sweep(keep)
+        store.sweep(keep, orphans=True)  # nothing is being uploaded yet: a folder without a row is lost
         state["analyzer"] = Analyzer(cfg.options)
         pool = WorkerPool(store, [Analyzer(VIDEO_PRESET) for _ in range(cfg.workers)],
                           checkpoint_frames=cfg.checkpoint_frames)

@@ -24,7 +24,7 @@ result names (JSON) and the error.
 **Nothing accepted is lost**: :meth:`JobStore.accept` writes the upload under a temporary name,
 fsyncs it, renames it to ``input.<ext>`` and fsyncs the folder, and only then commits the row as
 ``queued`` (with ``synchronous=FULL``). A process killed before the commit leaves a folder without a
-row, which :meth:`JobStore.sweep` removes; one killed after it leaves a queued job. Rows left
+row, which :meth:`JobStore.sweep` removes at the next start; one killed after it leaves a queued job. Rows left
 ``running`` by a killed server go back to ``queued`` with :meth:`JobStore.requeue_running` (the video
 job then resumes from its checkpoint in ``out/``).
 
@@ -313,10 +313,10 @@ class JobStore:
         with self._lock:
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
-    def sweep(self, keep_seconds: float, now: float | None = None) -> list[str]:
-        """Remove finished jobs (files and row) that ended more than ``keep_seconds`` before ``now``,
-        and job folders that have no row (an upload cut off by a kill before its row was written).
-        Returns the ids removed."""
+    def sweep(self, keep_seconds: float, now: float | None = None, *, orphans: bool = False) -> list[str]:
+        """Remove finished jobs (files and row) that ended more than ``keep_seconds`` before ``now``;
+        with ``orphans`` (at start-up, when no upload is in flight) also job folders that have no row
+        (an upload cut off by a kill before its row was written). Returns the job ids removed."""
         now = time.time() if now is None else now
         with self._lock:
             old = [r[0] for r in self._db.execute(
@@ -325,12 +325,12 @@ class JobStore:
             known = {r[0] for r in self._db.execute("SELECT id FROM jobs")}
         for job_id in old:
             self.delete(job_id)
-        orphans = [p.name for p in self.jobs_dir.iterdir() if p.is_dir() and p.name not in known]
-        for name in orphans:
+        lost = [p.name for p in self.jobs_dir.iterdir() if p.is_dir() and p.name not in known] if orphans else []
+        for name in lost:
             if JOB_ID.match(name):
                 self.remove_files(name)
-        if old or orphans:
-            log.info("job store: removed %d expired job(s), %d folder(s) without a job", len(old), len(orphans))
+        if old or lost:
+            log.info("job store: removed %d expired job(s), %d folder(s) without a job", len(old), len(lost))
         return old
 
 
