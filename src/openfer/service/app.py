@@ -179,8 +179,8 @@ def create_app(config: ServiceConfig | None = None) -> Any:
         store = JobStore(cfg.data)
         requeued = store.requeue_running()
         if requeued:
-            log.warning("job store: %d job(s) left running by the last server resume: %s", len(requeued),
-                     ", ".join(requeued))
+            log.warning("job store: %d job(s) left running by the last server resume: %s",
+                        len(requeued), ", ".join(requeued))
         store.sweep(keep, orphans=True)  # nothing is being uploaded yet: a folder without a row is lost
         state["analyzer"] = Analyzer(cfg.options)
         pool = WorkerPool(store, [Analyzer(VIDEO_PRESET) for _ in range(cfg.workers)],
@@ -207,7 +207,7 @@ def create_app(config: ServiceConfig | None = None) -> Any:
             pool.stop()
             sweep_thread.join(5)
             state.clear()
-            if not any(t.is_alive() for t in pool._threads):
+            if not pool.alive:  # else a worker still needs it; the process is ending anyway
                 store.close()
 
     app = FastAPI(title="openfer", version=__version__, lifespan=lifespan,

@@ -127,9 +127,14 @@ class WorkerPool:
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(deadline - time.monotonic(), 0.0))
-        alive = [t.name for t in self._threads if t.is_alive()]
-        if alive:
-            log.warning("job workers still finishing a job's last steps at shutdown: %s", ", ".join(alive))
+        if self.alive:
+            names = ", ".join(t.name for t in self._threads if t.is_alive())
+            log.warning("job workers still finishing a job's last steps at shutdown: %s", names)
+
+    @property
+    def alive(self) -> bool:
+        """Whether a worker thread is still running (e.g. after :meth:`stop` timed out)."""
+        return any(t.is_alive() for t in self._threads)
 
     def wake(self) -> None:
         with self._wake:
@@ -146,8 +151,12 @@ class WorkerPool:
                 job = self.store.get(job_id)
                 left = deadline - time.monotonic()
                 if job is None or job.state != "running" or left <= 0:
-                    return job
+                    break
                 self._ended.wait(min(left, 0.2))
+        if job is None or job.state != "running":  # ended (or was never taken): nothing left to stop
+            with self._cancel_lock:
+                self._cancel.discard(job_id)
+        return job
 
     def _cancelled(self, job_id: str) -> bool:
         with self._cancel_lock:
