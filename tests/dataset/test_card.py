@@ -58,7 +58,7 @@ def test_duplicates_finds_the_planted_pairs_and_nothing_else(card):
     found = {(p["kind"], f"{p['split_a']}/{Path(p['path_a']).name}", f"{p['split_b']}/{Path(p['path_b']).name}")
              for p in pairs}
     assert found == PLANTED
-    assert doc["duplicates"]["pairs"] == {"total": 2, "bytes": 1, "pixels": 0, "near": 1}
+    assert doc["duplicates"]["pairs"] == {"total": 2, "listed_twice": 0, "bytes": 1, "pixels": 0, "near": 1}
     assert doc["duplicates"]["across"]["test in train"]["images"] == 2
     assert doc["duplicates"]["across"]["valid in train"]["images"] == 0
     assert any("train/test leak" in s and "2 of 12 test images" in s for s in doc["summary"])
@@ -205,3 +205,24 @@ def test_writes_are_atomic(tmp_path, capsys):
     assert not [p for p in out.rglob(".*")]
     assert json.loads((out / "card.json").read_text())["composition"]["splits"] in (["valid"], ["test"])
     assert old  # the first card was complete
+
+
+def test_csv_data_set_with_a_row_listed_twice(tmp_path):
+    """A ``path,label`` CSV (the photos format): one file listed twice is reported as such, not as two images
+    that happen to be equal."""
+    data = tmp_path / "photos"
+    (data / "images").mkdir(parents=True)
+    names = [p.name for p in sorted((MINI / "FER2013Train").glob("*.png"))[:5]]
+    for n in names:
+        shutil.copy(MINI / "FER2013Train" / n, data / "images" / n)
+    rows = [f"images/{n},happy" for n in names] + [f"images/{names[2]},sad"]
+    (data / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    assert main(["dataset", "card", str(data), "--out", str(out), "--no-pipeline"]) == 0
+    doc = json.loads((out / "card.json").read_text())
+    assert doc["data"]["format"] == "csv" and doc["composition"]["splits"] == ["all"]
+    assert doc["composition"]["images"] == {"all": 6}
+    assert doc["composition"]["per_class"]["all"] == {"happiness": 5, "sadness": 1}
+    assert doc["duplicates"]["pairs"] == {"total": 1, "listed_twice": 1, "bytes": 0, "pixels": 0, "near": 0}
+    assert doc["duplicates"]["label_conflicts"] == 1
+    assert doc["agreement"] is None and "No vote counts" in (out / "card.md").read_text()

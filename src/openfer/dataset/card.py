@@ -133,10 +133,12 @@ def _duplicates(src: DataSource, scans: dict[str, ImageScan], max_distance: int)
     nearest_all[idx] = hp.nearest
     pairs: list[dict] = []
     dup_in: list[set[str]] = [set() for _ in range(len(ok))]
-    kinds = {"bytes": 0, "pixels": 0, "near": 0}
+    kinds = {"listed_twice": 0, "bytes": 0, "pixels": 0, "near": 0}
     conflicts = 0
     for a, b, d in zip(idx[hp.i], idx[hp.j], hp.distance, strict=True):
-        kind = "bytes" if bytes_d[a] == bytes_d[b] else "pixels" if pix_d[a] == pix_d[b] else "near"
+        same_file = Path(flat_paths[a]).resolve() == Path(flat_paths[b]).resolve()
+        kind = ("listed_twice" if same_file else "bytes" if bytes_d[a] == bytes_d[b]
+                else "pixels" if pix_d[a] == pix_d[b] else "near")
         kinds[kind] += 1
         dup_in[a].add(split_of[b])
         dup_in[b].add(split_of[a])
@@ -332,6 +334,9 @@ def findings(doc: dict) -> list[str]:
                        "have a duplicate in the same split.")
         if w["near_constant_images"]:
             out.append(f"{s}: {w['near_constant_images']} near-constant images (grey-level std < {BLANK_STD:g}).")
+    if d["pairs"]["listed_twice"]:
+        out.append(f"{d['pairs']['listed_twice']} file(s) are listed more than once in the label file(s) "
+                   "(kind listed_twice in duplicates.csv).")
     if d["label_conflicts"]:
         out.append(f"{d['label_conflicts']:,} duplicate pairs carry different labels.")
     bad = sum(len(v) for v in c["unreadable"].values())
@@ -345,10 +350,11 @@ def findings(doc: dict) -> list[str]:
     if doc["pipeline"]:
         p = doc["pipeline"]
         fr = ", ".join(f"{s} {_pct(v['face_found_rate'])}" for s, v in p["splits"].items())
-        out.append(f"The openfer pipeline finds a face in: {fr} (random sample of up to {p['sample_per_split']} "
-                   f"images per split, seed {p['seed']}, faces={p['faces']}).")
+        on = (f"random sample of up to {p['sample_per_split']} images per split, seed {p['seed']}"
+              if p["sample_per_split"] else "all readable images")
+        out.append(f"The openfer pipeline finds a face in: {fr} ({on}, faces={p['faces']}).")
         m = doc["model"]
         acc = ", ".join(f"{s} {v['accuracy']:.3f} (n={v['n']}, UAR {v['uar']:.3f})" for s, v in m["splits"].items())
         out.append(f"Shipped model {m['name']} accuracy ({'face crops' if m['mode'] == 'crops' else 'full pipeline, no face = error'}"
-                   f", same sample): {acc}.")
+                   f", same images, labelled ones): {acc}.")
     return out

@@ -73,7 +73,7 @@ def plot_quality(card, path: Path) -> Path:  # noqa: ANN001
     _hist(axes[1], {s: sc.contrast[ok[s]] for s, sc in card.scans.items()}, np.linspace(0, 128, 52),
           "grey-level std", "contrast (all images)")
     _hist(axes[2], {s: sc.blur[ok[s]] for s, sc in card.scans.items()}, 50,
-          "log10 variance of the Laplacian (higher = sharper)", "blur (all images, native size)", log_x=True)
+          "log10 Laplacian variance (higher: sharper)", "blur (all images, native size)", log_x=True)
     return _save_png(fig, path)
 
 
@@ -130,7 +130,8 @@ def plot_faces(card, path: Path) -> Path:  # noqa: ANN001
         _hist(ax, {s: getattr(f, key) for s, f in st.items()}, np.linspace(-60, 60, 41), f"{name} (degrees)",
               f"head {name}")
     n = card.doc["pipeline"]["sample_per_split"]
-    fig.suptitle(f"openfer pipeline on a random sample ({n or 'all'} per split, seed {card.doc['pipeline']['seed']})"
+    fig.suptitle((f"openfer pipeline on a random sample ({n} per split, seed {card.doc['pipeline']['seed']})" if n
+                  else "openfer pipeline on every image")
                  + ("; crops upscaled 4x with a border" if crops else ""), fontsize=10)
     return _save_png(fig, path)
 
@@ -160,7 +161,7 @@ def duplicate_sheet(pairs: list[dict], root: Path, path: Path, per_kind: int = 8
     """Side-by-side examples of listed pairs (cross-split first), each row one kind, 96 px tiles."""
     rng = np.random.default_rng(seed)
     rows = []
-    for kind in ("bytes", "pixels", "near"):
+    for kind in ("bytes", "pixels", "near"):  # not listed_twice: one file beside itself shows nothing
         cand = [p for p in pairs if p["kind"] == kind]
         cross = [p for p in cand if p["split_a"] != p["split_b"]]
         pool = cross if len(cross) >= per_kind else cand

@@ -98,7 +98,8 @@ def render_markdown(doc: dict) -> str:
           f"Every pair of readable images (all splits together) was compared: exact duplicates by the sha256 of the "
           f"file bytes or of the decoded pixels; near-duplicates by a 64-bit DCT perceptual hash (pHash) within "
           f"**{d['method']['max_distance']} bits** (Hamming distance). Pairs found: {d['pairs']['total']:,} "
-          f"(identical files {d['pairs']['bytes']:,}, identical pixels {d['pairs']['pixels']:,}, near {d['pairs']['near']:,}), "
+          f"(the same file listed twice {d['pairs']['listed_twice']:,}, identical files {d['pairs']['bytes']:,}, "
+          f"identical pixels {d['pairs']['pixels']:,}, near {d['pairs']['near']:,}), "
           f"of which {d['label_conflicts']:,} carry different labels; all are listed in "
           f"[`duplicates.csv`](duplicates.csv).", ""]
     L += _table(["split", "images", "with a duplicate in the same split", "near-constant (std < 2)"],
@@ -123,11 +124,13 @@ def render_markdown(doc: dict) -> str:
         how = ("each 48x48 crop upscaled 4x (cubic) with a 25% replicated border, one detector pass over the "
                "whole image" if p["faces"] == "crops" else
                f"each photo as `openfer analyze` sees it (detector with tiling down to {p['options']['min_face']} px faces)")
+        on = (f"On a random sample of up to {p['sample_per_split']} readable images per split "
+              f"(numpy `default_rng(seed + split index)`, seed {p['seed']})" if p["sample_per_split"]
+              else "On every readable image")
         L += ["### What the openfer pipeline sees", "",
-              f"On a random sample of up to {p['sample_per_split'] or 'all'} readable images per split "
-              f"(numpy `default_rng(seed + split index)`, seed {p['seed']}): {how}, then Face Mesh "
-              f"({p['options']['mesh']}); the largest face per image is measured. Face height: detector box, "
-              "pixels of the stored image; pose: yaw/pitch/roll in degrees from the mesh. 95% intervals: Wilson.", ""]
+              f"{on}: {how}, then Face Mesh ({p['options']['mesh']}); the largest face per image is measured. "
+              "Face height: detector box, pixels of the stored image; pose: yaw/pitch/roll in degrees from the "
+              "mesh. 95% intervals: Wilson.", ""]
         L += _table(["split", "sampled", "face found", "more than one face", "face height px", "abs(yaw) > 30 deg",
                      "yaw", "pitch", "roll"],
                     [[s, v["analysed"], f"{100 * v['face_found_rate']:.1f}% ({100 * v['face_found_rate_ci95'][0]:.1f}-"
