@@ -81,13 +81,17 @@ class RayEngine:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                       "logging_level": logging.ERROR, "configure_logging": True}
             if self.address:
+                _check_reachable(self.address)
                 kwargs["address"] = self.address
             else:
                 kwargs["num_cpus"] = self.num_cpus or os.cpu_count() or 1
             try:
                 ray.init(**kwargs)
             except ConnectionError as e:
-                raise InputError(f"cannot reach the Ray cluster at {self.address}: {e}") from None
+                hint = ("" if os.environ.get("RAY_AUTH_MODE") else
+                        " (a cluster started with `ray start` uses token authentication: set RAY_AUTH_MODE=token "
+                        "and its token, RAY_AUTH_TOKEN or ~/.ray/auth_token, on this machine too)")
+                raise InputError(f"cannot reach the Ray cluster at {self.address}: {e}{hint}") from None
             self._started = True
         _quiet_ray_data()
         return self
@@ -213,6 +217,22 @@ def _quiet_ray_data() -> None:
         ctx.enable_operator_progress_bars = False
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A ``HOST:PORT`` address that accepts no connection is an :class:`InputError` at once (Ray itself
+    keeps retrying for minutes); ``auto`` and ``ray://`` addresses are left to Ray."""
+    import socket
+
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(f"Ray address {address!r}: expected HOST:PORT (e.g. 10.0.0.1:6379), auto or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise InputError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}") from None
 
 
 def _first_line(e: BaseException) -> str:
