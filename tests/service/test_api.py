@@ -39,6 +39,8 @@ def test_health_ready_and_openapi(client):
     assert client.get("/readyz").json() == {"status": "ready"}
     spec = client.get("/openapi.json").json()
     assert "/v1/analyze" in spec["paths"] and spec["info"]["title"] == "openfer"
+    assert set(spec["paths"]["/v1/jobs"]) == {"get", "post"} and set(spec["paths"]["/v1/jobs/{job_id}"]) == {"get", "delete"}
+    assert "/v1/jobs/{job_id}/{name}" in spec["paths"]
 
 
 def test_analyze_gives_what_the_cli_writes(client, tmp_path, capsys):
