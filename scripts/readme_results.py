@@ -23,6 +23,36 @@ def load(p: str) -> dict:
     return json.loads((ROOT / p).read_text())
 
 
+def _ray_sentence(r: dict) -> str:
+    if "ray_2_worker" not in r:
+        return ""
+    one, two = r["ray_1_worker"], r["ray_2_worker"]
+    return (f" On a local Ray cluster (`--engine ray`, [docs/scale.md](docs/scale.md)): 1 actor {one['images_per_s']:.1f} "
+            f"images/s ({one['ratio_to_loop']:.2f}x), 2 actors {two['images_per_s']:.1f} images/s "
+            f"({two['ratio_to_loop']:.2f}x), the actors' model loading included, the cluster's "
+            f"{one['cluster_start_s']:.0f} s start-up not.")
+
+
+def _fill_scale_doc(b: dict) -> None:
+    """The throughput table of docs/scale.md, from the same results."""
+    r = b["results"]
+    names = {"loop_0.1": "plain loop (openfer 0.1's `analyze`)", "batch_1_worker": "`openfer analyze`, 1 process",
+             "batch_2_worker": "`--workers 2`", "ray_1_worker": "`--engine ray --workers 1`",
+             "ray_2_worker": "`--engine ray --workers 2`"}
+    rows = ["| configuration | images/s | ratio to the loop |", "|---|---|---|"]
+    rows += [f"| {label} | {r[k]['images_per_s']:.1f} | {r[k]['ratio_to_loop']:.2f}x |" for k, label in names.items() if k in r]
+    note = ""
+    if "ray_1_worker" in r:
+        note = (f"\nThe local Ray cluster took {r['ray_1_worker']['cluster_start_s']:.1f} s to start (not in the figures); "
+                "each run includes its actors' start-up and model loading. Commit "
+                f"`{b['machine'].get('commit', '?')}`, {b['machine']['cpu']}, {b['machine']['logical_cores']} cores.\n")
+    doc = ROOT / "docs/scale.md"
+    text = doc.read_text()
+    text = re.sub(r"<!-- SCALE -->.*?<!-- /SCALE -->", lambda m: "<!-- SCALE -->\n" + "\n".join(rows) + "\n" + note
+                  + "<!-- /SCALE -->", text, flags=re.S)
+    doc.write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="fernet_s")
@@ -183,8 +213,9 @@ def main() -> None:
             f"`analyze`) {r['loop_0.1']['images_per_s']:.1f} images/s; `openfer analyze` with its resumable work file "
             f"{r['batch_1_worker']['images_per_s']:.1f} images/s ({r['batch_1_worker']['ratio_to_loop']:.2f}x), with "
             f"`--workers 2` {r['batch_2_worker']['images_per_s']:.1f} images/s ({r['batch_2_worker']['ratio_to_loop']:.2f}x, "
-            "the two workers' start-up and model loading included).",
+            "the two workers' start-up and model loading included)." + _ray_sentence(r),
         ]
+        _fill_scale_doc(b)
     lines += [
         "",
         f"In short, on 2 cores: a 640x360 one-face photo takes {d2['end_to_end']['median_ms']:.0f} ms with the default "
