@@ -174,7 +174,7 @@ def render_markdown(doc: dict) -> str:
               ("Face crops resized to the model input, no detection (`openfer evaluate --faces crops`)"
                if m["mode"] == "crops" else
                "Full pipeline, largest face scored, no face found counts as an error (`openfer evaluate --faces detect`)")
-              + ", on the same random sample as above, labelled images only. Accuracy interval: Wilson 95%. A split "
+              + ", on the same images as the face statistics above, labelled ones only. Accuracy interval: Wilson 95%. A split "
               "the model was trained or tuned on says nothing about generalisation: see the model's card "
               "(`openfer models`).", ""]
         cls = list(next(iter(m["splits"].values()))["per_class"])
