@@ -60,7 +60,7 @@ def test_job_gives_what_openfer_video_writes(client, finished, tmp_path):
     assert finished["state"] == "done" and finished["error"] is None, finished
     assert finished["frames_done"] == finished["frames_total"] == 24 and finished["input_name"] == SHORT.name
     assert set(finished["results"]) == {"timeline.csv", "timeline.parquet", "summary.json", "captions.txt",
-                                        "annotated.mp4", "plots/track-0.png"}
+                                        "annotated.webm", "plots/track-0.png"}
     want = cli_timeline(tmp_path, SHORT, "--every", "3")
     r = client.get(finished["results"]["timeline.csv"])
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
@@ -75,8 +75,9 @@ def test_job_gives_what_openfer_video_writes(client, finished, tmp_path):
 
     table = pd.read_parquet(io.BytesIO(client.get(finished["results"]["timeline.parquet"]).content))
     assert len(table) == want.count(b"\n") - 1 == 24
-    mp4 = client.get(finished["results"]["annotated.mp4"])
-    assert mp4.headers["content-type"] == "video/mp4" and mp4.content[4:8] == b"ftyp"
+    webm = client.get(finished["results"]["annotated.webm"])  # VP8 in WebM: browsers play it (mp4v: no)
+    assert webm.headers["content-type"] == "video/webm" and webm.content[:4] == b"\x1a\x45\xdf\xa3"  # EBML
+    assert b"V_VP8" in webm.content[:4096]
 
 
 def test_list_and_get(client, finished):

@@ -20,8 +20,9 @@ Endpoints (OpenAPI at ``/openapi.json``, interactive docs at ``/docs``):
   ``failed``, ``cancelled``), ``frames_done``/``frames_total``, ``eta_seconds``, ``resumed_frames``,
   ``error`` and, once ended, ``results``: name → URL. ``GET /v1/jobs/<id>/<name>`` serves one of
   those names (``timeline.csv``, ``timeline.parquet``, ``timeline_smooth.csv``, ``summary.json``,
-  ``captions.txt``, ``annotated.mp4``, ``plots/track-<n>.png``) and nothing else: any other name,
-  ``..``, an absolute or URL-encoded path is a 404. ``DELETE /v1/jobs/<id>`` cancels a queued or
+  ``captions.txt``, ``annotated.webm`` (``annotated.mp4`` where OpenCV has no VP8/VP9),
+  ``plots/track-<n>.png``) and nothing else: any other name, ``..``, an absolute or URL-encoded path
+  is a 404. ``DELETE /v1/jobs/<id>`` cancels a queued or
   running job (the worker stops at its next frame; the row stays as ``cancelled`` until it expires)
   or deletes an ended one; its files are removed either way. A job runs
   :func:`openfer.video.analyze_video_to_dir`, the function ``openfer video`` runs, so its
@@ -156,7 +157,7 @@ def create_app(config: ServiceConfig | None = None) -> Any:
     from starlette.exceptions import HTTPException
 
     from ..errors import InputError, MissingDependencyError
-    from .jobs import VIDEO_PRESET, JobOptions, WorkerPool, check_duration
+    from .jobs import VIDEO_PRESET, JobOptions, WorkerPool, annotated_format, check_duration
     from .store import JOB_ID, Job, JobStore, QueueFull
 
     cfg = config or ServiceConfig()
@@ -184,7 +185,7 @@ def create_app(config: ServiceConfig | None = None) -> Any:
         store.sweep(keep, orphans=True)  # nothing is being uploaded yet: a folder without a row is lost
         state["analyzer"] = Analyzer(cfg.options)
         pool = WorkerPool(store, [Analyzer(VIDEO_PRESET) for _ in range(cfg.workers)],
-                          checkpoint_frames=cfg.checkpoint_frames)
+                          checkpoint_frames=cfg.checkpoint_frames, annotate_format=annotated_format())
         stop = threading.Event()
         every = cfg.sweep_seconds if cfg.sweep_seconds is not None else min(max(keep / 4, 1.0), 600.0)
 
@@ -341,7 +342,8 @@ def create_app(config: ServiceConfig | None = None) -> Any:
         au_baseline: Annotated[str, Form(description="neutral (each face's own resting face) or none")] = d.au_baseline,
         aus: Annotated[bool, Form(description="action units")] = d.aus,
         explain: Annotated[bool, Form(description="valence/arousal and reasons")] = d.explain,
-        annotate: Annotated[bool, Form(description="also write annotated.mp4")] = d.annotate,
+        annotate: Annotated[bool, Form(description="also write annotated.webm (annotated.mp4 where OpenCV "
+                                       "has no VP8/VP9 encoder)")] = d.annotate,
         plots: Annotated[bool, Form(description="also write plots/track-<id>.png")] = d.plots,
         parquet: Annotated[bool, Form(description="also write timeline.parquet")] = d.parquet,
         smooth: Annotated[str, Form(description="also write timeline_smooth.csv: none, ema, window, one_euro")] = d.smooth,
@@ -394,7 +396,7 @@ def create_app(config: ServiceConfig | None = None) -> Any:
     def get_result(job_id: str, name: Annotated[str, PathParam(description="a name from the job's results")]
                    ) -> FileResponse:
         """One result file of an ended job: timeline.csv, timeline.parquet, summary.json, captions.txt,
-        timeline_smooth.csv, annotated.mp4, plots/track-<id>.png (only those the job produced)."""
+        timeline_smooth.csv, annotated.webm (or .mp4), plots/track-<id>.png (only those the job produced)."""
         job = job_or_404(job_id)
         out = store_or_503().out_dir(job.id).resolve()
         path = (out / name).resolve() if name in job.results and job.state in ("done", "failed") else None
@@ -427,7 +429,7 @@ def create_app(config: ServiceConfig | None = None) -> Any:
 
 
 _MEDIA = {".csv": "text/csv; charset=utf-8", ".json": "application/json", ".txt": "text/plain; charset=utf-8",
-          ".png": "image/png", ".mp4": "video/mp4", ".parquet": "application/vnd.apache.parquet"}
+          ".png": "image/png", ".mp4": "video/mp4", ".webm": "video/webm", ".parquet": "application/vnd.apache.parquet"}
 
 
 def _queue_full(max_jobs: int) -> Any:

@@ -8,6 +8,10 @@ left half done continues from the checkpoint in its output folder and ends with 
 ``timeline.csv`` as an uninterrupted run. A job's ``aus``/``explain`` options reuse the worker's
 loaded models (:meth:`Analyzer.from_components`).
 
+The annotated video (``annotate``) is ``annotated.webm`` (VP8, else VP9: what browsers play) when
+this OpenCV build writes WebM, else ``annotated.mp4`` (mp4v, which browsers do not play):
+:func:`annotated_format`, decided once at start-up.
+
 Cancelling (``DELETE``) and stopping the server are noticed at the next analysed frame; the steps
 after the last frame (summary, plots, annotated video) run to their end first.
 """
@@ -104,8 +108,9 @@ class WorkerPool:
     """``len(analyzers)`` threads running the store's queued jobs (see the module doc)."""
 
     def __init__(self, store: JobStore, analyzers: list[Any], *, checkpoint_frames: int = 25,
-                 poll_seconds: float = 0.5) -> None:
+                 poll_seconds: float = 0.5, annotate_format: str = "webm") -> None:
         self.store, self.analyzers = store, analyzers
+        self.annotate_format = annotate_format
         self.checkpoint_frames, self.poll = checkpoint_frames, poll_seconds
         self._stop = threading.Event()
         self._wake = threading.Condition()
@@ -207,7 +212,7 @@ class WorkerPool:
             res = analyze_video_to_dir(
                 video, source, out, resume=True, on_frame=on_frame, chunk_frames=self.checkpoint_frames,
                 annotate_video=opts.annotate, plots=opts.plots, parquet=opts.parquet,
-                smooth=None if opts.smooth == "none" else opts.smooth)
+                smooth=None if opts.smooth == "none" else opts.smooth, annotate_format=self.annotate_format)
         except _Stop:
             if self._cancelled(job.id):
                 self._end_cancelled(job, state["done"])
@@ -246,16 +251,37 @@ def _public(e: Exception, source: Path, name: str, out: Path) -> str:
 
 def produced(out: Path) -> tuple[str, ...]:
     """The result files of the job in ``out`` (names relative to it): what ``GET`` may serve."""
-    from ..video.job import ANNOTATED_FILE, CAPTIONS_FILE, PARQUET_FILE, PLOTS_DIR, SMOOTH_FILE, SUMMARY_FILE
+    from ..video.job import (
+        ANNOTATED_FILE,
+        ANNOTATED_WEBM,
+        CAPTIONS_FILE,
+        PARQUET_FILE,
+        PLOTS_DIR,
+        SMOOTH_FILE,
+        SUMMARY_FILE,
+    )
     from ..video.timeline import TIMELINE_FILE
 
-    names = [n for n in (TIMELINE_FILE, PARQUET_FILE, SMOOTH_FILE, SUMMARY_FILE, CAPTIONS_FILE, ANNOTATED_FILE)
+    names = [n for n in (TIMELINE_FILE, PARQUET_FILE, SMOOTH_FILE, SUMMARY_FILE, CAPTIONS_FILE, ANNOTATED_WEBM,
+                         ANNOTATED_FILE)
              if (out / n).is_file() and not (out / n).is_symlink()]
     plots = out / PLOTS_DIR
     if plots.is_dir() and not plots.is_symlink():
         names += sorted(f"{PLOTS_DIR}/{p.name}" for p in plots.iterdir()
                         if p.is_file() and not p.is_symlink() and p.suffix == ".png" and not p.name.startswith("."))
     return tuple(names)
+
+
+def annotated_format() -> str:
+    """``"webm"`` if this OpenCV build writes VP8 or VP9 WebM (browsers play it), else ``"mp4"``
+    (mp4v: a download, not played by browsers; logged as a warning)."""
+    from ..video.job import annotated_video_codec
+
+    if annotated_video_codec("webm") is not None:
+        return "webm"
+    log.warning("annotated videos: this OpenCV build has no VP8/VP9 encoder; jobs write annotated.mp4 (mp4v), "
+                "which browsers do not play")
+    return "mp4"
 
 
 def check_duration(max_seconds: float | None, preset: str = VIDEO_PRESET) -> Callable[[Path], None]:
@@ -280,4 +306,4 @@ def check_duration(max_seconds: float | None, preset: str = VIDEO_PRESET) -> Cal
     return check
 
 
-__all__ = ["VIDEO_PRESET", "JobOptions", "WorkerPool", "check_duration", "produced"]
+__all__ = ["VIDEO_PRESET", "JobOptions", "WorkerPool", "annotated_format", "check_duration", "produced"]

@@ -2,7 +2,8 @@
 
 ``DIR`` receives ``timeline.csv`` (one row per face per analysed frame), ``summary.json`` (per track,
 with its expression events, dynamic label and caption: :mod:`openfer.video.events`), ``captions.txt``
-(one caption per track) and, with ``annotate=True``, ``annotated.mp4``, with ``plots=True``
+(one caption per track) and, with ``annotate=True``, ``annotated.mp4`` (``annotated.webm`` with
+``annotate_format="webm"``: :data:`ANNOTATED_CODECS`), with ``plots=True``
 ``plots/track-<id>.png`` (:mod:`openfer.video.plots`); while running, ``part-*.csv`` and
 ``progress.json`` (see :class:`~openfer.video.timeline.TimelineWriter`). The CLI's ``openfer video`` is
 this function.
@@ -56,13 +57,22 @@ log = logging.getLogger("openfer")
 
 SUMMARY_FILE = "summary.json"
 ANNOTATED_FILE = "annotated.mp4"
+ANNOTATED_WEBM = "annotated.webm"
+# the annotated video's container -> file name and the OpenCV fourccs tried in turn (the first that opens):
+# mp4v is what every OpenCV build writes but no browser plays; WebM with VP8 (else VP9) is what browsers play
+# and what OpenCV's bundled FFmpeg (libvpx) writes; its H.264 encoders are absent or need a device
+# (docs/service.md, "The annotated video")
+ANNOTATED_CODECS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "mp4": (ANNOTATED_FILE, ("mp4v",)),
+    "webm": (ANNOTATED_WEBM, ("VP80", "VP90")),
+}
 CAPTIONS_FILE = "captions.txt"
 PARQUET_FILE = "timeline.parquet"
 SMOOTH_FILE = "timeline_smooth.csv"
 PLOTS_DIR = "plots"
-_JOB_FILES = (SUMMARY_FILE, CAPTIONS_FILE, ANNOTATED_FILE, PARQUET_FILE, SMOOTH_FILE)
+_JOB_FILES = (SUMMARY_FILE, CAPTIONS_FILE, ANNOTATED_FILE, ANNOTATED_WEBM, PARQUET_FILE, SMOOTH_FILE)
 _PLOT_FILE = re.compile(r"^track-\d+\.png$")
-_TEMP_FILE = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.(?:tmp|mp4|parquet)$")  # atomic_path's, left by a kill
+_TEMP_FILE = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.(?:tmp|mp4|webm|parquet)$")  # atomic_path's, left by a kill
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,7 @@ def analyze_video_to_dir(
     parquet: bool = False,
     smooth: str | None = None,
     overwrite: bool = False,
+    annotate_format: str = "mp4",
 ) -> VideoJobResult:
     """Analyse ``source`` into ``out_dir`` (see the module doc).
 
@@ -128,7 +139,9 @@ def analyze_video_to_dir(
     run starts). ``smooth`` (``"ema"``, ``"window"`` or ``"one_euro"``): also write
     ``timeline_smooth.csv``, :meth:`Timeline.smooth` with default parameters, raw values alongside.
     ``overwrite``: first delete the outputs of any earlier run in ``out_dir`` (the way out of a
-    folder whose progress file or parts cannot be used; excludes ``resume``).
+    folder whose progress file or parts cannot be used; excludes ``resume``). ``annotate_format``:
+    the container of the annotated video, ``"mp4"`` (mp4v, ``annotated.mp4``) or ``"webm"`` (VP8,
+    else VP9, ``annotated.webm``: what browsers play), see :data:`ANNOTATED_CODECS`.
 
     The job holds ``out_dir``'s :class:`~openfer.io.lock.FolderLock` from before its first write to
     its end: :class:`~openfer.io.lock.FolderInUseError` if another job holds it.
@@ -136,6 +149,8 @@ def analyze_video_to_dir(
     out = Path(out_dir)
     if resume and overwrite:
         raise InputError("resume and overwrite exclude each other: overwrite discards the run resume continues")
+    if annotate_format not in ANNOTATED_CODECS:
+        raise InputError(f"annotate_format: expected one of {', '.join(ANNOTATED_CODECS)}, got {annotate_format!r}")
     if parquet:
         require_pyarrow()
     if smooth is not None and smooth not in SMOOTH_METHODS:
@@ -225,7 +240,7 @@ def analyze_video_to_dir(
         smooth_path = timeline.smooth(smooth).write_csv(out / SMOOTH_FILE) if smooth is not None else None
         annotated = None
         if annotate_video:
-            annotated = write_annotated_video(video, source, timeline, out / ANNOTATED_FILE)
+            annotated = write_annotated_video(video, source, timeline, out / ANNOTATED_CODECS[annotate_format][0])
         result = VideoJobResult(
             str(source),
             out,
@@ -319,7 +334,8 @@ def write_annotated_video(
     video: VideoAnalyzer, source: str | os.PathLike[str], timeline: Timeline, path: str | os.PathLike[str]
 ) -> Path:
     """Render the analysed frames of ``source`` with boxes, labels and track ids from ``timeline``
-    (drawn by :func:`openfer.draw.annotate`) into an mp4 at the analysed frame rate.
+    (drawn by :func:`openfer.draw.annotate`) into a video at the analysed frame rate: ``.mp4``
+    (mp4v) or ``.webm`` (VP8, else VP9), by ``path``'s suffix (:data:`ANNOTATED_CODECS`).
 
     The frames are read again with the analyzer's sampling, so this works as well after a resumed
     run as after an uninterrupted one.
@@ -327,10 +343,16 @@ def write_annotated_video(
     path = Path(path)
     reader = video.reader(source)
     w, h = reader.info.width, reader.info.height
-    with atomic_path(path, suffix=".mp4") as tmp:  # the suffix tells VideoWriter the container
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(reader.frame_rate), (w, h))
-        if not writer.isOpened():
-            raise InputError(f"{path}: cannot write an mp4 video (no mp4v encoder in this OpenCV build)")
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in ANNOTATED_CODECS:
+        raise InputError(f"{path}: cannot write an annotated video as {path.suffix or 'no suffix'}: "
+                         f"expected {' or '.join('.' + f for f in ANNOTATED_CODECS)}")
+    codecs = ANNOTATED_CODECS[fmt][1]
+    with atomic_path(path, suffix=path.suffix.lower()) as tmp:  # the suffix tells VideoWriter the container
+        writer = _open_writer(tmp, codecs, float(reader.frame_rate), (w, h))
+        if writer is None:
+            raise InputError(f"{path}: cannot write a {fmt} video (no {' or '.join(codecs)} encoder "
+                             "in this OpenCV build)")
         order = np.argsort(timeline.frames, kind="stable")
         frames = timeline.frames[order]
         try:
@@ -350,6 +372,33 @@ def write_annotated_video(
     return path
 
 
+def _open_writer(path: Path, codecs: tuple[str, ...], fps: float, size: tuple[int, int]) -> cv2.VideoWriter | None:
+    """The first of ``codecs`` (fourccs) that OpenCV opens for ``path``, or ``None``."""
+    for fourcc in codecs:
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        if writer.isOpened():
+            return writer
+        writer.release()
+        log.debug("annotated video: no %s encoder for %s", fourcc, path.suffix)
+    return None
+
+
+def annotated_video_codec(fmt: str) -> str | None:
+    """The fourcc :func:`write_annotated_video` would use for ``fmt`` (``"mp4"``, ``"webm"``) in this
+    OpenCV build, or ``None`` if none of :data:`ANNOTATED_CODECS` opens (tried on a tiny file in the
+    temporary folder)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="openfer-codec-") as tmp:
+        for fourcc in ANNOTATED_CODECS[fmt][1]:
+            writer = _open_writer(Path(tmp) / f"probe.{fmt}", (fourcc,), 10.0, (64, 64))
+            if writer is not None:
+                writer.write(np.zeros((64, 64, 3), np.uint8))
+                writer.release()
+                return fourcc
+    return None
+
+
 def _draw_id(img: np.ndarray, box: np.ndarray, track: int) -> None:
     x1, y2 = int(round(box[0])), int(round(box[3]))
     scale = max(min(img.shape[:2]) / 720.0, 0.4)
@@ -363,7 +412,9 @@ def _draw_id(img: np.ndarray, box: np.ndarray, track: int) -> None:
 
 
 __all__ = [
+    "ANNOTATED_CODECS",
     "ANNOTATED_FILE",
+    "ANNOTATED_WEBM",
     "CAPTIONS_FILE",
     "PARQUET_FILE",
     "PLOTS_DIR",
@@ -371,5 +422,6 @@ __all__ = [
     "SUMMARY_FILE",
     "VideoJobResult",
     "analyze_video_to_dir",
+    "annotated_video_codec",
     "write_annotated_video",
 ]
