@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dataset", help="dataset tools: cards, label issues, pseudo-labels, subgroup audits")
     tools = p.add_subparsers(dest="dataset_command", metavar="TOOL", parser_class=type(p))
     _add_card(tools)
+    _add_issues(tools)
 
 
 def _add_card(tools: argparse._SubParsersAction) -> None:
@@ -51,12 +52,56 @@ def _add_card(tools: argparse._SubParsersAction) -> None:
     c.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: default)")
 
 
+def _positive_int(text: str) -> int:
+    v = _non_negative_int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {v}")
+    return v
+
+
+def _add_issues(tools: argparse._SubParsersAction) -> None:
+    from ..eval.evaluate import FORMATS
+    from .confident import FILTERS, RANKINGS
+    from .issues import PREDICTIONS
+
+    c = tools.add_parser("issues", help="rank likely label errors (confident learning on out-of-sample "
+                                        "probabilities): issues.csv, issues.json, contact_sheet.png")
+    c.add_argument("data", help="a labelled data set openfer evaluate reads (FER+ root, CSV, folder...)")
+    c.add_argument("--format", choices=FORMATS, default=None, help="data set layout (default: guessed)")
+    c.add_argument("--split", action="append", choices=("train", "valid", "test"), default=None,
+                   help="only this split (repeat for several; default: every split the data has)")
+    c.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs (outside the data set)")
+    c.add_argument("--model", default="fernet_s", help="expression model (shipped name or .onnx)")
+    c.add_argument("--faces", choices=("crops", "detect"), default=None,
+                   help="crops: images are face crops (default for ferplus, fer2013); detect: photos")
+    c.add_argument("--predictions", choices=PREDICTIONS, default="auto",
+                   help="model: the model's probabilities (data it never saw); kfold: K-fold cross-validated "
+                        "linear head on its features (data it was trained on); auto (default): kfold for the "
+                        "train and valid splits of FER+/fer2013, model otherwise")
+    c.add_argument("--folds", type=_positive_int, default=5, metavar="K", help="K of the K-fold route (default 5)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the folds (default 0)")
+    c.add_argument("--features-cache", metavar="DIR", default=None,
+                   help="folder of cached features (features_<split>_*.npz, used after a spot check; "
+                        "written there when none fits)")
+    c.add_argument("--filter", choices=FILTERS, default="prune_by_noise_rate",
+                   help="which samples confident learning flags (default prune_by_noise_rate)")
+    c.add_argument("--rank", choices=RANKINGS, default="self_confidence",
+                   help="label quality score the issues are ranked by (default self_confidence)")
+    c.add_argument("--max-rows", type=_non_negative_int, default=0, metavar="N",
+                   help="write only the first N rows of issues.csv (0: all; issues.json counts all)")
+    c.add_argument("--sheet", type=_non_negative_int, default=40, metavar="N",
+                   help="issues on the contact sheet (default 40; 0: no sheet)")
+    c.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: default)")
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "dataset_command", None) is None:
         print("openfer dataset: give a tool (see openfer dataset --help)")
         return 2
     if args.dataset_command == "card":
         return _cmd_card(args)
+    if args.dataset_command == "issues":
+        return _cmd_issues(args)
     raise AssertionError(f"unknown dataset tool {args.dataset_command!r}")
 
 
@@ -124,4 +169,47 @@ def _cmd_card(args: argparse.Namespace) -> int:
     if bad:
         print(f"error: {bad} image(s) could not be read (named above and in card.json)", file=sys.stderr)
         return EXIT_INPUT
+    return EXIT_OK
+
+
+def _issues_command_line(args: argparse.Namespace) -> str:
+    parts = ["openfer", "dataset", "issues", args.data]
+    for flag, value, default in (("--format", args.format, None), ("--out", args.out, None),
+                                 ("--model", args.model, "fernet_s"), ("--faces", args.faces, None),
+                                 ("--predictions", args.predictions, "auto"), ("--folds", args.folds, 5),
+                                 ("--seed", args.seed, 0), ("--features-cache", args.features_cache, None),
+                                 ("--filter", args.filter, "prune_by_noise_rate"),
+                                 ("--rank", args.rank, "self_confidence"), ("--max-rows", args.max_rows, 0),
+                                 ("--sheet", args.sheet, 40), ("--threads", args.threads, 0)):
+        if value is not None and value != default:
+            parts += [flag, str(value)]
+    for s in args.split or []:
+        parts += ["--split", s]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _cmd_issues(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from .issues import IssuesOptions, find_issues
+    from .issues_report import check_outputs, write_issues
+    from .sources import open_source
+
+    src = open_source(args.data, args.format, tuple(args.split) if args.split else None)
+    out = Path(args.out)
+    check_outputs(out, src.root, src.inputs())
+    cache = Path(args.features_cache) if args.features_cache else None
+    if cache is not None and cache.exists() and not cache.is_dir():
+        raise InputError(f"{cache}: --features-cache must be a folder")
+    opts = IssuesOptions(predictions=args.predictions, model=args.model, faces=args.faces, k=args.folds,
+                         seed=args.seed, filter=args.filter, ranking=args.rank, features_cache=cache,
+                         threads=args.threads)
+    progress = _Progress()
+    try:
+        report = find_issues(src, opts, data_arg=args.data, command=_issues_command_line(args), progress=progress)
+    finally:
+        progress.close()
+    written = write_issues(report, out, src.root, max_rows=args.max_rows, sheet=args.sheet)
+    for line in report.doc["summary"]:
+        print(f"  {line}")
+    print(f"wrote {len(written)} files into {out}", file=sys.stderr)
     return EXIT_OK
