@@ -50,6 +50,11 @@ Limits, each a one-line JSON error ``{"error": "..."}`` with no traceback:
   videos come only as uploaded bytes, an upload's file name only labels messages and listings
   (escaped), and job errors name the upload, not the server's folders.
 
+The web page (``GET /``, its files under ``/static/``: ``static/`` in this package, no CDN, served
+with a Content-Security-Policy that allows only this server) drives the same endpoints from a
+browser: photos, a webcam, video jobs; ``GET /limits`` tells it the size limits and whether an API
+key is needed (docs/service.md, "The web page").
+
 Ended jobs (``done``, ``failed``, ``cancelled``) are removed, files and row, ``keep_hours`` (default
 24) after they ended: at start-up and by a sweep every ``keep_hours / 4`` (at most every 10 minutes).
 """
@@ -64,6 +69,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 from .. import __version__
@@ -261,6 +267,24 @@ def create_app(config: ServiceConfig | None = None) -> Any:
         ready = "analyzer" in state and "store" in state
         return JSONResponse({"status": "ready" if ready else "loading"}, status_code=200 if ready else 503)
 
+    # -- the web page -------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def page_file(name: str) -> FileResponse:
+        if name not in _STATIC:
+            raise HTTPException(404, f"no page file {printable(name)[:80]!r}")
+        return FileResponse(STATIC_DIR / name, media_type=_STATIC[name], headers=PAGE_HEADERS)
+
+    @app.get("/limits")
+    def limits() -> dict:
+        """What a client needs before uploading: the size limits and whether ``/v1`` needs an API key."""
+        return {"openfer": __version__, "api_key_required": bool(cfg.api_key), "max_body_bytes": cfg.max_body_bytes,
+                "max_video_bytes": cfg.max_video_bytes, "max_video_seconds": cfg.max_video_seconds}
+
     @app.post("/v1/analyze")
     async def analyze(
         image: Annotated[UploadFile, File(description="the image file (JPEG, PNG, GIF, BMP, WebP, TIFF)")],
@@ -427,6 +451,15 @@ def create_app(config: ServiceConfig | None = None) -> Any:
 
     return app
 
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+_STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8", "icon.svg": "image/svg+xml"}
+# the page is self-contained: scripts, styles and requests only from this server; images also from
+# data: (annotated photos come inline) and blob: (results fetched with an API key); no frames, no forms
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+       "media-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                "Permissions-Policy": "camera=(self), microphone=(), geolocation=()", "Cache-Control": "no-cache"}
 
 _MEDIA = {".csv": "text/csv; charset=utf-8", ".json": "application/json", ".txt": "text/plain; charset=utf-8",
           ".png": "image/png", ".mp4": "video/mp4", ".webm": "video/webm", ".parquet": "application/vnd.apache.parquet"}
