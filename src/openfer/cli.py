@@ -518,16 +518,35 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plots", metavar="DIR",
                    help="write confusion.png and reliability.png into DIR (needs openfer[plots])")
     p.add_argument("--threads", type=int, default=0)
+    g = p.add_argument_group("subgroup audit (metrics per group with bootstrap 95% intervals)")
+    g.add_argument("--by", action="append", default=[], metavar="COLUMN",
+                   help="group by a column of the data's CSV, or by face_size, yaw, brightness or blur "
+                        "measured on the images (repeatable)")
+    g.add_argument("--groups", metavar="CSV", default=None,
+                   help="a side CSV path,group (paths relative to it or to the data folder)")
+    g.add_argument("--report", metavar="DIR", default=None,
+                   help="write subgroups.md, subgroups.json and subgroups_<by>.png into DIR")
+    g.add_argument("--bootstrap", type=_positive_int, default=1000, metavar="N", help="resamples (default 1000)")
+    g.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    g.add_argument("--min-group", type=_positive_int, default=30, metavar="N",
+                   help="groups under N images are warned about and left out of the gaps (default 30)")
+    g.add_argument("--bins", type=_positive_int, default=4, metavar="N",
+                   help="quantile bins for face_size, brightness and blur (default 4)")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .components.expression import ExpressionClassifier
     from .eval.datasets import label_coverage
     from .eval.evaluate import read_dataset, score_crops, score_detect
+    from .eval.subgroups import ResultRecorder
     from .io.tables import write_json
     from .pipeline import Analyzer, AnalyzerOptions
 
     model = args.model or AnalyzerOptions().expression_model
+    rec = None
+    if args.report and not (args.by or args.groups):
+        raise InputError("--report writes a subgroup audit: give --by COLUMN|face_size|yaw|brightness|blur "
+                         "or --groups FILE")
     # classes=None: keep every label name found, so the coverage report can name what the model lacks
     data = read_dataset(args.data, args.format, args.split, classes=None, votes=args.votes)
     progress = _Progress(data.name, unit="images")
@@ -537,7 +556,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         name, sha = clf.model.name, clf.model.sha256
     else:
         an = Analyzer(expression_model=model, threads=args.threads)
-        ev = score_detect(data, an, progress)
+        rec = ResultRecorder(an)  # keeps each photo's faces for a subgroup audit
+        ev = score_detect(data, rec, progress)
         name, sha = an.expression.model.name, an.expression.model.sha256
     progress.close()
     cov = label_coverage(data, ev.classes)
@@ -565,6 +585,81 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         out = Path(args.plots)
         for path in (plot_confusion(rep, out / "confusion.png"),
                      plot_reliability(ev.probs, ev.labels, out / "reliability.png")):
+            print(f"  wrote {path}")
+    if args.by or args.groups:
+        from .eval.audit_report import print_audit, subgroup_audits, write_subgroup_report
+
+        sub_progress = _Progress("image attributes", unit="images")
+        audits = subgroup_audits(data, ev, args.faces, args.by, args.groups, rec, args.bootstrap, args.seed,
+                                 args.min_group, args.bins, progress=sub_progress)
+        sub_progress.close()
+        for a in audits:
+            print_audit(a)
+            for w in a.doc["warnings"]:
+                log.warning("%s: by %s: %s", data.name, a.doc["by"], w)
+        if args.report:
+            meta = {k: rep[k] for k in ("model", "sha256", "data", "split", "faces")}
+            meta["command"] = " ".join(["openfer evaluate", str(args.data), f"--split {args.split}",
+                                        f"--faces {args.faces}", *(f"--by {b}" for b in args.by),
+                                        *([f"--groups {args.groups}"] if args.groups else [])])
+            for path in write_subgroup_report(audits, args.report, meta):
+                print(f"  wrote {path}")
+    return EXIT_OK
+
+
+def _add_audit(sub: argparse._SubParsersAction) -> None:
+    from .eval.evaluate import FORMATS
+
+    p = sub.add_parser("audit", help="audit the expression model on a labelled data set (robustness)")
+    asub = p.add_subparsers(dest="audit", metavar="AUDIT", parser_class=_Parser, required=True)
+    r = asub.add_parser("robustness", help="accuracy under controlled image variations, one at a time")
+    r.add_argument("data", help="a data set as openfer evaluate reads it")
+    r.add_argument("--format", choices=FORMATS, default=None, help="data set layout (default: guessed)")
+    r.add_argument("--split", default="test", choices=("train", "valid", "test"),
+                   help="split for ferplus, fer2013 and rafdb")
+    r.add_argument("--votes", metavar="CSV", default=None, help="FER+ fer2013new.csv for fer2013.csv")
+    r.add_argument("--faces", default="crops", choices=("crops", "detect"),
+                   help="crops: images are face crops; detect: the full pipeline on photos")
+    r.add_argument("--model", default=None, help="shipped model name or .onnx path (default: the preset's)")
+    r.add_argument("--out", metavar="DIR", default=None,
+                   help="write robustness.md, robustness.json and robustness.png into DIR")
+    r.add_argument("--limit", type=int, default=500, metavar="N",
+                   help="a seeded sample of N labelled images (default 500; 0: all)")
+    r.add_argument("--seed", type=int, default=0, help="sample, noise and bootstrap seed (default 0)")
+    r.add_argument("--bootstrap", type=_positive_int, default=1000, metavar="N", help="resamples (default 1000)")
+    r.add_argument("--no-plots", action="store_true", help="no robustness.png (no matplotlib needed)")
+    r.add_argument("--threads", type=int, default=0)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .eval.audit_report import write_robustness_report
+    from .eval.evaluate import read_dataset
+    from .eval.robustness import audit_robustness
+    from .pipeline import Analyzer, AnalyzerOptions
+
+    model = args.model or AnalyzerOptions().expression_model
+    data = read_dataset(args.data, args.format, args.split, classes=None, votes=args.votes)
+    if args.faces == "crops":
+        from .components.expression import ExpressionClassifier
+
+        scorer = ExpressionClassifier(model, threads=args.threads)
+        name, sha = scorer.model.name, scorer.model.sha256
+    else:
+        scorer = Analyzer(expression_model=model, threads=args.threads)
+        name, sha = scorer.expression.model.name, scorer.expression.model.sha256
+    progress = _Progress(data.name, unit="images" if args.faces == "detect" else "variations")
+    audit = audit_robustness(data, args.faces, scorer, args.limit, args.seed, args.bootstrap, progress=progress)
+    progress.close()
+    d = audit.doc
+    print(f"{data.name}: n={d['n']} of {d['of']} clean accuracy={d['clean']['accuracy']:.4f}")
+    for r in d["variations"]:
+        print(f"  {r['variation']:<18} accuracy {r['accuracy']:.4f} change {r['change']:+.4f} "
+              f"[{r['low']:+.4f}, {r['high']:+.4f}] changed {r['changed_predictions']:.3f}")
+    if args.out:
+        meta = {"model": name, "sha256": sha,
+                "command": " ".join(["openfer audit robustness", str(args.data), f"--split {args.split}",
+                                     f"--faces {args.faces}", f"--limit {args.limit}", f"--seed {args.seed}"])}
+        for path in write_robustness_report(audit, args.out, meta, plots=not args.no_plots):
             print(f"  wrote {path}")
     return EXIT_OK
 
@@ -705,6 +800,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_video(sub)
     _add_live(sub)
     _add_evaluate(sub)
+    _add_audit(sub)
     _add_train(sub)
     _add_models(sub)
     _add_serve(sub)
@@ -742,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     handler = {"analyze": _cmd_analyze, "video": _cmd_video, "live": _cmd_live, "evaluate": _cmd_evaluate,
                "train": _cmd_train, "models": _cmd_models, "serve": _cmd_serve,
-               "dataset": _cmd_dataset}[args.command]
+               "dataset": _cmd_dataset, "audit": _cmd_audit}[args.command]
     log_handler = _log_to_stderr(logging.DEBUG if args.debug else logging.WARNING)
     try:
         return _run(handler, args)
