@@ -680,6 +680,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     require("torch", "train", "openfer train")
     from .train.cli import run
 
+    if not args.debug:  # a run takes hours: show its per-epoch lines (loss, valid score, seconds)
+        log.setLevel(logging.INFO)
     return run(args)
 
 

@@ -26,13 +26,15 @@ def _image_folder(root, names, n, seed, axis):
     return root
 
 
-def test_train_imagefolder_new_labels_exports_working_onnx(tmp_path):
+def test_train_imagefolder_new_labels_exports_working_onnx(tmp_path, capsys):
     rng = np.random.default_rng(0)
     root = _image_folder(tmp_path / "data", ["engagement", "boredom", "confusion"], 12, seed=0, axis=0)
     out = tmp_path / "run"
     rc = main(["train", str(root), "--out", str(out), "--arch", "fernet_xs", "--epochs", "2",
                "--batch-size", "8", "--threads", "1", "--template-images", "10"])
     assert rc == 0
+    err = capsys.readouterr().err  # a long run shows each epoch's line
+    assert "INFO: epoch 1: loss" in err and "INFO: epoch 2: loss" in err, err
     onnx_path = out / "fernet_xs.onnx"
     assert onnx_path.is_file() and (out / "last.pt").is_file() and (out / "log.csv").is_file()
     from openfer.components.expression import ExpressionClassifier
