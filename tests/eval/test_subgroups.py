@@ -272,3 +272,15 @@ def test_report_without_by_is_refused(capsys):
     rc = main(["evaluate", str(MINI), "--report", "x"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 3 and len(err) == 1 and "--by" in err[0]
+
+
+def test_markdown_names_classes_too_thin_for_uar():
+    from openfer.eval.audit_report import audit_markdown
+
+    y = np.r_[np.zeros(40, np.int64), [1]]  # group x: 40 of class a and one of class b
+    audit = audit_groups(_scores(y, np.zeros(41, np.int64)), Grouping("g", ("x",) * 41, ("x",), "t"), resamples=50)
+    text = "\n".join(audit_markdown(audit))
+    assert "x: b 1" in text and "a 40" not in text
+    # that one image of b is missed: UAR = (1 + 0) / 2 while accuracy is 40/41
+    m = audit.doc["groups"][0]["metrics"]
+    assert m["uar"]["value"] == pytest.approx(0.5) and m["accuracy"]["value"] == pytest.approx(40 / 41)

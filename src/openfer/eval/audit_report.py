@@ -74,6 +74,19 @@ def subgroup_audits(data: LabeledImages, ev: Evaluation, faces: str, by: Sequenc
     return [audit_groups(scores, groupings[b], resamples, seed, min_group) for b in order]
 
 
+THIN = 5
+
+
+def thin_classes(doc: dict, below: int = THIN) -> dict[str, dict[str, int]]:
+    """Per group, the classes present with fewer than ``below`` images (they swing UAR and macro-F1)."""
+    out = {}
+    for g in doc["groups"]:
+        cs = {c: k for c, k in g["counts"].items() if 0 < k < below}
+        if cs:
+            out[g["group"]] = cs
+    return out
+
+
 def _md(text: str) -> str:
     """A value as one Markdown table cell (pipes escaped, one line)."""
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
@@ -101,6 +114,12 @@ def audit_markdown(audit: GroupAudit) -> list[str]:
     ov = d["overall"]
     lines.append("| **all** | " + str(d["n"]) + " | " + " | ".join(
         "n/a" if ov[m] is None else f"{ov[m]:.3f}" for m in METRICS) + (" | |" if detect else " |"))
+    thin = thin_classes(d)
+    if thin:
+        lines += ["", f"UAR and macro-F1 average the classes present in a group, so a class with under {THIN} images "
+                  "in it swings them (one image: its recall is 0 or 1); such classes: "
+                  + "; ".join(f"{_md(g)}: " + ", ".join(f"{c} {k}" for c, k in cs.items()) for g, cs in thin.items())
+                  + ". Compare such groups on accuracy first."]
     lines += ["", f"Largest gap between groups with at least {d['min_group']} images (highest minus lowest; "
               "95% interval of that difference):", ""]
     any_gap = False
@@ -163,10 +182,17 @@ def plot_groups(audit: GroupAudit, path: str | Path) -> Path:
         if d["overall"][m] is not None:
             ax.axhline(d["overall"][m], ls="--", color="tab:red", lw=1, label=f"all: {d['overall'][m]:.3f}")
             ax.legend(loc="best", fontsize=8)
-        ax.set_title(METRIC_NAMES[m] + (" (lower is better)" if m == "ece" else ""), fontsize=10)
+        ax.set_title(METRIC_NAMES[m] + (" (lower is better; biased up on small groups)" if m == "ece" else ""),
+                     fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        if m != "ece":
-            ax.set_ylim(0, 1.05)
+        if m != "ece":  # the range of the intervals (and the overall line), at least 0.2 tall
+            vals = [v for g in groups for v in (g["metrics"][m]["low"], g["metrics"][m]["high"],
+                                                g["metrics"][m]["value"]) if v is not None]
+            vals += [d["overall"][m]] if d["overall"][m] is not None else []
+            if vals:
+                lo, hi = min(vals), max(vals)
+                pad = max(0.03, (0.2 - (hi - lo)) / 2)
+                ax.set_ylim(max(0.0, lo - pad), min(1.02, hi + pad))
         ax.set_xlim(-0.5, k - 0.5)
     for ax in axes[2:]:
         ax.set_xticks(x, [f"{g['group']}\nn={g['n']}" for g in groups], fontsize=8, rotation=30 if k > 4 else 0,
