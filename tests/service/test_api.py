@@ -43,6 +43,18 @@ def test_health_ready_and_openapi(client):
     assert "/v1/jobs/{job_id}/{name}" in spec["paths"]
 
 
+def test_api_docs_are_served_from_this_server(client):
+    """/docs is Swagger UI from the swagger-ui-bundle-v2 package: no CDN (it must work offline)."""
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+    assert "cdn." not in page.text and "https://" not in page.text.replace("https://fastapi.tiangolo.com", "")
+    js = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript") and len(js.content) > 100_000
+    assert client.get("/docs-assets/swagger-ui.css").status_code == 200
+    assert client.get("/docs-assets/..%2Fswagger-ui-bundle.js").status_code == 404
+    assert client.get("/docs-assets/index.html").status_code == 404  # only the files the page needs
+
+
 def test_analyze_gives_what_the_cli_writes(client, tmp_path, capsys):
     r = _post(client, "single_face.jpg", FACE.read_bytes(), annotate=True)
     assert r.status_code == 200

@@ -379,3 +379,17 @@ def test_page_headers_and_files(server):
             urllib.request.urlopen(server + bad, timeout=5)
         assert err.value.code == 404
 
+
+def test_api_docs_render_offline(browser, server):
+    """/docs (Swagger UI) in the browser draws every operation from files of this server alone."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    outside: list[str] = []
+    page.on("request", lambda r: not r.url.startswith(server) and outside.append(r.url))
+    page.goto(server + "docs")
+    page.wait_for_selector(".opblock", timeout=30_000)
+    ops = page.locator(".opblock-summary-path").all_inner_texts()
+    assert any("/v1/analyze" in o for o in ops) and any("/v1/jobs" in o for o in ops), ops
+    page.screenshot(path=str(ARTIFACTS / "9_api_docs.png"))
+    context.close()
+    assert not outside, outside

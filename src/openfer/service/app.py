@@ -217,7 +217,7 @@ def create_app(config: ServiceConfig | None = None) -> Any:
             if not pool.alive:  # else a worker still needs it; the process is ending anyway
                 store.close()
 
-    app = FastAPI(title="openfer", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="openfer", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Offline facial expression analysis: faces, landmarks, pose, expressions, AUs; "
                   "video jobs with timelines, summaries, captions, plots and annotated videos.")
     app.state.gate = gate  # tests fill it to see the 429
@@ -278,6 +278,29 @@ def create_app(config: ServiceConfig | None = None) -> Any:
         if name not in _STATIC:
             raise HTTPException(404, f"no page file {printable(name)[:80]!r}")
         return FileResponse(STATIC_DIR / name, media_type=_STATIC[name], headers=PAGE_HEADERS)
+
+    # -- the API docs, offline: Swagger UI's files from the swagger-ui-bundle-v2 package, not a CDN
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Any:
+        from fastapi.openapi.docs import get_swagger_ui_html
+        from fastapi.responses import HTMLResponse
+
+        if _swagger_dir() is None:
+            return HTMLResponse("<!doctype html><title>openfer API</title><p>The interactive API docs need the "
+                                "swagger-ui-bundle-v2 package (<code>pip install \"openfer[serve]\"</code>). The OpenAPI "
+                                "document is at <a href=\"/openapi.json\">/openapi.json</a>.</p>")
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="openfer API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+    @app.get("/docs-assets/{name}", include_in_schema=False)
+    def docs_file(name: str) -> FileResponse:
+        folder = _swagger_dir()
+        if folder is None or name not in _SWAGGER_FILES:
+            raise HTTPException(404, f"no docs file {printable(name)[:80]!r}")
+        return FileResponse(folder / name, media_type=_SWAGGER_FILES[name], headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/limits")
     def limits() -> dict:
@@ -450,6 +473,20 @@ def create_app(config: ServiceConfig | None = None) -> Any:
         return JSONResponse({"id": job.id, "state": "deleted"})
 
     return app
+
+
+_SWAGGER_FILES = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
+                  "favicon-32x32.png": "image/png"}
+
+
+def _swagger_dir() -> Path | None:
+    """Swagger UI's distribution folder from the swagger-ui-bundle-v2 package, or ``None`` without it."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        return None
+    folder = Path(swagger_ui_path)
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
 
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"

@@ -5,7 +5,7 @@ Layout::
     DIR/jobs.sqlite3          the table of jobs (WAL journal, synchronous=FULL, 10 s busy timeout)
     DIR/jobs/<id>/input.<ext> the uploaded video, exactly as received
     DIR/jobs/<id>/out/        what the video job writes (timeline.csv, summary.json, captions.txt,
-                              plots/, annotated.mp4, timeline.parquet; while running its parts and
+                              plots/, annotated.webm (or .mp4), timeline.parquet; while running its parts and
                               progress.json, the checkpoint a restarted server resumes from)
 
 ``DIR`` defaults to ``./openfer-data`` (the folder ``openfer serve`` is started in, like ``openfer
