@@ -76,13 +76,16 @@ def test_point_values_equal_classification_report_and_no_face_counts_as_an_error
     rep = classification_report(probs, y, ("a", "b", "c", "d"))
     point, _, _ = group_metrics(y, probs.argmax(1), probs.max(1), 4, resamples=10)
     assert point == pytest.approx([rep["accuracy"], rep["uar"], rep["macro_f1"], rep["ece"]])
-    # detect mode: an image without a face is a miss for accuracy/UAR, left out of ECE
+    # detect mode: an image without a face is a miss for accuracy/UAR; macro-F1 and ECE over found faces
     pred = probs.argmax(1).copy()
     conf = probs.max(1).copy()
     pred[:50], conf[:50] = -1, np.nan
     point, _, found = group_metrics(y, pred, conf, 4, resamples=10)
-    assert point[0] == pytest.approx(((pred == y) & (pred >= 0)).mean())
-    assert point[3] == pytest.approx(classification_report(probs[50:], y[50:], ("a", "b", "c", "d"))["ece"])
+    correct = (pred == y) & (pred >= 0)
+    assert point[0] == pytest.approx(correct.mean())
+    assert point[1] == pytest.approx(np.mean([correct[y == c].mean() for c in range(4)]))
+    on_found = classification_report(probs[50:], y[50:], ("a", "b", "c", "d"))
+    assert point[2] == pytest.approx(on_found["macro_f1"]) and point[3] == pytest.approx(on_found["ece"])
     assert found[0] == pytest.approx(0.75)
 
 
@@ -246,6 +249,9 @@ def test_yaw_and_face_size_groups_of_real_photos_are_the_scored_faces(analyzer):
     ev = score_detect(data, rec)
     scores = sample_scores(data, ev, rec)
     assert scores.found.sum() == len(ev.probs) > 0
+    overall = audit_groups(scores, Grouping("g", ("x",) * len(scores), ("x",), "t"), resamples=20).doc["overall"]
+    for k in ("accuracy", "uar", "macro_f1", "ece"):
+        assert overall[k] == pytest.approx(ev.report[k]), k
     cache: dict = {}
     yaw = attribute_grouping("yaw", scores, "detect", cache=cache)
     size = attribute_grouping("face_size", scores, "detect", bins=2, cache=cache)

@@ -150,8 +150,8 @@ def report_markdown(audits: Sequence[GroupAudit], meta: dict) -> str:
              f"Intervals: {b.get('interval')} over {b.get('resamples')} bootstrap resamples of the images of each "
              f"group, stratified by class (seed {b.get('seed')}). Groups under {audits[0].doc['min_group'] if audits else MIN_GROUP} "
              "images are marked (!) and left out of the gaps. "
-             + ("An image without a found face counts as an error (accuracy, UAR, macro-F1); ECE is over found "
-                "faces. " if meta.get("faces") == "detect" else "")
+             + ("As in `openfer evaluate`: an image without a found face counts as an error in accuracy and "
+                "UAR; macro-F1 and ECE are over found faces. " if meta.get("faces") == "detect" else "")
              + "UAR and macro-F1 average the classes present in each group.", ""]
     for a in audits:
         lines += audit_markdown(a)

@@ -9,8 +9,8 @@ Statistics (all pure numpy):
 
 * Per group, the metrics of :func:`openfer.eval.metrics.classification_report` on the group's images
   (UAR and macro-F1 over the classes present in the group; ECE with 15 equal-width bins). In the detect
-  mode an image without a found face counts as an error for accuracy, UAR and macro-F1 (a missed
-  recall, no false positive), as ``openfer evaluate`` counts it; ECE is over found faces only.
+  mode, as in ``openfer evaluate``'s report: an image without a found face counts as an error for
+  accuracy and UAR; macro-F1 and ECE are over the found faces.
 * Intervals: percentile bootstrap, stratified by class: each class's images of the group resampled
   with replacement within the class, ``resamples`` times (default 1000), by
   ``numpy.random.default_rng(SeedSequence([seed, k]))`` for the k-th group; the interval is the 2.5th
@@ -146,14 +146,18 @@ def _metrics(y: np.ndarray, pred: np.ndarray, conf: np.ndarray, idx: np.ndarray,
     predicted = cm[:, :, :ncls].sum(1)
     present = support > 0
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=present)
+    # macro-F1 over found faces (as openfer evaluate's report): recall among the found faces of a class
+    support_f = cm[:, :, :ncls].sum(2)
+    present_f = support_f > 0
+    recall_f = np.divide(tp, support_f, out=np.zeros_like(tp), where=present_f)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    s = precision + recall
-    f1 = np.divide(2 * precision * recall, s, out=np.zeros_like(tp), where=s > 0)
-    k = present.sum(1)
+    s = precision + recall_f
+    f1 = np.divide(2 * precision * recall_f, s, out=np.zeros_like(tp), where=s > 0)
+    k, kf = present.sum(1), present_f.sum(1)
     out = np.empty((r, 4))
     out[:, 0] = (yy == pp).mean(1) if n else np.nan
     out[:, 1] = np.where(k > 0, (recall * present).sum(1) / np.maximum(k, 1), np.nan)
-    out[:, 2] = np.where(k > 0, (f1 * present).sum(1) / np.maximum(k, 1), np.nan)
+    out[:, 2] = np.where(kf > 0, (f1 * present_f).sum(1) / np.maximum(kf, 1), np.nan)
     # ECE over found faces: sum over bins |sum correct - sum confidence| / number found
     c = conf[idx]
     ok = np.isfinite(c)
@@ -397,8 +401,8 @@ def audit_groups(scores: SampleScores, grouping: Grouping, resamples: int = RESA
                       "unit": "images, resampled with replacement within each class of each group (stratified)"},
         "min_group": int(min_group),
         "rules": {
-            "no_face": "detect mode: an image without a found face counts as an error in accuracy, UAR and "
-                       "macro-F1; ECE is over found faces",
+            "no_face": "detect mode: an image without a found face counts as an error in accuracy and UAR; "
+                       "macro-F1 and ECE are over found faces (as openfer evaluate)",
             "gap": f"highest minus lowest group value among groups with >= {min_group} images; interval: "
                    "percentile of the difference between those two groups' resamples",
             "ratio": "lowest / highest group value, interval likewise",
