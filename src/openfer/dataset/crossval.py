@@ -4,7 +4,8 @@ linear softmax head on frozen features (the shipped network's penultimate layer)
 Folds are a seeded random permutation cut into ``k`` near-equal parts; they do not depend on the labels,
 so a sample's label can reach neither its fold nor the head that predicts it. Each fold's head is fitted on
 the other folds only: features standardised with those folds' mean and spread, full-batch Adam on the
-cross-entropy against the given (hard) labels plus an L2 penalty, from zeros. Deterministic.
+cross-entropy against the given (hard) labels plus an L2 penalty, from zeros; the products in float32 (twice
+as fast as float64 on a CPU; the statistics, the optimiser state and the returned head are float64). Deterministic.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ def fit_softmax_head(features: np.ndarray, labels: np.ndarray, n_classes: int,
     if not len(f):
         raise ValueError("no samples to fit a head on")
     mu, sd = f.mean(0), f.std(0) + 1e-6
-    z = (f - mu) / sd
-    t = np.zeros((len(y), n_classes))
+    z = ((f - mu) / sd).astype(np.float32)
+    zt = np.ascontiguousarray(z.T)  # (D, N): zt @ g is ~10x faster than g.T @ z in OpenBLAS
+    t = np.zeros((len(y), n_classes), np.float32)
     t[np.arange(len(y)), y] = 1.0
     w, b = np.zeros((n_classes, f.shape[1])), np.zeros(n_classes)
     params = [w, b]
@@ -63,8 +65,9 @@ def fit_softmax_head(features: np.ndarray, labels: np.ndarray, n_classes: int,
     v = [np.zeros_like(a) for a in params]
     inv_n = 1.0 / len(y)
     for step in range(1, options.steps + 1):
-        g = (softmax(z @ w.T + b) - t) * inv_n
-        grads = [g.T @ z + options.l2 * w, g.sum(0)]
+        logits = z @ np.ascontiguousarray(w.T, dtype=np.float32) + b.astype(np.float32)
+        g = ((softmax(logits) - t) * inv_n).astype(np.float32)
+        grads = [(zt @ g).T.astype(np.float64) + options.l2 * w, g.sum(0, dtype=np.float64)]
         for i, (pa, gr) in enumerate(zip(params, grads, strict=True)):
             m[i] = 0.9 * m[i] + 0.1 * gr
             v[i] = 0.999 * v[i] + 0.001 * gr * gr

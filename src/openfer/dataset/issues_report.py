@@ -57,9 +57,9 @@ def contact_sheet(rows: list[dict], root: Path, path: Path, n: int = 40, columns
     tiles = []
     for r in pick:
         p = Path(r["path"]) if Path(r["path"]).is_absolute() else Path(root) / r["path"]
-        head = [f"#{r['rank']} {r['split']} {r['score']:.3f}", f"{r['given'][:8]}>{r['suggested'][:8]}"]
+        head = [f"#{r['rank']} {r['split']} score {r['score']:.2g}", f"{r['given'][:9]}>{r['suggested'][:9]}"]
         if r.get("votes"):
-            head.append(f"votes {r['vote_share_given']:.1f}/{r['vote_share_suggested']:.1f}")
+            head.append(f"votes {float(r['vote_share_given']):.1f} / {float(r['vote_share_suggested']):.1f}")
         tiles.append(_tile(p, head))
     h = max(t.shape[0] for t in tiles)
     tiles = [np.vstack([t, np.full((h - t.shape[0], TILE, 3), 255, np.uint8)]) for t in tiles]
@@ -69,7 +69,10 @@ def contact_sheet(rows: list[dict], root: Path, path: Path, n: int = 40, columns
         row = tiles[i : i + columns]
         row += [np.full((h, TILE, 3), 255, np.uint8)] * (columns - len(row))
         lines.append(np.hstack([x for t in row for x in (t, gap)]))
-    ok, buf = cv2.imencode(".png", np.vstack(lines))
+    sheet = np.vstack(lines)
+    if (sheet[..., 0] == sheet[..., 1]).all() and (sheet[..., 1] == sheet[..., 2]).all():
+        sheet = sheet[..., 0]  # grey images: a grey PNG, a third of the size
+    ok, buf = cv2.imencode(".png", sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     with atomic_open(path, "wb") as fh:
         fh.write(buf.tobytes())
     return Path(path)
