@@ -190,3 +190,20 @@ def test_features_cache_must_be_a_folder(tmp_path, capsys):
     code = main(["dataset", "issues", str(MINI), "--split", "train", "--out", str(tmp_path / "o"),
                  "--features-cache", str(f)])
     _one_line_error(capsys, code, 3, "cache.npz")
+
+
+def test_a_failed_write_is_named_and_leaves_no_partial_file(tmp_path, capsys):
+    out = tmp_path / "o"
+    args = ["dataset", "issues", str(_planted_copy(tmp_path)), "--split", "train", "--out", str(out),
+            "--predictions", "model", "--threads", "1"]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"issues.csv", "issues.json", "contact_sheet.png"}
+    capsys.readouterr()
+    (out / "issues.json").unlink()
+    (out / "issues.json").mkdir()  # the JSON cannot be written: the command stops there
+    code = main(args)
+    _one_line_error(capsys, code, 6, "issues.json")
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+    for name in ("issues.csv", "contact_sheet.png"):  # rewritten whole (same inputs, same bytes) or not at all
+        assert (out / name).read_bytes() == before[name]
