@@ -207,3 +207,9 @@ def test_a_failed_write_is_named_and_leaves_no_partial_file(tmp_path, capsys):
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left behind
     for name in ("issues.csv", "contact_sheet.png"):  # rewritten whole (same inputs, same bytes) or not at all
         assert (out / name).read_bytes() == before[name]
+
+
+def test_fewer_than_two_folds_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["dataset", "issues", str(MINI), "--out", str(tmp_path / "o"), "--folds", "1"])
+    assert e.value.code == 2 and "2 or more folds" in capsys.readouterr().err

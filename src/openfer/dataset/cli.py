@@ -52,10 +52,10 @@ def _add_card(tools: argparse._SubParsersAction) -> None:
     c.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: default)")
 
 
-def _positive_int(text: str) -> int:
+def _folds(text: str) -> int:
     v = _non_negative_int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {v}")
+    if v < 2:
+        raise argparse.ArgumentTypeError(f"K-fold needs 2 or more folds, got {v}")
     return v
 
 
@@ -78,7 +78,7 @@ def _add_issues(tools: argparse._SubParsersAction) -> None:
                    help="model: the model's probabilities (data it never saw); kfold: K-fold cross-validated "
                         "linear head on its features (data it was trained on); auto (default): kfold for the "
                         "train and valid splits of FER+/fer2013, model otherwise")
-    c.add_argument("--folds", type=_positive_int, default=5, metavar="K", help="K of the K-fold route (default 5)")
+    c.add_argument("--folds", type=_folds, default=5, metavar="K", help="K of the K-fold route (default 5)")
     c.add_argument("--seed", type=int, default=0, help="seed of the folds (default 0)")
     c.add_argument("--features-cache", metavar="DIR", default=None,
                    help="folder of cached features (features_<split>_*.npz, used after a spot check; "
