@@ -599,7 +599,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 log.warning("%s: by %s: %s", data.name, a.doc["by"], w)
         if args.report:
             meta = {k: rep[k] for k in ("model", "sha256", "data", "split", "faces")}
-            meta["command"] = " ".join(["openfer evaluate", str(args.data), f"--split {args.split}",
+            meta["command"] = " ".join(["openfer evaluate", str(args.data),
+                                        *([f"--split {args.split}"] if data.split else []),
                                         f"--faces {args.faces}", *(f"--by {b}" for b in args.by),
                                         *([f"--groups {args.groups}"] if args.groups else [])])
             for path in write_subgroup_report(audits, args.report, meta):
@@ -657,7 +658,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
               f"[{r['low']:+.4f}, {r['high']:+.4f}] changed {r['changed_predictions']:.3f}")
     if args.out:
         meta = {"model": name, "sha256": sha,
-                "command": " ".join(["openfer audit robustness", str(args.data), f"--split {args.split}",
+                "command": " ".join(["openfer audit robustness", str(args.data),
+                                     *([f"--split {args.split}"] if data.split else []),
                                      f"--faces {args.faces}", f"--limit {args.limit}", f"--seed {args.seed}"])}
         for path in write_robustness_report(audit, args.out, meta, plots=not args.no_plots):
             print(f"  wrote {path}")

@@ -132,6 +132,9 @@ def test_detect_mode_clean_accuracy_equals_evaluate_on_real_photos(analyzer):
     audit = audit_robustness(data, "detect", analyzer, limit=0, resamples=100,
                              variations=(V["occlusion eyes"], V["brightness -40"]))
     assert audit.doc["clean"]["accuracy"] == pytest.approx(ev.report["accuracy"])
+    assert audit.doc["clean"]["face_found_rate"] == pytest.approx(ev.report["face_found_rate"])
+    for r in audit.doc["variations"]:
+        assert 0.0 <= r["face_found_rate"] <= 1.0 and r["accuracy"] <= r["face_found_rate"]
     placed = audit.doc["occlusion_placed_by"]["occlusion eyes"]
     assert placed["landmarks"] == round(ev.report["face_found_rate"] * 4)
 

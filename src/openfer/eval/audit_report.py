@@ -244,24 +244,31 @@ def print_audit(audit: GroupAudit, echo: Callable[[str], None] = print) -> None:
 def robustness_markdown(audit, meta: dict) -> str:  # noqa: ANN001 - robustness.RobustnessAudit
     d = audit.doc
     classes = [c for c in d["classes"] if c in d["clean"]["per_class"]]
+    detect = d["faces"] == "detect" and "face_found_rate" in d["clean"]
     lines = ["# Robustness audit", "", f"`{meta.get('command', 'openfer audit robustness')}`", "",
              f"Model `{meta.get('model')}` (sha256 `{str(meta.get('sha256'))[:12]}…`), data `{d['data']}`"
              + (f", split {d['split']}" if d.get("split") else "") + f", faces: {d['faces']}; {d['sample']}.",
              "",
              f"Each variation alone on every sampled image; change = varied minus clean (the same images), "
-             f"95% {d['bootstrap']['interval']} bootstrap interval over {d['bootstrap']['resamples']} resamples "
-             f"(seed {d['bootstrap']['seed']}). Per class: recall change, the class's images resampled. "
+             f"with its paired percentile bootstrap 95% interval over {d['bootstrap']['resamples']} resamples "
+             f"(seed {d['bootstrap']['seed']}). Per class: recall change, the class's images resampled; "
+             "UAR change: the mean of those. Variations and patch placement: `openfer.eval.robustness`. "
              "Changed: share of images whose predicted class changed.", "",
-             f"Clean accuracy {d['clean']['accuracy']:.3f} (n={d['n']}); clean recall per class: "
+             f"Clean accuracy {d['clean']['accuracy']:.3f} (n={d['n']}"
+             + (f", face found {d['clean']['face_found_rate']:.3f}; an image without a found face is an error"
+                if detect else "") + "); clean recall per class: "
              + ", ".join(f"{c} {d['clean']['per_class'][c]['recall']:.3f} (n={d['clean']['per_class'][c]['n']})"
                          for c in classes) + ".", "",
              "| variation | accuracy | change [95% CI] | UAR change [95% CI] | changed | "
-             + " | ".join(classes) + " |", "|" + "---|" * (5 + len(classes))]
+             + ("face found | " if detect else "") + " | ".join(classes) + " |",
+             "|" + "---|" * (5 + detect + len(classes))]
     for r in d["variations"]:
         pc = r["per_class"]
+        found = f"{r['face_found_rate']:.3f} | " if detect else ""
         lines.append(
             f"| {r['variation']} | {r['accuracy']:.3f} | {r['change']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] | "
             f"{r['uar_change']:+.3f} [{r['uar_low']:+.3f}, {r['uar_high']:+.3f}] | {r['changed_predictions']:.3f} | "
+            + found
             + " | ".join(f"{pc[c]['change']:+.3f} [{pc[c]['low']:+.2f}, {pc[c]['high']:+.2f}]" for c in classes)
             + " |")
     if d["occlusion_placed_by"]:

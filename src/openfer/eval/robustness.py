@@ -263,6 +263,7 @@ def audit_robustness(data: LabeledImages, faces: str, scorer, limit: int = 500, 
         st["per_class"] = {classes[c]: s for c, s in st["per_class"].items()}
         rows.append({"variation": v.name, "kind": v.kind, "level": v.level,
                      "accuracy": float(correct[v.name].mean()), "changed_predictions": float((pred != clean_pred).mean()),
+                     "face_found_rate": float((pred >= 0).mean()),
                      **st})
         if progress is not None and faces == "crops":
             progress(vi + 1, len(variations))
@@ -271,7 +272,7 @@ def audit_robustness(data: LabeledImages, faces: str, scorer, limit: int = 500, 
            "sample": "all labelled images" if n == len(usable) else
                      f"{n} of {len(usable)} labelled images drawn without replacement by numpy default_rng({seed})",
            "bootstrap": {"resamples": int(resamples), "seed": int(seed), "interval": "percentile, 95%, paired"},
-           "clean": {"accuracy": float(correct["clean"].mean()),
+           "clean": {"accuracy": float(correct["clean"].mean()), "face_found_rate": float((clean_pred >= 0).mean()),
                      "per_class": {classes[c]: {"n": int((y == c).sum()), "recall": float(correct["clean"][y == c].mean())}
                                    for c in range(len(classes)) if (y == c).any()}},
            "occlusion_placed_by": placed, "variations": rows}
