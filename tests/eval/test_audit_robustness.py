@@ -120,6 +120,10 @@ def test_clean_accuracy_equals_evaluate_and_identity_changes_nothing(classifier)
         assert r["accuracy"] == pytest.approx(d["clean"]["accuracy"] + r["change"])
         assert set(r["per_class"]) == set(d["clean"]["per_class"])
     assert sum(d["occlusion_placed_by"]["occlusion mouth"].values()) == d["n"]
+    # the examples are the first sampled crops, clean and varied as scored
+    first = cv2.imread(str(read_ferplus(MINI, "test").paths[0]), cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(audit.examples["clean"][0], first)
+    assert np.array_equal(audit.examples["blur sigma 2"][0], apply_variation(first, V["blur sigma 2"]))
     # a seeded sample of 5
     part = audit_robustness(data, "crops", classifier, limit=5, seed=1, resamples=50, variations=same[:1])
     assert part.doc["n"] == 5 and part.doc["of"] == ev.report["n"]
@@ -149,6 +153,7 @@ def test_cli_writes_markdown_json_and_plot(tmp_path, capsys):
     md = (out / "robustness.md").read_text()
     assert md.count("\n| ") == len(VARIATIONS) + 1  # header + one row each
     assert (out / "robustness.png").stat().st_size > 1000
+    assert (out / "robustness_examples.png").stat().st_size > 1000
 
 
 def test_cli_bad_data_is_one_line(tmp_path, capsys):

@@ -314,8 +314,35 @@ def plot_robustness(audit, path: str | Path) -> Path:  # noqa: ANN001
     return _save_png(fig, path)
 
 
+def plot_variation_examples(audit, path: str | Path, side: int = 96) -> Path:  # noqa: ANN001
+    """The first sampled images clean and under each variation (one row per image), as the model's input
+    stage sees them before resizing; thumbnails at most ``side`` pixels."""
+    import cv2
+
+    from .plots import _figure, _save_png
+
+    names = list(audit.examples)
+    rows = len(audit.examples["clean"])
+    fig = _figure(0.78 * len(names), 0.3 + 0.85 * rows)
+    axes = np.asarray(fig.subplots(rows, len(names), squeeze=False))
+    for j, name in enumerate(names):
+        for i, img in enumerate(audit.examples[name]):
+            ax = axes[i, j]
+            h, w = img.shape[:2]
+            f = min(1.0, side / max(h, w))
+            thumb = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) \
+                if f < 1 else img
+            ax.imshow(thumb, cmap="gray" if thumb.ndim == 2 else None, vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name.replace(" ", "\n", 1), fontsize=6)
+    return _save_png(fig, path)
+
+
 def write_robustness_report(audit, out: str | Path, meta: dict, plots: bool = True) -> list[Path]:  # noqa: ANN001
-    """``robustness.md``, ``robustness.json`` and (with ``plots``) ``robustness.png`` into ``out``."""
+    """``robustness.md``, ``robustness.json`` and (with ``plots``) ``robustness.png`` and
+    ``robustness_examples.png`` (when the audit kept examples) into ``out``."""
     out = Path(out)
     written = [write_json({**meta, **audit.doc}, out / "robustness.json")]
     with atomic_open(out / "robustness.md", "w", encoding="utf-8") as fh:
@@ -323,4 +350,6 @@ def write_robustness_report(audit, out: str | Path, meta: dict, plots: bool = Tr
     written.append(out / "robustness.md")
     if plots:
         written.append(plot_robustness(audit, out / "robustness.png"))
+        if getattr(audit, "examples", None) and audit.examples.get("clean"):
+            written.append(plot_variation_examples(audit, out / "robustness_examples.png"))
     return written

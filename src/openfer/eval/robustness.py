@@ -45,6 +45,7 @@ from .subgroups import SampleScores, largest_face, percentile_interval
 log = logging.getLogger("openfer")
 SCHEMA = "openfer.audit_robustness/1"
 RESAMPLES = 1000
+EXAMPLES = 2  # sampled images kept under every variation for the examples figure
 FACE_REF = 48.0
 PATCH_GREY = 128
 PATCH_MARGIN = 0.15  # of the inter-ocular distance
@@ -143,6 +144,7 @@ class RobustnessAudit:
     doc: dict
     correct: dict[str, np.ndarray] = field(repr=False)  # per variation (and "clean"): (n,) bool
     labels: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))
+    examples: dict[str, list[np.ndarray]] = field(repr=False, default_factory=dict)  # first sampled images
 
 
 def _paired(c0: np.ndarray, c1: np.ndarray, y: np.ndarray, ncls: int, resamples: int, seed: int,
@@ -222,6 +224,8 @@ def audit_robustness(data: LabeledImages, faces: str, scorer, limit: int = 500, 
         scale = np.array([(h if np.isfinite(h) else (min(im.shape[:2]) if im is not None else FACE_REF)) / FACE_REF
                           for h, im in zip(height, images, strict=True)])
     correct = {"clean": clean_pred == y}
+    keep = [i for i in range(n) if images[i] is not None][:EXAMPLES]
+    examples = {"clean": [images[i] for i in keep]}
     placed = {}
     rows = []
     for vi, v in enumerate(variations):
@@ -257,6 +261,7 @@ def audit_robustness(data: LabeledImages, faces: str, scorer, limit: int = 500, 
                 if progress is not None:
                     progress(n * (vi + 1) + i + 1, n * (len(variations) + 1))
         correct[v.name] = pred == y
+        examples[v.name] = [varied[i] for i in keep]
         if v.kind.startswith("occlude"):
             placed[v.name] = counts
         st = _paired(correct["clean"], correct[v.name], y, len(classes), resamples, seed, vi)
@@ -276,4 +281,4 @@ def audit_robustness(data: LabeledImages, faces: str, scorer, limit: int = 500, 
                      "per_class": {classes[c]: {"n": int((y == c).sum()), "recall": float(correct["clean"][y == c].mean())}
                                    for c in range(len(classes)) if (y == c).any()}},
            "occlusion_placed_by": placed, "variations": rows}
-    return RobustnessAudit(doc, correct, y)
+    return RobustnessAudit(doc, correct, y, examples)
