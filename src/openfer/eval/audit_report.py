@@ -161,7 +161,7 @@ def report_markdown(audits: Sequence[GroupAudit], meta: dict) -> str:
 def plot_groups(audit: GroupAudit, path: str | Path) -> Path:
     """Per-group accuracy, UAR, macro-F1 and ECE with their 95% intervals (one panel each); groups under
     the size rule drawn hollow, the overall value as a dashed line."""
-    from .plots import _figure, _save_png
+    from .plots import _figure
 
     d = audit.doc
     groups = d["groups"]
@@ -185,21 +185,47 @@ def plot_groups(audit: GroupAudit, path: str | Path) -> Path:
         ax.set_title(METRIC_NAMES[m] + (" (lower is better; biased up on small groups)" if m == "ece" else ""),
                      fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        if m != "ece":  # the range of the intervals (and the overall line), at least 0.2 tall
-            vals = [v for g in groups for v in (g["metrics"][m]["low"], g["metrics"][m]["high"],
-                                                g["metrics"][m]["value"]) if v is not None]
+        if m != "ece":  # the range of the large groups' intervals (and the overall line), at least 0.2 tall
+            big = [g for g in groups if g["warning"] is None] or groups
+            vals = [v for g in big for v in (g["metrics"][m]["low"], g["metrics"][m]["high"],
+                                             g["metrics"][m]["value"]) if v is not None]
             vals += [d["overall"][m]] if d["overall"][m] is not None else []
             if vals:
                 lo, hi = min(vals), max(vals)
                 pad = max(0.03, (0.2 - (hi - lo)) / 2)
-                ax.set_ylim(max(0.0, lo - pad), min(1.02, hi + pad))
+                y0, y1 = max(0.0, lo - pad), min(1.02, hi + pad)
+                ax.set_ylim(y0, y1)
+                for i, g in enumerate(groups):  # a small group's value off the axis: an arrow at the edge
+                    val = g["metrics"][m]["value"]
+                    if val is not None and not y0 <= val <= y1:
+                        edge = y0 if val < y0 else y1
+                        ax.plot([i], [edge], marker="v" if val < y0 else "^", color="tab:gray", clip_on=False)
+                        ax.annotate(f"{val:.3f}", (i, edge), textcoords="offset points",
+                                    xytext=(0, 8 if val < y0 else -14), ha="center", fontsize=8, color="tab:gray")
         ax.set_xlim(-0.5, k - 0.5)
     for ax in axes[2:]:
         ax.set_xticks(x, [f"{g['group']}\nn={g['n']}" for g in groups], fontsize=8, rotation=30 if k > 4 else 0,
                       ha="right" if k > 4 else "center")
     fig.suptitle(f"by {d['by']}: per-group metric with 95% bootstrap interval ({d['bootstrap']['resamples']} "
                  f"resamples); hollow: n < {d['min_group']}", fontsize=10)
-    return _save_png(fig, path)
+    return _save_small_png(fig, path)
+
+
+def _save_small_png(fig, path: str | Path) -> Path:  # noqa: ANN001
+    """A figure as a 256-colour palette PNG (Pillow, which matplotlib requires), written atomically:
+    a third to a half of the bytes of the RGBA PNG, for reports that are committed."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    buf.seek(0)
+    img = Image.open(buf).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    path = Path(path)
+    with atomic_open(path, "wb") as fh:
+        img.save(fh, format="PNG", optimize=True)
+    return path
 
 
 def _slug(by: str) -> str:
@@ -281,7 +307,7 @@ def robustness_markdown(audit, meta: dict) -> str:  # noqa: ANN001 - robustness.
 def plot_robustness(audit, path: str | Path) -> Path:  # noqa: ANN001
     """Left: accuracy change per variation with its paired 95% interval; right: recall change per class
     and variation (colour, value in the cell)."""
-    from .plots import _figure, _save_png
+    from .plots import _figure
 
     d = audit.doc
     rows = d["variations"]
@@ -311,7 +337,7 @@ def plot_robustness(audit, path: str | Path) -> Path:  # noqa: ANN001
                        color="white" if abs(m[i, j]) > 0.6 * lim else "black")
     right.set_title("recall change per class", fontsize=10)
     fig.colorbar(im, ax=right, shrink=0.8)
-    return _save_png(fig, path)
+    return _save_small_png(fig, path)
 
 
 def plot_variation_examples(audit, path: str | Path, side: int = 96) -> Path:  # noqa: ANN001
@@ -319,7 +345,7 @@ def plot_variation_examples(audit, path: str | Path, side: int = 96) -> Path:  #
     stage sees them before resizing; thumbnails at most ``side`` pixels."""
     import cv2
 
-    from .plots import _figure, _save_png
+    from .plots import _figure
 
     names = list(audit.examples)
     rows = len(audit.examples["clean"])
@@ -337,7 +363,7 @@ def plot_variation_examples(audit, path: str | Path, side: int = 96) -> Path:  #
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(name.replace(" ", "\n", 1), fontsize=6)
-    return _save_png(fig, path)
+    return _save_small_png(fig, path)
 
 
 def write_robustness_report(audit, out: str | Path, meta: dict, plots: bool = True) -> list[Path]:  # noqa: ANN001
