@@ -203,6 +203,12 @@ def test_side_csv_paths_relative_to_the_data_folder_unlisted_and_unknown_paths(t
     assert g.names[:3] == ("old", "young", "young")
     assert set(g.names[3:]) == {"(not listed)"} and g.order == ("old", "young", "(not listed)")
     assert "1 listed paths are not scored images" in caplog.text and "line 5" in caplog.text
+    # a file the data set lists twice gets its group both times
+    twice = SampleScores(data.paths + data.paths[:1], np.r_[data.labels, data.labels[:1]],
+                         np.r_[data.labels, data.labels[:1]], np.full(len(data) + 1, 0.8), data.classes,
+                         np.ones(len(data) + 1, bool))
+    g2 = side_grouping(twice, side, data_root=LABELED)
+    assert g2.names[0] == g2.names[-1] == "old"
 
 
 def test_side_csv_errors_name_the_file(tmp_path, capsys):

@@ -280,7 +280,9 @@ def side_grouping(scores: SampleScores, groups_csv: str | Path, data_root: Path 
     low = {c.strip().lower(): c for c in cols}
     pcol = low.get("path") or low.get("image") or low.get("file") or cols[0]
     gcol = low.get("group") or next(c for c in cols if c != pcol)
-    index = {str(Path(p).resolve()): i for i, p in enumerate(scores.paths)}
+    index: dict[str, list[int]] = {}  # a file the data set lists twice is scored twice: both get the group
+    for i, p in enumerate(scores.paths):
+        index.setdefault(str(Path(p).resolve()), []).append(i)
     names = [NOT_LISTED] * len(scores)
     seen: dict[int, tuple[str, int]] = {}
     missing: list[tuple[int, str]] = []
@@ -288,15 +290,16 @@ def side_grouping(scores: SampleScores, groups_csv: str | Path, data_root: Path 
         p = (r.get(pcol) or "").strip()
         g = (r.get(gcol) or "").strip() or EMPTY
         bases = [groups_csv.parent] + ([data_root] if data_root is not None else []) + [Path()]
-        i = next((index[k] for k in (str((b / p).resolve()) for b in bases) if k in index), None)
-        if i is None:
+        hits = next((index[k] for k in (str((b / p).resolve()) for b in bases) if k in index), None)
+        if hits is None:
             missing.append((lineno, p))
             continue
-        if i in seen and seen[i][0] != g:
-            raise InputError(f"{groups_csv}:{lineno}: {p} is listed again with group {g!r} "
-                             f"(line {seen[i][1]}: {seen[i][0]!r})")
-        seen[i] = (g, lineno)
-        names[i] = g
+        for i in hits:
+            if i in seen and seen[i][0] != g:
+                raise InputError(f"{groups_csv}:{lineno}: {p} is listed again with group {g!r} "
+                                 f"(line {seen[i][1]}: {seen[i][0]!r})")
+            seen[i] = (g, lineno)
+            names[i] = g
     if not seen:
         raise InputError(f"{groups_csv}: none of its {len(rows)} paths is an image of the data set "
                          f"(first: {missing[0][1]!r}; paths are relative to {groups_csv.parent} or the data folder)")
