@@ -216,6 +216,24 @@ def main() -> None:
             "the two workers' start-up and model loading included)." + _ray_sentence(r),
         ]
         _fill_scale_doc(b)
+    service = ROOT / "benchmarks/results/service.json"
+    if service.exists():
+        sv = json.loads(service.read_text())
+        ph, st = sv["photos"], sv["settings"]
+        rss = ph["server_rss_mib"]
+        ok = ph["statuses"].get("200", 0)
+        jobs = "; ".join(f"{v['video']} {v['job_frames_per_s']:.1f} frames/s ({v['ratio_to_cli']:.2f}x `openfer video`)"
+                         for v in sv["videos"])
+        lines += [
+            "",
+            f"Service (`benchmarks/bench_service.py`, a real `openfer serve` on loopback, {sv['machine']['cpu']}, "
+            f"{sv['machine']['logical_cores']} cores): {ph['requests']} photo requests (photos_dev, 256x256) from "
+            f"{st['client_concurrency']} clients, {st['server_concurrency']} analyses at a time: "
+            f"{ph['requests_per_s']:.1f} requests/s, latency p50 {ph['latency_ms']['p50']:.0f} ms, p95 "
+            f"{ph['latency_ms']['p95']:.0f} ms, {ok} of {ph['requests']} answered 200, server memory "
+            f"{rss['after_warmup']:.0f} MiB after the warm-up, {rss['half']:.0f} MiB at half way, {rss['end']:.0f} MiB "
+            f"at the end. Video jobs, uploaded and polled: {jobs}.",
+        ]
     lines += [
         "",
         f"In short, on 2 cores: a 640x360 one-face photo takes {d2['end_to_end']['median_ms']:.0f} ms with the default "
