@@ -121,7 +121,8 @@ def audit_markdown(audit: GroupAudit) -> list[str]:
                   + "; ".join(f"{_md(g)}: " + ", ".join(f"{c} {k}" for c, k in cs.items()) for g, cs in thin.items())
                   + ". Compare such groups on accuracy first."]
     lines += ["", f"Largest gap between groups with at least {d['min_group']} images (highest minus lowest; "
-              "95% interval of that difference):", ""]
+              "the range among groups; simultaneous 95% interval over all pairs of groups, which allows for the pair "
+              "having been picked as highest and lowest):", ""]
     any_gap = False
     for m in METRICS:
         gp = d["gaps"][m]

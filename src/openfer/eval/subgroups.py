@@ -18,8 +18,10 @@ Statistics (all pure numpy):
   now and then, and UAR averaged over fewer classes jumps: the interval would not be about the group's
   classes.) ECE is biased upwards on small samples, resamples included: its interval sits high.
 * Gap and ratio, per metric, among groups with at least ``min_group`` images (default 30): the
-  highest minus the lowest group value and lowest / highest, with the percentile interval of that
-  difference (and ratio) between the same two groups over their independent resamples.
+  highest minus the lowest group value (the range among the groups) and lowest / highest, with a
+  simultaneous 95% interval (:func:`simultaneous_interval`): ``gap -+ c``, c the 95th percentile of
+  ``max - min`` over the groups of their centred resamples (the ratio likewise on the log scale). It
+  allows for the two groups having been picked as highest and lowest among many.
 * Warnings: a group under ``min_group`` images is reported but left out of the gap; a group of one
   image always gets its own warning (its metrics are 0 or 1 and its interval is a single point).
 """
@@ -195,6 +197,25 @@ def group_metrics(y: np.ndarray, pred: np.ndarray, conf: np.ndarray, ncls: int, 
         boot[a : a + len(idx)] = _metrics(y, pred, conf, idx, ncls)
         found[1 + a : 1 + a + len(idx)] = (pred[idx] >= 0).mean(1)
     return point, boot, found
+
+
+def simultaneous_interval(gap: float, centred: Sequence[np.ndarray]) -> tuple[float, float]:
+    """``gap -+ c``, c the 95th percentile over resamples of ``max_g u_g - min_g u_g`` where ``u_g`` are
+    group g's resamples minus its point value (``centred``, one array per group, independent resamples).
+
+    ``max - min`` of the centred resamples is the largest error over all pairwise differences, so the
+    intervals ``d_ab -+ c`` hold for every pair at once (95%, as far as the bootstrap approximates), the
+    pair that came out highest and lowest included, and ``range -+ c`` covers the true range among the
+    groups. (The percentile interval of one pair's difference ignores that the pair was picked for being
+    apart, and the percentile interval of the resampled range is never about 0: with equal groups both
+    exclude 0 far more often than 5%.) Resamples where a group's value is not finite are left out."""
+    u = np.vstack([np.asarray(c, np.float64) for c in centred])
+    r = u.max(0) - u.min(0)
+    r = r[np.isfinite(r)]
+    if not len(r):
+        return math.nan, math.nan
+    c = float(np.percentile(r, 95))
+    return gap - c, gap + c
 
 
 def percentile_interval(values: np.ndarray) -> tuple[float, float]:
@@ -381,11 +402,14 @@ def audit_groups(scores: SampleScores, grouping: Grouping, resamples: int = RESA
             continue
         hi_v, hi_g = max(vals, key=lambda t: t[0])
         lo_v, lo_g = min(vals, key=lambda t: t[0])
-        diff = boots[hi_g][:, j] - boots[lo_g][:, j]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio_b = boots[lo_g][:, j] / boots[hi_g][:, j]
-        dlo, dhi = percentile_interval(diff)
-        rlo, rhi = percentile_interval(ratio_b)
+        dlo, dhi = simultaneous_interval(hi_v - lo_v, [boots[g][:, j] - v for v, g in vals])
+        ratio = lo_v / hi_v if hi_v > 0 and lo_v > 0 else None
+        rlo = rhi = None
+        if ratio is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rlo, rhi = simultaneous_interval(math.log(ratio), [np.log(boots[g][:, j]) - math.log(v)
+                                                                  for v, g in vals])
+            rlo, rhi = (math.exp(rlo), math.exp(rhi)) if np.isfinite(rlo) else (None, None)
         worst = hi_g if metric in LOWER_IS_BETTER else lo_g
         gaps[metric] = {"highest": hi_g, "lowest": lo_g, "worst": worst, "gap": hi_v - lo_v,
                         "gap_low": _finite(dlo), "gap_high": _finite(dhi),
@@ -406,9 +430,11 @@ def audit_groups(scores: SampleScores, grouping: Grouping, resamples: int = RESA
         "rules": {
             "no_face": "detect mode: an image without a found face counts as an error in accuracy and UAR; "
                        "macro-F1 and ECE are over found faces (as openfer evaluate)",
-            "gap": f"highest minus lowest group value among groups with >= {min_group} images; interval: "
-                   "percentile of the difference between those two groups' resamples",
-            "ratio": "lowest / highest group value, interval likewise",
+            "gap": f"highest minus lowest group value (the range among groups) among groups with >= {min_group} "
+                   "images; interval: simultaneous 95% over all pairs of those groups, gap +- c with c the 95th "
+                   "percentile over resamples of max - min of the groups' centred resamples (resample - point), "
+                   "so it allows for the two groups being picked as highest and lowest; it covers the true range",
+            "ratio": "lowest / highest group value; interval likewise on the log scale (none when a value is 0)",
             "small": f"n < {min_group}: warned and left out of the gaps; n = 1: always warned",
         },
         "overall": {m: _finite(overall_point[j]) for j, m in enumerate(METRICS)},
