@@ -28,7 +28,7 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError
 from ..eval.datasets import LabeledImages, relabel
-from ..eval.labels import FERPLUS_VOTE_COLUMNS
+from ..eval.labels import FERPLUS_VOTE_COLUMNS, canonical_label
 from .agreement import majority_share, vote_entropy
 from .confident import ConfidentResult, find_label_issues
 from .crossval import HeadOptions, cross_val_probs
@@ -193,6 +193,9 @@ def _votes_of(sp: Split, data: LabeledImages) -> np.ndarray | None:
 def _rows(si: SplitIssues, root: Path, classes: tuple[str, ...]) -> list[dict]:
     res = si.result
     rows = []
+    # a model class's FER+ vote column by name (the model's class order need not be FER+'s)
+    vcol = {canonical_label(c): j for j, c in enumerate(FERPLUS_VOTE_COLUMNS)}
+    col = [vcol.get(canonical_label(c)) for c in classes]
     ms = majority_share(si.votes) if si.votes is not None else None
     h = vote_entropy(si.votes) if si.votes is not None else None
     for i in res.ranked:
@@ -204,10 +207,12 @@ def _rows(si: SplitIssues, root: Path, classes: tuple[str, ...]) -> list[dict]:
         if si.votes is not None:
             v = si.votes[i]
             total = v.sum()
+            cg, cs = col[g], col[s]
             r.update({"consensus": FERPLUS_VOTE_COLUMNS[int(v.argmax())],
                       "votes": " ".join(str(int(x)) for x in v),
-                      "vote_share_given": round(float(v[g] / total), 3) if total else "",
-                      "vote_share_suggested": round(float(v[s] / total), 3) if total else "",
+                      "vote_share_given": round(float(v[cg] / total), 3) if total and cg is not None else "",
+                      "vote_share_suggested": (round(float(v[cs] / total), 3) if total and cs is not None
+                                               else ""),
                       "majority_share": round(float(ms[i]), 3), "entropy_bits": round(float(h[i]), 3) + 0.0})
         rows.append(r)
     return rows
