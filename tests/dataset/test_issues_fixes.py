@@ -1,10 +1,21 @@
-"""Review fixes in ``openfer dataset issues``: vote shares matched to the model's classes by name."""
+"""Review fixes in ``openfer dataset issues``: vote shares matched to the model's classes by name, the
+``class_not_in_model`` count of a CSV data set with unlabelled images, and a split with fewer images than
+folds refused before any feature is computed (real FER2013 crops from tests/assets/dataset/ferplus_mini)."""
 
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+import openfer.dataset.features as features
 from openfer.dataset.confident import find_label_issues
-from openfer.dataset.issues import IssuesOptions, SplitIssues, _rows
+from openfer.dataset.issues import IssuesOptions, SplitIssues, _kfold_probs, _rows, find_issues
+from openfer.dataset.sources import DataSource, Split
+from openfer.errors import InputError
+from openfer.eval.datasets import LabeledImages
+
+MINI = Path(__file__).parents[1] / "assets" / "dataset" / "ferplus_mini"
+
 
 def test_vote_shares_follow_the_class_names_not_their_order():
     classes = ("sadness", "happiness", "engagement")  # not the FER+ order; engagement has no vote column
@@ -23,3 +34,27 @@ def test_vote_shares_follow_the_class_names_not_their_order():
     r3 = rows["img3.png"]  # given engagement (no FER+ vote column), suggested sadness
     assert (r3["given"], r3["suggested"]) == ("engagement", "sadness")
     assert (r3["vote_share_given"], r3["vote_share_suggested"]) == ("", 0.2)
+
+
+def test_fewer_images_than_folds_is_refused_before_any_feature(monkeypatch):
+    def no_features(*a, **k):
+        raise AssertionError("features extracted for a split that is refused")
+
+    monkeypatch.setattr(features, "FeatureExtractor", no_features)
+    data = LabeledImages(tuple(Path(f"img{i}.png") for i in range(3)), np.array([0, 1, 0]), ("a", "b"))
+    with pytest.raises(InputError, match="fewer than the 5 folds"):
+        _kfold_probs(data, "all", 2, IssuesOptions(k=5), None)
+
+
+def test_class_not_in_model_does_not_count_unlabelled_images():
+    # a data set without splits whose labelled set holds unlabelled images (-1) and a class the model lacks
+    pngs = tuple(sorted((MINI / "FER2013Test").glob("*.png"))[:11])
+    labels = np.array([1] * 4 + [0] * 4 + [-1, -1] + [2])
+    lab = LabeledImages(pngs, labels, ("neutral", "happiness", "engagement"))
+    src = DataSource(MINI, "csv", (Split("all", pngs, labels, lab.classes, None, lab, None),))
+    rep = find_issues(src, IssuesOptions(predictions="model", faces="crops", threads=1), data_arg="t",
+                      command="t")
+    doc = rep.splits[0].doc
+    assert doc["not_scored"]["no_label"] == 2
+    assert doc["not_scored"]["class_not_in_model"] == 1
+    assert doc["scored"] == 8

@@ -130,10 +130,10 @@ def _kfold_probs(data: LabeledImages, split: str, n_classes: int, options: Issue
                  progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, dict]:
     from .features import FeatureExtractor, split_features
 
+    if len(data) < options.k:  # before the features: a split too small is refused at once
+        raise InputError(f"{split}: {len(data)} labelled images, fewer than the {options.k} folds of --folds")
     ext = FeatureExtractor(options.model, threads=options.threads)
     feats, origin = split_features(data, split, ext, options.features_cache, progress, options.seed)
-    if len(data) < options.k:
-        raise InputError(f"{split}: {len(data)} labelled images, fewer than the {options.k} folds of --folds")
     t0 = time.monotonic()
     probs = cross_val_probs(feats, data.labels, n_classes, options.k, options.seed, options.head)
     return probs, {"model": ext.model.name, "sha256": ext.model.sha256, "features": origin,
@@ -239,7 +239,7 @@ def find_issues(src: DataSource, options: IssuesOptions, *, data_arg: str, comma
         ready = relabel(sp.labelled, tuple(model_classes))
         data = ready.subset(ready.labels >= 0)
         dropped = {"no_label": int((sp.labels < 0).sum()),
-                   "class_not_in_model": int(len(sp.labelled) - len(data))}
+                   "class_not_in_model": int(((sp.labelled.labels >= 0) & (ready.labels < 0)).sum())}
         step = None if progress is None else (lambda d, t, n=f"{route} {sp.name}": progress(n, d, t))
         if not len(data):
             raise InputError(f"{sp.label_file or src.root}: no labelled image of the model's classes in {sp.name}")
