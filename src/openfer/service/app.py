@@ -222,12 +222,6 @@ def create_app(config: ServiceConfig | None = None) -> Any:
                   "video jobs with timelines, summaries, captions, plots and annotated videos.")
     app.state.gate = gate  # tests fill it to see the 429
     app.add_middleware(_BodyLimit, limit=cfg.max_body_bytes, paths={("POST", "/v1/jobs"): cfg.max_video_bytes})
-    if cfg.cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
-
-        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins),
-                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["X-API-Key"],
-                           expose_headers=["Location"])
 
     @app.middleware("http")
     async def api_key(request: Request, call_next):  # noqa: ANN001, ANN202
@@ -240,6 +234,15 @@ def create_app(config: ServiceConfig | None = None) -> Any:
                 and state["store"].count("queued") >= cfg.max_jobs:  # refused before the upload is read
             return _queue_full(cfg.max_jobs)
         return await call_next(request)
+
+    # added last, so outermost: a preflight OPTIONS (which carries no X-API-Key) is answered here, and
+    # the 401s, 413s and 429s of the layers inside carry the CORS headers a browser needs to read them
+    if cfg.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["X-API-Key"],
+                           expose_headers=["Location"])
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):  # noqa: ANN202
