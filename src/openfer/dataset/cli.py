@@ -21,7 +21,7 @@ def _non_negative_int(text: str) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("dataset", help="dataset tools: cards, label issues, pseudo-labels, subgroup audits")
+    p = sub.add_parser("dataset", help="dataset tools: data cards, label issues")
     tools = p.add_subparsers(dest="dataset_command", metavar="TOOL", parser_class=type(p))
     _add_card(tools)
     _add_issues(tools)

@@ -1,8 +1,9 @@
 """Image fingerprints for duplicate search: exact (bytes, pixels) and perceptual (DCT pHash), pure numpy/OpenCV.
 
-The perceptual hash is the DCT hash of Zauner (2010), as the ``imagehash`` package's ``phash`` computes it:
-the grey image resized to 32x32 (area interpolation), its 2-D DCT, the 8x8 lowest frequencies, each bit
-set where a coefficient is above their median: 64 bits. Brightness shifts and re-encoding change few bits;
+The perceptual hash is a 64-bit DCT hash after Zauner (2010): the grey image resized to 32x32 (OpenCV area
+interpolation), its 2-D DCT (OpenCV's orthonormal ``cv2.dct``), the 8x8 lowest frequencies, each bit set
+where a coefficient is above their median. The resize and DCT differ from the ``imagehash`` package's
+``phash``, so its hashes are not interchangeable with imagehash's. Brightness shifts and re-encoding change few bits;
 different faces differ in about half of them. Two images are near-duplicates when their hashes are within
 :data:`NEAR_DISTANCE` bits (Hamming distance), a threshold chosen on FER+ (``docs/datasets/README.md``).
 """

@@ -12,7 +12,8 @@ run's largest face box, or the shorter image side without one), so "blur sigma 1
 48-pixel face.
 
 * brightness +-40 grey levels, contrast x0.5 about 128, Gaussian blur sigma 1 and 2 (x s), Gaussian noise
-  sigma 10 grey levels (seeded per image: ``default_rng(SeedSequence([seed, i]))``), JPEG quality 30 and
+  sigma 10 grey levels (seeded per variation and image: ``default_rng(SeedSequence([seed, v, j]))``, v
+  the variation's index, j the image's index among the usable images), JPEG quality 30 and
   10, resolution 1/2 and 1/4 (area downscale, linear upscale back), rotation 15 and 30 degrees about the
   image centre (border replicated);
 * occlusion of the eyes or the mouth by a mid-grey (128) patch: the box around the face mesh's eye
