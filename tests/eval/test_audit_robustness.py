@@ -3,6 +3,7 @@ covers the face mesh's eyes or mouth, the clean row equals ``openfer evaluate``,
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 
 from openfer.cli import main
-from openfer.eval.attributes import crop_pad, crop_view, fast_analyzer
+from openfer.eval.attributes import crop_pad, crop_view, fast_analyzer, image_quality
 from openfer.eval.datasets import read_csv_labels, read_ferplus
-from openfer.eval.evaluate import score_crops, score_detect
+from openfer.eval.evaluate import read_dataset, score_crops, score_detect
 from openfer.eval.robustness import (
     EYE_POINTS,
     MOUTH_POINTS,
@@ -24,6 +25,7 @@ from openfer.eval.robustness import (
     audit_robustness,
     landmark_box,
 )
+from openfer.eval.subgroups import sample_scores
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MINI = ASSETS / "dataset" / "ferplus_mini"
@@ -160,3 +162,32 @@ def test_cli_bad_data_is_one_line(tmp_path, capsys):
     rc = main(["audit", "robustness", str(tmp_path / "nothing")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 3 and len(err) == 1 and "nothing" in err[0]
+
+
+def _fer2013_csv(tmp_path: Path) -> tuple[Path, list[np.ndarray]]:
+    """A tiny fer2013.csv (pixels inside the CSV, as Kaggle ships it) of real 48x48 FER+ crops."""
+    pngs = sorted((MINI / "FER2013Valid").glob("*.png"))[:8]
+    grays = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in pngs]
+    path = tmp_path / "fer2013.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for k, g in enumerate(grays):
+            w.writerow([k % 7, " ".join(str(int(x)) for x in g.ravel()), "PublicTest"])
+    return path, grays
+
+
+def test_robustness_and_image_groups_of_a_fer2013_csv_read_its_pixels(tmp_path, capsys, classifier):
+    path, grays = _fer2013_csv(tmp_path)
+    out = tmp_path / "rob"
+    rc = main(["audit", "robustness", str(path), "--split", "valid", "--out", str(out), "--bootstrap", "50",
+               "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads((out / "robustness.json").read_text())
+    assert [r["variation"] for r in doc["variations"]] == [v.name for v in VARIATIONS]
+    data = read_dataset(path, "fer2013", "valid")
+    scores = sample_scores(data, score_crops(data, classifier))
+    assert scores.images is not None
+    bright, blur = image_quality(scores, "crops")
+    assert bright == pytest.approx([g.mean() for g in grays])
+    assert np.isfinite(blur).all()

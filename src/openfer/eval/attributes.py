@@ -50,8 +50,12 @@ def crop_pad(shape: tuple[int, int]) -> int:
     return int(round(max(shape) * CROP_UPSCALE * CROP_PAD))
 
 
-def grey_image(path, faces: str) -> np.ndarray:  # noqa: ANN001
-    """The stored image as grey uint8: crops as ``openfer evaluate`` reads them, photos as RGB then grey."""
+def grey_image(path, faces: str, pixels: np.ndarray | None = None) -> np.ndarray:  # noqa: ANN001
+    """The stored image as grey uint8: crops as ``openfer evaluate`` reads them, photos as RGB then grey;
+    ``pixels``: the image's pixels from the label file (fer2013.csv), whose path is not a file."""
+    if pixels is not None:
+        g = np.asarray(pixels)
+        return np.ascontiguousarray(g if g.ndim == 2 else cv2.cvtColor(g, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
     if faces == "crops":
         return load_gray(path)
     return cv2.cvtColor(read_image(path), cv2.COLOR_RGB2GRAY)
@@ -63,7 +67,7 @@ def image_quality(scores: SampleScores, faces: str,
     bright, blur = np.full(len(scores), np.nan), np.full(len(scores), np.nan)
     for i, p in enumerate(scores.paths):
         try:
-            g = grey_image(p, faces)
+            g = grey_image(p, faces, None if scores.images is None else scores.images[i])
         except InputError as e:
             log.warning("%s", e)
             continue
@@ -93,7 +97,7 @@ def face_geometry(scores: SampleScores, faces: str, analyzer=None,  # noqa: ANN0
         results = []
         for i, p in enumerate(scores.paths):
             try:
-                g = load_gray(p)
+                g = grey_image(p, "crops", None if scores.images is None else scores.images[i])
             except InputError as e:
                 log.warning("%s", e)
                 results.append(None)

@@ -39,8 +39,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.images import read_image
-from .attributes import face_geometry
-from .datasets import LabeledImages, _resize_gray, load_gray, relabel
+from .attributes import face_geometry, grey_image
+from .datasets import LabeledImages, _resize_gray, relabel
 from .subgroups import SampleScores, largest_face, percentile_interval
 
 log = logging.getLogger("openfer")
@@ -198,17 +198,21 @@ def audit_robustness(data: LabeledImages, faces: str, scorer, limit: int = 500, 
     images, clean_pred = [], np.full(n, -1, np.int64)
     if faces == "crops":
         size = scorer.spec.size
-        for p in sub.paths:
-            images.append(load_gray(p))
+        for i, p in enumerate(sub.paths):  # pixels from the label file (fer2013.csv) where it holds them
+            images.append(grey_image(p, "crops", None if sub.images is None else sub.images[i]))
         clean_pred = scorer.predict_crops(np.stack([_resize_gray(g, size) for g in images])).argmax(1)
-        geo = SampleScores(sub.paths, y, clean_pred, np.ones(n), classes, chosen)
+        geo = SampleScores(sub.paths, y, clean_pred, np.ones(n), classes, chosen, images=sub.images)
         _, _, marks = face_geometry(geo, "crops", mesh_analyzer)
         scale = np.array([g.shape[0] / FACE_REF for g in images])
     else:
         results = []
         for i, p in enumerate(sub.paths):
             try:
-                rgb = read_image(p)
+                if sub.images is None:
+                    rgb = read_image(p)
+                else:  # pixels from the label file (fer2013.csv): grey, as the detect mode reads them
+                    g = np.asarray(sub.images[i])
+                    rgb = np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2) if g.ndim == 2 else g)
                 res = scorer.analyze(rgb, source=str(p))
             except InputError as e:
                 log.warning("%s", e)

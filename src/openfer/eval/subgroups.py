@@ -65,6 +65,7 @@ class SampleScores:
     classes: tuple[str, ...]
     mask: np.ndarray  # (len(data),) bool: which images of the data set these are
     results: tuple = field(default=(), repr=False)  # detect mode: each image's FrameResult (None: none)
+    images: np.ndarray | None = field(default=None, repr=False)  # pixels from the label file (fer2013.csv)
 
     @property
     def found(self) -> np.ndarray:
@@ -130,7 +131,8 @@ def sample_scores(data: LabeledImages, ev: Evaluation, recorder: ResultRecorder 
                 found.append(i)
         if len(found) != len(ev.probs) or not np.array_equal(pred[found], ev.probs.argmax(1)):
             raise InputError(f"{data.name}: the recorded faces do not match the scored ones")
-    return SampleScores(usable.paths, usable.labels, pred, conf, tuple(ev.classes), mask, tuple(results))
+    return SampleScores(usable.paths, usable.labels, pred, conf, tuple(ev.classes), mask, tuple(results),
+                        usable.images)
 
 
 # ---------------------------------------------------------------- bootstrap metrics
