@@ -58,3 +58,38 @@ def test_class_not_in_model_does_not_count_unlabelled_images():
     assert doc["not_scored"]["no_label"] == 2
     assert doc["not_scored"]["class_not_in_model"] == 1
     assert doc["scored"] == 8
+
+
+def test_contact_sheet_of_a_fer2013_csv_shows_its_pixels(tmp_path):
+    import csv
+
+    import cv2
+
+    from openfer.dataset.issues_report import TILE, contact_sheet
+    from openfer.dataset.sources import open_source
+
+    pngs = sorted((MINI / "FER2013Test").glob("*.png"))[:4]
+    grays = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in pngs]
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(data / "fer2013.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for g in grays:
+            w.writerow([3, " ".join(str(int(x)) for x in g.ravel()), "PrivateTest"])
+    src = open_source(data / "fer2013.csv", splits=("test",))
+    sp = src.splits[0]
+    rows = [{"path": _rel_path(p, src.root), "rank": k + 1, "split": "test", "score": 0.1, "given": "happiness",
+             "suggested": "sadness"} for k, p in enumerate(sp.paths)]
+    out = contact_sheet(rows, src.root, tmp_path / "sheet.png", columns=4, pixels=src.pixels())
+    sheet = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)
+    # each crop, upscaled to the tile as the sheet draws it, is found in the sheet (a blank tile would not match)
+    for g in grays:
+        big = cv2.resize(g, (TILE, TILE), interpolation=cv2.INTER_CUBIC)
+        assert cv2.matchTemplate(sheet, big, cv2.TM_CCOEFF_NORMED).max() > 0.99
+
+
+def _rel_path(p: Path, root: Path) -> str:
+    from openfer.dataset.issues import _rel
+
+    return _rel(p, root)

@@ -208,7 +208,7 @@ def _cmd_issues(args: argparse.Namespace) -> int:
         report = find_issues(src, opts, data_arg=args.data, command=_issues_command_line(args), progress=progress)
     finally:
         progress.close()
-    written = write_issues(report, out, src.root, max_rows=args.max_rows, sheet=args.sheet)
+    written = write_issues(report, out, src.root, max_rows=args.max_rows, sheet=args.sheet, pixels=src.pixels())
     for line in report.doc["summary"]:
         print(f"  {line}")
     print(f"wrote {len(written)} files into {out}", file=sys.stderr)

@@ -32,8 +32,12 @@ def check_outputs(out: Path, data_root: Path, inputs: set[Path]) -> None:
             raise InputError(f"{out / name}: is an input of the data set; choose another --out")
 
 
-def _tile(path: Path, head: list[str]) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+def _tile(path: Path, head: list[str], pixels: np.ndarray | None = None) -> np.ndarray:
+    if pixels is not None:  # the image's pixels from the label file (fer2013.csv): its path is not a file
+        g = np.asarray(pixels, np.uint8)
+        img = np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2) if g.ndim == 2 else g[..., ::-1])
+    else:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         img = np.zeros((8, 8, 3), np.uint8)
     h, w = img.shape[:2]
@@ -49,8 +53,10 @@ def _tile(path: Path, head: list[str]) -> np.ndarray:
     return np.vstack([top, canvas, np.full((6, TILE, 3), 255, np.uint8)])
 
 
-def contact_sheet(rows: list[dict], root: Path, path: Path, n: int = 40, columns: int = 8) -> Path | None:
-    """The first ``n`` rows (most likely wrong first) as labelled tiles, ``columns`` per row."""
+def contact_sheet(rows: list[dict], root: Path, path: Path, n: int = 40, columns: int = 8,
+                  pixels: dict[str, np.ndarray] | None = None) -> Path | None:
+    """The first ``n`` rows (most likely wrong first) as labelled tiles, ``columns`` per row; ``pixels``: the
+    images whose pixels the label file holds, by path (:meth:`DataSource.pixels`)."""
     pick = rows[:n]
     if not pick:
         return None
@@ -60,7 +66,7 @@ def contact_sheet(rows: list[dict], root: Path, path: Path, n: int = 40, columns
         head = [f"#{r['rank']} {r['split']} score {r['score']:.2g}", f"{r['given'][:9]}>{r['suggested'][:9]}"]
         if r.get("votes"):
             head.append(f"votes {float(r['vote_share_given']):.1f} / {float(r['vote_share_suggested']):.1f}")
-        tiles.append(_tile(p, head))
+        tiles.append(_tile(p, head, (pixels or {}).get(str(p.resolve()))))
     h = max(t.shape[0] for t in tiles)
     tiles = [np.vstack([t, np.full((h - t.shape[0], TILE, 3), 255, np.uint8)]) for t in tiles]
     gap = np.full((h, 6, 3), 255, np.uint8)
@@ -79,7 +85,7 @@ def contact_sheet(rows: list[dict], root: Path, path: Path, n: int = 40, columns
 
 
 def write_issues(report: IssuesReport, out: Path, data_root: Path, *, max_rows: int = 0,
-                 sheet: int = 40) -> list[Path]:
+                 sheet: int = 40, pixels: dict[str, np.ndarray] | None = None) -> list[Path]:
     """Write ``issues.csv`` (the first ``max_rows`` rows; 0: all), ``issues.json`` and the contact sheet of the
     first ``sheet`` issues (0: none) into ``out``; returns the paths written."""
     out = Path(out)
@@ -87,7 +93,7 @@ def write_issues(report: IssuesReport, out: Path, data_root: Path, *, max_rows: 
     doc = dict(report.doc)
     rows = report.rows[:max_rows] if max_rows else report.rows
     doc["csv_rows"] = {"written": len(rows), "flagged": len(report.rows)}
-    s = contact_sheet(report.rows, data_root, out / "contact_sheet.png", sheet) if sheet else None
+    s = contact_sheet(report.rows, data_root, out / "contact_sheet.png", sheet, pixels=pixels) if sheet else None
     doc["contact_sheet"] = s.name if s else None
     written += [s] if s else []
     cols = [c for c in COLUMNS if any(c in r for r in rows)] or list(COLUMNS[:10])

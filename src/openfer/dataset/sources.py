@@ -45,6 +45,10 @@ class DataSource:
     format: str
     splits: tuple[Split, ...]
 
+    def pixels(self) -> dict[str, np.ndarray]:
+        """The images whose pixels the label file holds (fer2013.csv), by resolved ``str(path)`` (synthetic paths)."""
+        return {str(Path(p).resolve()): s.images[i] for s in self.splits if s.images is not None for i, p in enumerate(s.paths)}
+
     def inputs(self) -> set[Path]:
         """Every input file (label files and images), resolved: outputs must not be one of them."""
         out: set[Path] = set()
