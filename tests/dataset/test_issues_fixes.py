@@ -93,3 +93,29 @@ def _rel_path(p: Path, root: Path) -> str:
     from openfer.dataset.issues import _rel
 
     return _rel(p, root)
+
+
+def test_duplicate_sheet_of_a_fer2013_csv_shows_its_pixels(tmp_path):
+    import csv
+
+    import cv2
+
+    from openfer.dataset.plots import duplicate_sheet
+    from openfer.dataset.sources import open_source
+
+    g = cv2.imread(str(sorted((MINI / "FER2013Test").glob("*.png"))[0]), cv2.IMREAD_GRAYSCALE)
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(data / "fer2013.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for _ in range(2):  # the same crop twice: an exact duplicate pair
+            w.writerow([3, " ".join(str(int(x)) for x in g.ravel()), "PrivateTest"])
+    src = open_source(data / "fer2013.csv", splits=("test",))
+    a, b = src.splits[0].paths
+    pairs = [{"kind": "pixels", "split_a": "test", "split_b": "test", "distance": 0, "path_a": str(a),
+              "path_b": str(b)}]
+    out = duplicate_sheet(pairs, src.root, tmp_path / "dup.png", pixels=src.pixels())
+    sheet = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)
+    big = cv2.resize(g, (96, 96))
+    assert cv2.matchTemplate(sheet, big, cv2.TM_CCOEFF_NORMED).max() > 0.99

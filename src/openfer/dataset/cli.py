@@ -161,7 +161,7 @@ def _cmd_card(args: argparse.Namespace) -> int:
                           about_source=Path(args.about).name if args.about else None, progress=progress)
     finally:
         progress.close()
-    written = write_card(card, out, src.root)
+    written = write_card(card, out, src.root, pixels=src.pixels())
     for line in card.doc["summary"]:
         print(f"  {line}")
     print(f"wrote {len(written)} files into {out}", file=sys.stderr)

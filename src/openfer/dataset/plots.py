@@ -157,7 +157,8 @@ def plot_recall(doc: dict, path: Path) -> Path:
     return _save_png(fig, path)
 
 
-def duplicate_sheet(pairs: list[dict], root: Path, path: Path, per_kind: int = 8, seed: int = 0) -> Path | None:
+def duplicate_sheet(pairs: list[dict], root: Path, path: Path, per_kind: int = 8, seed: int = 0,
+                    pixels: dict[str, np.ndarray] | None = None) -> Path | None:
     """Side-by-side examples of listed pairs (cross-split first), each row one kind, 96 px tiles."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -173,7 +174,10 @@ def duplicate_sheet(pairs: list[dict], root: Path, path: Path, per_kind: int = 8
             pair = []
             for key in ("path_a", "path_b"):
                 q = Path(p[key]) if Path(p[key]).is_absolute() else root / p[key]
-                img = cv2.imread(str(q), cv2.IMREAD_GRAYSCALE)
+                px = (pixels or {}).get(str(q.resolve()))  # pixels the label file holds (fer2013.csv)
+                img = cv2.imread(str(q), cv2.IMREAD_GRAYSCALE) if px is None else np.asarray(px, np.uint8)
+                if img is not None and img.ndim == 3:
+                    img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
                 pair.append(cv2.resize(img if img is not None else np.zeros((8, 8), np.uint8), (96, 96)))
             tile = np.hstack([pair[0], np.full((96, 2), 255, np.uint8), pair[1]])
             head = np.full((14, tile.shape[1]), 255, np.uint8)

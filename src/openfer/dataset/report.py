@@ -210,8 +210,10 @@ def json_ready(x: object) -> object:
     return x
 
 
-def write_card(card: DatasetCard, out: Path, data_root: Path, plots: bool = True) -> list[Path]:
-    """Write every file of ``card`` into ``out``; returns the paths written."""
+def write_card(card: DatasetCard, out: Path, data_root: Path, plots: bool = True,
+               pixels: dict | None = None) -> list[Path]:
+    """Write every file of ``card`` into ``out``; returns the paths written. ``pixels``: the images whose
+    pixels the label file holds, by resolved path (:meth:`DataSource.pixels`), for the duplicate sheet."""
     from . import plots as P
 
     out = Path(out)
@@ -221,7 +223,7 @@ def write_card(card: DatasetCard, out: Path, data_root: Path, plots: bool = True
         pl = out / "plots"
         drawn = [P.plot_classes(doc, pl / "class_counts.png"), P.plot_quality(card, pl / "image_quality.png"),
                  P.plot_nearest(card, pl / "nearest_hash_distance.png")]
-        sheet = P.duplicate_sheet(card.pairs, data_root, pl / "duplicate_examples.png")
+        sheet = P.duplicate_sheet(card.pairs, data_root, pl / "duplicate_examples.png", pixels=pixels)
         drawn += [sheet] if sheet else []
         if doc["agreement"]:
             drawn.append(P.plot_agreement(doc, pl / "agreement.png"))
