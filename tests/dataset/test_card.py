@@ -226,3 +226,13 @@ def test_csv_data_set_with_a_row_listed_twice(tmp_path):
     assert doc["duplicates"]["pairs"] == {"total": 1, "listed_twice": 1, "bytes": 0, "pixels": 0, "near": 0}
     assert doc["duplicates"]["label_conflicts"] == 1
     assert doc["agreement"] is None and "No vote counts" in (out / "card.md").read_text()
+
+
+def test_the_card_frames_crops_with_the_subgroup_audits_crop_view():
+    # one framing of a crop for the face mesh (4x cubic, 25% border), shared with openfer.eval.attributes
+    import openfer.dataset.card as card_mod
+    import openfer.dataset.profile as profile
+    import openfer.eval.attributes as attributes
+
+    assert profile.crop_view is attributes.crop_view
+    assert (card_mod.CROP_UPSCALE, card_mod.CROP_PAD) == (attributes.CROP_UPSCALE, attributes.CROP_PAD)

@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..eval.attributes import CROP_PAD, CROP_UPSCALE
 from ..eval.datasets import label_coverage
 from ..eval.labels import FERPLUS_CLASSES, FERPLUS_VOTE_COLUMNS
 from .agreement import majority_share as _majority_share
 from .agreement import summarize, vote_entropy
 from .datasheet import human_fields
 from .hashing import NEAR_DISTANCE, near_pairs
-from .profile import CROP_PAD, CROP_UPSCALE, FaceStats, profile_split, sample_indices, wilson
+from .profile import FaceStats, profile_split, sample_indices, wilson
 from .scan import BLANK_STD, ImageScan, scan_images
 from .sources import DataSource, Split
 

@@ -17,17 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..eval.attributes import CROP_UPSCALE, crop_view
 from ..eval.datasets import LabeledImages, load_gray
 from ..eval.evaluate import score_crops, score_detect
 from ..types import FrameResult
 
 log = logging.getLogger("openfer")
-CROP_UPSCALE = 4
-CROP_PAD = 0.25
 
 
 def sample_indices(candidates: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -37,15 +35,6 @@ def sample_indices(candidates: np.ndarray, k: int, seed: int) -> np.ndarray:
     if k <= 0 or k >= len(c):
         return c
     return np.sort(np.random.default_rng(seed).choice(c, size=k, replace=False))
-
-
-def crop_view(gray: np.ndarray) -> np.ndarray:
-    """A grey face crop as the RGB image the detector and face mesh see (upscaled, border added)."""
-    h, w = gray.shape
-    big = cv2.resize(gray, (w * CROP_UPSCALE, h * CROP_UPSCALE), interpolation=cv2.INTER_CUBIC)
-    pad = int(round(max(big.shape) * CROP_PAD))
-    big = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    return np.ascontiguousarray(np.repeat(big[:, :, None], 3, axis=2))
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@
   In the detect mode these are the faces ``openfer evaluate --faces detect`` scored. Face crops (no
   detection in the evaluation) are analysed for this once more: upscaled 4x (cubic) with a 25%
   replicated border, one detector pass (the ``fast`` preset), as ``openfer dataset card`` frames them
-  (the helper :func:`crop_view` repeats ``openfer.dataset.profile.crop_view``: ``openfer.eval`` sits
-  below ``openfer.dataset`` in the import layers); sizes are in the crop's own pixels.
+  (:func:`crop_view`, which ``openfer.dataset.profile`` imports from here); sizes are in the crop's own
+  pixels.
   Images where no face is found form the group ``no face``.
 """
 
