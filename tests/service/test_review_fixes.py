@@ -29,3 +29,31 @@ def test_cors_preflight_and_401_carry_cors_headers_with_an_api_key(tmp_path):
         assert r.headers["access-control-allow-origin"] == ORIGIN
         r = c.get("/v1/jobs", headers={"Origin": ORIGIN, "X-API-Key": "s3cret"})
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == ORIGIN
+
+
+def _multipart(field: str, name: str, payload: bytes, boundary: str = "openferboundary"):
+    """A multipart body as a generator, so the client sends it chunked, with no Content-Length."""
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+
+    def body():
+        yield head
+        for i in range(0, len(payload), 64 * 1024):
+            yield payload[i:i + 64 * 1024]
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    return body(), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+@pytest.mark.parametrize(("path", "field"), [("/v1/analyze", "image"), ("/v1/jobs", "video")])
+def test_a_chunked_upload_over_the_cap_is_a_413_end_to_end(tmp_path, path, field):
+    cfg = ServiceConfig(api_key=None, data=tmp_path, max_body_bytes=200_000, max_video_bytes=300_000)
+    limit = 300_000 if path == "/v1/jobs" else 200_000
+    with TestClient(create_app(cfg)) as c:
+        body, headers = _multipart(field, "big.bin", b"\xff" * 400_000)
+        r = c.post(path, content=body, headers=headers)
+        assert "content-length" not in {k.lower() for k in r.request.headers}
+        assert r.status_code == 413 and r.json() == {"error": f"request body over the {limit} byte limit"}
+        assert c.get("/v1/jobs").json()["jobs"] == []  # nothing was accepted
+        r = c.post("/v1/analyze", files={"image": ("f.jpg", FACE.read_bytes())})  # the service goes on
+        assert r.status_code == 200 and r.json()["status"] == "ok"

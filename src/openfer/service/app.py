@@ -523,7 +523,12 @@ def _annotated_jpeg(rgb: Any, res: Any) -> str | None:
 
 class _BodyLimit:
     """413 for a request body over ``limit`` bytes (``paths``: another limit for some ``(method,
-    path)``s, e.g. video uploads), counted as it arrives (``Content-Length`` first)."""
+    path)``s, e.g. video uploads), counted as it arrives (``Content-Length`` first).
+
+    A body that passes the limit while the app reads it (a chunked upload declares no size) is
+    answered here: the 413 is sent at once, the app gets ``http.disconnect`` instead of more body, and
+    whatever it answers or raises after that (FastAPI turns a form it cannot finish into a 400) is
+    dropped, so the client sees the 413 and the rest of the upload is never read."""
 
     def __init__(self, app: Any, limit: int, paths: dict[tuple[str, str], int] | None = None) -> None:
         self.app, self.default, self.paths = app, limit, dict(paths or {})
@@ -537,25 +542,37 @@ class _BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _reject(send, limit)
             return
-        seen = 0
+        seen, started, rejected, answered = 0, False, False, False
 
         async def counted() -> dict:
-            nonlocal seen
+            nonlocal seen, rejected, answered
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge
+                    rejected = True
+                    if not started:  # else the app already answers: it sees the disconnect
+                        answered = True
+                        await _reject(send, limit)
+                    return {"type": "http.disconnect"}
             return message
 
+        async def guarded(message: dict) -> None:
+            nonlocal started
+            if answered:
+                return  # the 413 went out: the app's own answer is dropped
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _reject(send, limit)
-
-
-class _TooLarge(Exception):
-    pass
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not answered:
+                raise
+            # the app failed on the cut-off body; the client already has its 413
 
 
 async def _reject(send: Any, limit: int) -> None:
