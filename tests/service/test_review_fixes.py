@@ -57,3 +57,16 @@ def test_a_chunked_upload_over_the_cap_is_a_413_end_to_end(tmp_path, path, field
         assert c.get("/v1/jobs").json()["jobs"] == []  # nothing was accepted
         r = c.post("/v1/analyze", files={"image": ("f.jpg", FACE.read_bytes())})  # the service goes on
         assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+def test_a_job_id_with_a_trailing_newline_is_refused(tmp_path):
+    from openfer.service.store import JOB_ID, JobStore
+
+    assert JOB_ID.match("a" * 16) and not JOB_ID.match("a" * 16 + "\n")
+    store = JobStore(tmp_path)
+    try:
+        assert store.folder("a" * 16) == store.jobs_dir / ("a" * 16)
+        with pytest.raises(KeyError):
+            store.folder("a" * 16 + "\n")
+    finally:
+        store.close()

@@ -56,8 +56,8 @@ JOBS_DIR = "jobs"
 OUT_DIR = "out"
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
-JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16}$")
-_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+JOB_ID = re.compile(r"\A[A-Za-z0-9_-]{16}\Z")  # \Z: "$" would let a trailing newline through
+_SUFFIX = re.compile(r"\A\.[A-Za-z0-9]{1,8}\Z")
 _SCHEMA = 1
 _COLUMNS = ("id", "state", "created", "updated", "started", "finished", "input_name", "input_file", "options",
             "frames_done", "frames_total", "frames_at_start", "resumed_frames", "results", "error")
