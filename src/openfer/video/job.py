@@ -341,34 +341,34 @@ def write_annotated_video(
     run as after an uninterrupted one.
     """
     path = Path(path)
-    reader = video.reader(source)
-    w, h = reader.info.width, reader.info.height
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ANNOTATED_CODECS:
         raise InputError(f"{path}: cannot write an annotated video as {path.suffix or 'no suffix'}: "
                          f"expected {' or '.join('.' + f for f in ANNOTATED_CODECS)}")
     codecs = ANNOTATED_CODECS[fmt][1]
-    with atomic_path(path, suffix=path.suffix.lower()) as tmp:  # the suffix tells VideoWriter the container
-        writer = _open_writer(tmp, codecs, float(reader.frame_rate), (w, h))
-        if writer is None:
-            raise InputError(f"{path}: cannot write a {fmt} video (no {' or '.join(codecs)} encoder "
-                             "in this OpenCV build)")
-        order = np.argsort(timeline.frames, kind="stable")
-        frames = timeline.frames[order]
-        try:
-            for index, _, rgb in reader:
-                lo, hi = np.searchsorted(frames, index, "left"), np.searchsorted(frames, index, "right")
-                rows = order[lo:hi]
-                img = (
-                    annotate(rgb, _faces_of_frame(timeline, rows), mesh="none", bars=False)
-                    if len(rows)
-                    else rgb
-                )
-                for r in rows:
-                    _draw_id(img, timeline.boxes[r], int(timeline.tracks[r]))
-                writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-        finally:
-            writer.release()
+    with video.reader(source) as reader:  # closed on every way out, a missing encoder included
+        w, h = reader.info.width, reader.info.height
+        with atomic_path(path, suffix=path.suffix.lower()) as tmp:  # the suffix tells VideoWriter the container
+            writer = _open_writer(tmp, codecs, float(reader.frame_rate), (w, h))
+            if writer is None:
+                raise InputError(f"{path}: cannot write a {fmt} video (no {' or '.join(codecs)} encoder "
+                                 "in this OpenCV build)")
+            order = np.argsort(timeline.frames, kind="stable")
+            frames = timeline.frames[order]
+            try:
+                for index, _, rgb in reader:
+                    lo, hi = np.searchsorted(frames, index, "left"), np.searchsorted(frames, index, "right")
+                    rows = order[lo:hi]
+                    img = (
+                        annotate(rgb, _faces_of_frame(timeline, rows), mesh="none", bars=False)
+                        if len(rows)
+                        else rgb
+                    )
+                    for r in rows:
+                        _draw_id(img, timeline.boxes[r], int(timeline.tracks[r]))
+                    writer.write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            finally:
+                writer.release()
     return path
 
 
