@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -11,6 +12,13 @@ VIDEOS = ASSETS / "videos"
 SHORT = VIDEOS / "single_face.mp4"  # 72 frames, 30 fps, 2.4 s, 204 KB
 NO_FACE = VIDEOS / "no_face.mp4"  # 98 frames declared, ~4.1 s, 180 KB
 LONG = VIDEOS / "WolfgangLanger_Pexels.mp4"  # 472 frames, 19.7 s, 1.6 MB
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (for a real server in a test)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def cli_timeline(tmp: Path, video: Path, *args: str) -> bytes:

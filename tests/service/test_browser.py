@@ -16,7 +16,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PHOTOS
-from jobs_helpers import LONG, SHORT
+from jobs_helpers import LONG, SHORT, free_port
 
 pytestmark = pytest.mark.browser
 pytest.importorskip("fastapi")
@@ -45,16 +44,10 @@ if not Path(CHROMIUM).is_file():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def _serve(data: Path, api_key: str = ""):
     """A real ``openfer serve`` on a free loopback port with small upload limits: yields its base URL."""
-    port = _free_port()
+    port = free_port()
     log_path = data.parent / f"{data.name}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     p = subprocess.Popen([sys.executable, "-m", "openfer.cli", "serve", "--port", str(port), "--data", str(data),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,10 @@ import urllib.request
 import uuid
 
 import pytest
-from jobs_helpers import SHORT, cli_timeline, wait_for
+from jobs_helpers import SHORT, cli_timeline, free_port, wait_for
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -80,7 +73,7 @@ class Server:
 
 def test_sigkill_mid_job_then_restart_resumes_to_the_same_timeline(tmp_path):
     data = tmp_path / "data"
-    first = Server(data, _free_port())
+    first = Server(data, free_port())
     try:
         a = first.submit(SHORT)  # all 72 frames, a checkpoint every 10
         b = first.submit(SHORT, every="6")  # queued behind it (one worker)
@@ -93,7 +86,7 @@ def test_sigkill_mid_job_then_restart_resumes_to_the_same_timeline(tmp_path):
     assert first.proc.returncode == -signal.SIGKILL
     assert os.path.exists(data / "jobs" / a["id"] / "out" / ".openfer.lock")  # left by the killed worker
 
-    second = Server(data, _free_port())
+    second = Server(data, free_port())
     try:
         done = wait_for(second.get, a["id"], ("done", "failed", "cancelled"))
         assert done["state"] == "done", done

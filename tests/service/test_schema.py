@@ -9,6 +9,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
+from jobs_helpers import free_port  # noqa: E402
 
 from openfer.service import ServiceConfig, create_app  # noqa: E402
 
@@ -17,7 +18,6 @@ from openfer.service import ServiceConfig, create_app  # noqa: E402
 def server(tmp_path_factory):
     """A live uvicorn server on a free loopback port (in a thread): the lifespan runs once, as in
     ``openfer serve``."""
-    import socket
     import threading
     import time
 
@@ -25,9 +25,7 @@ def server(tmp_path_factory):
 
     app = create_app(ServiceConfig(data=tmp_path_factory.mktemp("schema-data"), api_key=None,
                                    max_video_seconds=3.0, max_jobs=4))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,10 @@ import uuid
 
 import pytest
 from conftest import PHOTOS, held_elsewhere
+from jobs_helpers import free_port
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
@@ -33,7 +27,7 @@ def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
 
 
 def test_serve_starts_answers_and_stops(tmp_path):
-    port = _free_port()
+    port = free_port()
     p = subprocess.Popen([sys.executable, "-m", "openfer.cli", "serve", "--port", str(port), "--data", str(tmp_path)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -64,7 +58,7 @@ def test_serve_refuses_bad_settings_in_one_line(tmp_path, capsys):
     from openfer.cli import main
 
     (tmp_path / "afile").write_text("x")
-    assert main(["serve", "--data", str(tmp_path / "afile"), "--port", str(_free_port())]) == 6
+    assert main(["serve", "--data", str(tmp_path / "afile"), "--port", str(free_port())]) == 6
     err = capsys.readouterr().err
     assert err.startswith("error: cannot write ") and "cannot use as the job store" in err and err.count("\n") == 1
     for flag, value, line in (
@@ -82,6 +76,6 @@ def test_a_second_server_on_the_same_data_is_refused(tmp_path, capsys):
     from openfer.cli import main
 
     with held_elsewhere(tmp_path) as pid:  # as a running server holds its --data folder
-        assert main(["serve", "--data", str(tmp_path), "--port", str(_free_port())]) == 3
+        assert main(["serve", "--data", str(tmp_path), "--port", str(free_port())]) == 3
     err = capsys.readouterr().err
     assert err.startswith(f"error: {tmp_path}: in use by ") and f"pid {pid}" in err and err.count("\n") == 1
