@@ -27,20 +27,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _add_issues(tools)
 
 
-def _add_card(tools: argparse._SubParsersAction) -> None:
+def _data_arguments(c: argparse.ArgumentParser, data: str, out: str, model: str) -> None:
+    """The arguments every dataset tool shares: the data set, its layout and splits, the output folder,
+    the model and how faces are found."""
     from ..eval.evaluate import FORMATS
-    from .hashing import NEAR_DISTANCE
 
-    c = tools.add_parser("card", help="write a datasheet (card.md, card.json, plots, duplicates.csv) of a data set")
-    c.add_argument("data", help="a data set openfer evaluate reads: FER+ root (all splits), fer2013.csv, RAF-DB, "
-                                "AffectNet CSV, CSV (path,label), folder with labels.csv, or ImageFolder")
+    c.add_argument("data", help=data)
     c.add_argument("--format", choices=FORMATS, default=None, help="data set layout (default: guessed)")
     c.add_argument("--split", action="append", choices=("train", "valid", "test"), default=None,
                    help="only this split (repeat for several; default: every split the data has)")
-    c.add_argument("--out", required=True, metavar="DIR", help="folder for the card (outside the data set)")
-    c.add_argument("--model", default="fernet_s", help="expression model to score (shipped name or .onnx)")
+    c.add_argument("--out", required=True, metavar="DIR", help=out)
+    c.add_argument("--model", default="fernet_s", help=model)
     c.add_argument("--faces", choices=("crops", "detect"), default=None,
                    help="crops: images are face crops (default for ferplus, fer2013); detect: photos")
+
+
+def _add_card(tools: argparse._SubParsersAction) -> None:
+    from .hashing import NEAR_DISTANCE
+
+    c = tools.add_parser("card", help="write a datasheet (card.md, card.json, plots, duplicates.csv) of a data set")
+    _data_arguments(c, "a data set openfer evaluate reads: FER+ root (all splits), fer2013.csv, RAF-DB, "
+                       "AffectNet CSV, CSV (path,label), folder with labels.csv, or ImageFolder",
+                    out="folder for the card (outside the data set)",
+                    model="expression model to score (shipped name or .onnx)")
     c.add_argument("--sample", type=_non_negative_int, default=500, metavar="N",
                    help="images per split for the pipeline and the model (seeded random sample; 0: all; default 500)")
     c.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
@@ -60,20 +69,14 @@ def _folds(text: str) -> int:
 
 
 def _add_issues(tools: argparse._SubParsersAction) -> None:
-    from ..eval.evaluate import FORMATS
     from .confident import FILTERS, RANKINGS
     from .issues import PREDICTIONS
 
     c = tools.add_parser("issues", help="rank likely label errors (confident learning on out-of-sample "
                                         "probabilities): issues.csv, issues.json, contact_sheet.png")
-    c.add_argument("data", help="a labelled data set openfer evaluate reads (FER+ root, CSV, folder...)")
-    c.add_argument("--format", choices=FORMATS, default=None, help="data set layout (default: guessed)")
-    c.add_argument("--split", action="append", choices=("train", "valid", "test"), default=None,
-                   help="only this split (repeat for several; default: every split the data has)")
-    c.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs (outside the data set)")
-    c.add_argument("--model", default="fernet_s", help="expression model (shipped name or .onnx)")
-    c.add_argument("--faces", choices=("crops", "detect"), default=None,
-                   help="crops: images are face crops (default for ferplus, fer2013); detect: photos")
+    _data_arguments(c, "a labelled data set openfer evaluate reads (FER+ root, CSV, folder...)",
+                    out="folder for the outputs (outside the data set)",
+                    model="expression model (shipped name or .onnx)")
     c.add_argument("--predictions", choices=PREDICTIONS, default="auto",
                    help="model: the model's probabilities (data it never saw); kfold: K-fold cross-validated "
                         "linear head on its features (data it was trained on); auto (default): kfold for the "
