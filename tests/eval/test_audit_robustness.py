@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import ASSETS
 
 from openfer.cli import main
 from openfer.eval.attributes import crop_pad, crop_view, fast_analyzer, image_quality
@@ -27,7 +28,6 @@ from openfer.eval.robustness import (
 )
 from openfer.eval.subgroups import sample_scores
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MINI = ASSETS / "dataset" / "ferplus_mini"
 V = {v.name: v for v in VARIATIONS}
 

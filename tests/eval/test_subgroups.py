@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import ASSETS
 
 from openfer.cli import main
 from openfer.eval.attributes import attribute_grouping, yaw_grouping
@@ -29,7 +30,6 @@ from openfer.eval.subgroups import (
     side_grouping,
 )
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MINI = ASSETS / "dataset" / "ferplus_mini"
 LABELED = ASSETS / "photos" / "labeled"
 
