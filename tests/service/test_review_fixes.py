@@ -1,10 +1,18 @@
 """Regressions from the review of the REST service: CORS outside the API-key check, the body cap on
-chunked uploads end to end, a worker that outlives a failing store, the job id pattern."""
+chunked uploads end to end, the job id pattern, a worker that outlives a failing store (final writes
+retried, progress writes best-effort)."""
 
 from __future__ import annotations
 
+import io
+import logging
+import sqlite3
+import threading
+import time
+
 import pytest
 from conftest import PHOTOS
+from jobs_helpers import SHORT
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
@@ -70,3 +78,117 @@ def test_a_job_id_with_a_trailing_newline_is_refused(tmp_path):
             store.folder("a" * 16 + "\n")
     finally:
         store.close()
+
+
+# -- a store that fails under the workers (SQLite locked past its busy timeout, a full disk) ----------
+
+LOCKED = sqlite3.OperationalError("database is locked")
+
+
+@pytest.fixture(scope="module")
+def video_analyzer():
+    from openfer.pipeline import Analyzer
+    from openfer.service.jobs import VIDEO_PRESET
+
+    return Analyzer(VIDEO_PRESET)
+
+
+def _accept(store, every: int = 12):
+    from openfer.service.jobs import JobOptions
+
+    return store.accept(io.BytesIO(SHORT.read_bytes()), SHORT.name, ".mp4", JobOptions(every=every).to_json(),
+                        max_queued=9).id
+
+
+def _until(what, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_worker_outlives_a_store_that_cannot_record_a_jobs_end(tmp_path, video_analyzer, monkeypatch, caplog):
+    """A fails unexpectedly and B runs to its end while the store refuses every final write: the one
+    worker goes on (B runs after A), both rows stay running, and once the store works again the worker
+    records A as failed and B as done, then runs C."""
+    from openfer.service.jobs import WorkerPool
+    from openfer.service.store import JobStore
+
+    store = JobStore(tmp_path)
+    a, b = _accept(store), _accept(store)
+    locked, refused = threading.Event(), []
+    locked.set()
+    real_finish, real_input = store.finish, store.input_path
+
+    def finish(job_id, state, **kw):
+        if locked.is_set():
+            refused.append((job_id, state))
+            raise LOCKED
+        return real_finish(job_id, state, **kw)
+
+    def input_path(job):
+        if job.id == a:
+            raise RuntimeError("an unexpected error")
+        return real_input(job)
+
+    monkeypatch.setattr(store, "finish", finish)
+    monkeypatch.setattr(store, "input_path", input_path)
+    caplog.set_level(logging.INFO, logger="openfer")
+    pool = WorkerPool(store, [video_analyzer], poll_seconds=0.05)
+    pool.start()
+    try:
+        _until(lambda: (b, "done") in refused)  # B ran after A's end could not be written
+        assert refused[0] == (a, "failed") and pool.alive
+        assert store.get(a).state == store.get(b).state == "running"
+        locked.clear()
+        _until(lambda: store.get(a).state != "running" and store.get(b).state != "running")
+        ja, jb = store.get(a), store.get(b)
+        assert (ja.state, ja.error) == ("failed", "internal error")
+        assert jb.state == "done" and jb.frames_done == 6 and "timeline.csv" in jb.results
+        c = _accept(store)  # the worker still takes new jobs
+        _until(lambda: store.get(c).state != "queued" and store.get(c).state != "running")
+        assert store.get(c).state == "done" and pool.alive
+        out = store.out_dir
+        assert (out(c) / "timeline.csv").read_bytes() == (out(b) / "timeline.csv").read_bytes()
+    finally:
+        pool.stop()
+        store.close()
+    errors = [r for r in caplog.records if "cannot record the end of the job" in r.getMessage()]
+    assert {r.getMessage().split()[1].rstrip(":") for r in errors} == {a, b} and all(r.exc_info for r in errors)
+
+
+def test_failing_progress_writes_do_not_fail_the_job(tmp_path, video_analyzer, monkeypatch, caplog):
+    """Every progress write of P fails: P still ends done with the timeline of Q (the same options,
+    progress recorded), and says so in one warning, however many writes failed."""
+    from openfer.service import jobs
+    from openfer.service.jobs import WorkerPool
+    from openfer.service.store import JobStore
+
+    store = JobStore(tmp_path)
+    q, p = _accept(store), _accept(store)
+    real_progress, tried = store.progress, []
+
+    def progress(job_id, done, total, **kw):
+        if job_id == p:
+            tried.append(done)
+            raise LOCKED
+        return real_progress(job_id, done, total, **kw)
+
+    monkeypatch.setattr(store, "progress", progress)
+    monkeypatch.setattr(jobs, "PROGRESS_RETRY_SECONDS", 0.0)  # retry at every frame: more than one failure
+    caplog.set_level(logging.WARNING, logger="openfer")
+    pool = WorkerPool(store, [video_analyzer], poll_seconds=0.05)
+    pool.start()
+    try:
+        _until(lambda: store.get(p).state not in ("queued", "running"))
+    finally:
+        pool.stop()
+    jq, jp = store.get(q), store.get(p)
+    store.close()
+    assert jq.state == "done" and jq.frames_done == jq.frames_total == 6
+    assert jp.state == "done" and jp.error is None and jp.frames_done == 6 and jp.results == jq.results
+    assert (tmp_path / "jobs" / p / "out" / "timeline.csv").read_bytes() == \
+        (tmp_path / "jobs" / q / "out" / "timeline.csv").read_bytes()
+    assert len(tried) >= 2
+    warned = [r.getMessage() for r in caplog.records if p in r.getMessage()]
+    assert warned == [f"job {p}: cannot record its progress (database is locked); the job goes on"]

@@ -14,6 +14,12 @@ this OpenCV build writes WebM, else ``annotated.mp4`` (mp4v, which browsers do n
 
 Cancelling (``DELETE``) and stopping the server are noticed at the next analysed frame; the steps
 after the last frame (summary, plots, annotated video) run to their end first.
+
+A store that fails (SQLite locked past its busy timeout, a full disk) ends neither a worker nor a
+job: a progress write is best-effort (one warning per job, the job goes on); a job's final write
+(``done``, ``failed``, ``cancelled``) that fails is logged and retried by its worker between jobs
+until it succeeds, and one still unwritten when the server stops leaves the row ``running``, which
+the next start puts back in the queue (:meth:`~openfer.service.store.JobStore.requeue_running`).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from .store import Job, JobStore
 log = logging.getLogger("openfer")
 
 VIDEO_PRESET = "video"
+PROGRESS_RETRY_SECONDS = 5.0  # after a failed progress write, the next one waits this long
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,8 @@ class WorkerPool:
         self._cancel_lock = threading.Lock()
         self._ended = threading.Condition()  # notified whenever a worker ends a job
         self._threads: list[threading.Thread] = []
+        self._unsettled: dict[str, Callable[[], object]] = {}  # job id -> its final write, not yet in the store
+        self._unsettled_lock = threading.Lock()
 
     def start(self) -> None:
         for i, an in enumerate(self.analyzers):
@@ -169,6 +178,7 @@ class WorkerPool:
 
     def _loop(self, analyzer: Any) -> None:
         while not self._stop.is_set():
+            self._retry_unsettled()
             try:
                 job = self.store.claim()
             except Exception:  # noqa: BLE001 - a store error must not end the worker
@@ -182,12 +192,44 @@ class WorkerPool:
                 self._run(job, analyzer)
             except Exception:  # noqa: BLE001
                 log.exception("job %s: unexpected error", job.id)
-                self.store.finish(job.id, "failed", error="internal error")
+                self._settle(job.id, lambda job_id=job.id: self.store.finish(job_id, "failed", error="internal error"))
             finally:
                 with self._cancel_lock:
                     self._cancel.discard(job.id)
                 with self._ended:
                     self._ended.notify_all()
+        self._retry_unsettled()
+        with self._unsettled_lock:
+            left = sorted(self._unsettled)
+        if left:
+            log.warning("job store: the end of job(s) %s could not be recorded; they stay running and "
+                        "run again at the next start", ", ".join(left))
+
+    def _settle(self, job_id: str, write: Callable[[], object]) -> None:
+        """Run ``write``, a job's final store write; if the store fails, log it and keep ``write``
+        for :meth:`_retry_unsettled` (the row stays ``running`` meanwhile)."""
+        try:
+            write()
+        except Exception:  # noqa: BLE001 - the store may be locked or full: try again later
+            log.exception("job %s: cannot record the end of the job; retrying", job_id)
+            with self._unsettled_lock:
+                self._unsettled[job_id] = write
+
+    def _retry_unsettled(self) -> None:
+        """Try the final writes that failed again (each taken by one worker at a time)."""
+        with self._unsettled_lock:
+            pending, self._unsettled = self._unsettled, {}
+        for job_id, write in pending.items():
+            try:
+                write()
+            except Exception:  # noqa: BLE001 - still failing: kept for the next round
+                log.debug("job %s: recording the end of the job failed again", job_id, exc_info=True)
+                with self._unsettled_lock:
+                    self._unsettled.setdefault(job_id, write)
+                continue
+            log.warning("job %s: the end of the job is recorded now, after the store failed", job_id)
+            with self._ended:
+                self._ended.notify_all()
 
     def _run(self, job: Job, analyzer: Any) -> None:
         from ..video import analyze_video_to_dir
@@ -196,15 +238,23 @@ class WorkerPool:
         out = store.out_dir(job.id)
         source = store.input_path(job)
         opts = JobOptions.from_json(job.options)
-        state: dict[str, Any] = {"last": 0.0, "first": True, "done": None}
+        state: dict[str, Any] = {"last": 0.0, "first": True, "done": None, "hold": 0.0, "warned": False}
 
         def on_frame(done: int, expected: int | None) -> None:
             if self._stop.is_set() or self._cancelled(job.id):
                 raise _Stop
             state["done"] = done
             now = time.monotonic()
-            if state["first"] or now - state["last"] >= 0.2 or done == expected:
-                store.progress(job.id, done, expected, first=bool(state["first"]))
+            if (state["first"] or now - state["last"] >= 0.2 or done == expected) and now >= state["hold"]:
+                try:
+                    store.progress(job.id, done, expected, first=bool(state["first"]))
+                except Exception as e:  # noqa: BLE001 - progress is best-effort: the job goes on
+                    if not state["warned"]:
+                        log.warning("job %s: cannot record its progress (%s); the job goes on", job.id,
+                                    " ".join(str(e).split()))
+                        state["warned"] = True
+                    state["hold"] = time.monotonic() + PROGRESS_RETRY_SECONDS  # a locked store costs its timeout
+                    return
                 state["last"], state["first"] = now, False
 
         try:
@@ -217,25 +267,33 @@ class WorkerPool:
             if self._cancelled(job.id):
                 self._end_cancelled(job, state["done"])
             else:
-                store.requeue(job.id)
+                try:
+                    store.requeue(job.id)
+                except Exception:  # noqa: BLE001 - the row stays running: the next start requeues it
+                    log.exception("job %s: cannot put it back in the queue", job.id)
                 log.info("job %s: stopped with the server; it resumes at the next start", job.id)
             return
         except (OpenFerError, OSError) as e:
             if self._cancelled(job.id):
                 self._end_cancelled(job, state["done"])
                 return
-            store.finish(job.id, "failed", error=_public(e, source, job.input_name, out),
-                         results=produced(out), frames_done=state["done"])
+            error, results, frames = _public(e, source, job.input_name, out), produced(out), state["done"]
+            self._settle(job.id, lambda: store.finish(job.id, "failed", error=error, results=results,
+                                                      frames_done=frames))
             return
         if self._cancelled(job.id):
             self._end_cancelled(job, res.frames)
             return
-        store.finish(job.id, "done", results=produced(out), frames_done=res.frames,
-                     resumed_frames=res.frames_before if res.resumed else None)
+        results, resumed = produced(out), res.frames_before if res.resumed else None
+        self._settle(job.id, lambda: store.finish(job.id, "done", results=results, frames_done=res.frames,
+                                                  resumed_frames=resumed))
 
     def _end_cancelled(self, job: Job, frames_done: int | None) -> None:
-        self.store.finish(job.id, "cancelled", frames_done=frames_done)
-        self.store.remove_files(job.id)
+        def write() -> None:  # the files go once the row says cancelled (else a restart would resume it)
+            self.store.finish(job.id, "cancelled", frames_done=frames_done)
+            self.store.remove_files(job.id)
+
+        self._settle(job.id, write)
 
 
 def _public(e: Exception, source: Path, name: str, out: Path) -> str:
