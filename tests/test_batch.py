@@ -231,3 +231,62 @@ def test_a_decoder_warning_is_kept_in_the_row(analyzer, tmp_path):
     assert doc["images"][1]["warnings"] == []
     rows = _rows(tmp_path / "r.csv")
     assert "corrupt JPEG data" in rows[0]["warnings"] and rows[-1]["warnings"] == ""
+
+
+class _PartitionEngine:
+    """What the Ray engine's actors do, here in this process: each group of ``per`` rows written as
+    one Parquet partition of the work folder, a reference per input yielded to the driver."""
+
+    def __init__(self, per: int = 3) -> None:
+        self.per = per
+
+    def __call__(self, analyzer, items, outputs, work):
+        from openfer.batch import RowRef, analyze_item, write_partition
+
+        assert work is not None
+        for i in range(0, len(items), self.per):
+            done = [analyze_item(analyzer, it, outputs) for it in items[i:i + self.per]]
+            name = write_partition(work, [row for row, _ in done])
+            for row, unwritten in done:
+                yield RowRef(row.index, row.source, row.status, name, len(row.records), row.error), unwritten
+
+
+def test_rows_in_worker_partitions_give_the_outputs_of_rows_in_the_manifest(analyzer, tmp_path):
+    pytest.importorskip("pyarrow")
+    folder = _folder(tmp_path, 7)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    inputs = [str(folder), str(tmp_path / "missing.jpg")]
+
+    def outputs(name: str) -> BatchOutputs:
+        return BatchOutputs(json=str(tmp_path / f"{name}.json"), csv=str(tmp_path / f"{name}.csv"),
+                            parquet=str(tmp_path / f"{name}.parquet"))
+
+    local = run_batch(analyzer, inputs, outputs("local"))
+    work = tmp_path / "parts.json.openfer-work"
+    with pytest.raises(KeyboardInterrupt):  # stopped half way: the manifest holds references only
+        run_batch(analyzer, inputs, outputs("parts"), engine=_PartitionEngine(), progress=_interrupt_after(4))
+    lines = [json.loads(line) for line in (work / "rows.jsonl").read_text().splitlines()]
+    assert len(lines) >= 4 and all(set(d) == {"index", "source", "status", "part", "faces", "error"} for d in lines)
+    assert {d["part"] for d in lines} <= {p.name for p in (work / "parts").glob("part-*.parquet")}
+    parts = run_batch(analyzer, inputs, outputs("parts"), engine=_PartitionEngine(), resume=True)
+    assert parts.finished and parts.resumed == len(lines) and not work.exists()
+    assert (parts.images, parts.faces, parts.failed, parts.no_face) == (local.images, local.faces, local.failed, local.no_face)
+    for ext in ("json", "csv", "parquet"):
+        assert (tmp_path / f"parts.{ext}").read_bytes() == (tmp_path / f"local.{ext}").read_bytes(), ext
+
+
+def test_a_lost_partition_stops_the_resume_with_one_line(analyzer, tmp_path):
+    pytest.importorskip("pyarrow")
+    folder = _folder(tmp_path, 4)
+    out = BatchOutputs(csv=str(tmp_path / "r.csv"))
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(analyzer, [str(folder)], out, engine=_PartitionEngine(2), progress=_interrupt_after(2))
+    lost = next((tmp_path / "r.csv.openfer-work" / "parts").glob("part-*.parquet"))
+    lost.unlink()
+    def no_work(*args):
+        raise AssertionError("analysed before the lost partition was reported")
+
+    with pytest.raises(InputError, match=re.escape(lost.name)) as e:
+        run_batch(analyzer, [str(folder)], out, engine=no_work, resume=True)
+    assert len(str(e.value).splitlines()) == 1 and "--overwrite" in str(e.value)
+    assert run_batch(analyzer, [str(folder)], out, engine=_PartitionEngine(2), overwrite=True).finished

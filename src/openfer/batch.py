@@ -10,8 +10,11 @@ argparse here, only paths, options and callbacks.
   non-regular file (device, FIFO, folder), two outputs naming one file, and annotated images that
   would replace an input are refused with an :class:`~openfer.errors.InputError`.
 * **Resumable.** With any file output, each finished input is appended to ``<first output>.openfer-work/
-  rows.jsonl`` (flushed per input, so Ctrl-C or SIGKILL loses at most the images in flight). The final
-  JSON/CSV/Parquet are assembled from it in input order, so a resumed batch writes exactly what an
+  rows.jsonl``, the manifest (flushed per input, so Ctrl-C or SIGKILL loses at most the images in
+  flight): the row itself, or, when a worker elsewhere wrote it (the Ray engine), a reference to the
+  Parquet partition under ``parts/`` that holds it. The final JSON/CSV/Parquet are assembled from the
+  manifest in input order, streaming (the driver keeps an offset or a partition name per input, not
+  the rows; the Parquet output alone is built in memory), so a resumed batch writes exactly what an
   uninterrupted one writes; the work folder is removed once every output is written. A leftover
   work folder makes the next run stop and ask for ``resume=True`` or ``overwrite=True``.
 * **Writes are atomic and independent.** A failed write (full disk, permissions) is counted in
@@ -24,6 +27,8 @@ import contextlib
 import json
 import logging
 import os
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -31,17 +36,28 @@ from typing import Any
 
 from . import __version__
 from .errors import InputError, OutputError
+from .extras import require
 from .io.images import iter_image_paths, read_image
 from .io.lock import FolderLock
-from .io.tables import check_folders, write_csv, write_json, write_parquet
+from .io.tables import (
+    atomic_path,
+    check_folders,
+    columns_of,
+    write_csv,
+    write_json,
+    write_json_stream,
+    write_parquet,
+)
 from .io.text import printable
 
-__all__ = ["BatchItem", "BatchOutputs", "BatchSummary", "Engine", "ImageRow", "analyze_item", "analyze_one", "plan_batch", "run_batch", "write_outputs"]
+__all__ = ["BatchItem", "BatchOutputs", "BatchSummary", "Engine", "ImageRow", "RowRef", "analyze_item", "analyze_one",
+           "plan_batch", "read_partition", "run_batch", "write_outputs", "write_partition"]
 
 STATUS_OK, STATUS_NO_FACE = "ok", "no_face"
 WORK_SUFFIX = ".openfer-work"
 ROWS_FILE = "rows.jsonl"
 HEADER_FILE = "batch.json"
+PARTS_DIR = "parts"  # Parquet partitions written by workers (the Ray engine's actors)
 STDOUT = "-"
 
 
@@ -80,7 +96,10 @@ class ImageRow:
     warnings: tuple[str, ...] = ()  # decoder warnings (a JPEG decoded with errors, unreadable EXIF...)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "records": list(self.records), "warnings": list(self.warnings)}
+        # by hand: dataclasses.asdict deep-copies every record, the bulk of the manifest's cost
+        return {"index": self.index, "source": self.source, "status": self.status, "width": self.width,
+                "height": self.height, "error": self.error, "records": list(self.records),
+                "warnings": list(self.warnings)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImageRow:
@@ -111,7 +130,6 @@ class BatchSummary:
     resumed: int = 0  # inputs taken from the work file of an earlier run
     unwritten: list[str] = field(default_factory=list)  # messages of outputs that could not be written
     skipped_in_subfolders: int = 0  # images in subfolders of folder inputs, not searched (no recursive)
-    rows: list[ImageRow] = field(default_factory=list)
     finished: bool = False  # every input done and every output written (the work folder removed)
 
 
@@ -127,8 +145,26 @@ class BatchItem:
     annotation: Path | None = None
 
 
-# where the analysis of a batch runs: (analyzer, items still to do, outputs) -> what analyze_item returns
-Engine = Callable[[Any, "list[BatchItem]", BatchOutputs], Iterator[tuple[ImageRow, list[str]]]]
+@dataclass(frozen=True)
+class RowRef:
+    """A finished input whose row a worker wrote into a partition of the batch's work folder
+    (:func:`write_partition`): what the manifest keeps instead of the row."""
+
+    index: int
+    source: str
+    status: str
+    part: str  # the partition's file name under <work>/parts/
+    faces: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Where the analysis of a batch runs: (analyzer, items still to do, outputs, work folder or None) ->
+# for each item, in any order, what analyze_item returns, or a RowRef to the partition of the work
+# folder the engine wrote the row into (only when the work folder is not None).
+Engine = Callable[[Any, "list[BatchItem]", BatchOutputs, "Path | None"], Iterator[tuple["ImageRow | RowRef", list[str]]]]
 
 
 @dataclass(frozen=True)
@@ -191,8 +227,9 @@ def run_batch(
     own analyzer built from ``analyzer.options`` (ONNX Runtime threads split between them when the
     options leave them at 0); the outputs are the same, rows in input order. ``engine`` runs the
     analysis elsewhere instead (``openfer.scale.ray_engine.RayEngine``: a Ray cluster); it is given the
-    analyzer, the inputs still to do and the outputs, and yields what :func:`analyze_item` returns, in
-    any order, while this function keeps the work file, the resume and the outputs. ``on_row`` sees each newly analysed input's row (not the resumed ones), ``on_error``
+    analyzer, the inputs still to do, the outputs and the work folder, and yields what
+    :func:`analyze_item` returns, or a :class:`RowRef` to a partition it wrote, in any order, while
+    this function keeps the manifest, the resume and the outputs. ``on_row`` sees each newly analysed input's row (not the resumed ones), ``on_error``
     each one-line error (bad inputs, unwritable outputs), ``progress(done, total)`` the count after
     each input. ``resume`` continues an unfinished batch from its work folder; ``overwrite``
     discards one. Raises :class:`InputError` for refused outputs or an unfinished batch left alone.
@@ -219,42 +256,179 @@ def run_batch(
 def _run_locked(analyzer, plan, outputs, header, resume, overwrite, on_row, on_error, progress, stdout, engine):  # noqa: ANN001, ANN202
     done = _open_work(plan.work, header, resume, overwrite)
     summary = BatchSummary(skipped_in_subfolders=plan.skipped_in_subfolders)
-    by_index: dict[int, ImageRow] = {}
+    entries: dict[int, _Entry] = {}
     report = on_error or (lambda msg: None)
     todo = [it for it in plan.items if it.source not in done]
     for it in plan.items:
         if it.source in done:
-            by_index[it.index] = ImageRow.from_dict({**done[it.source].to_dict(), "index": it.index})
+            entries[it.index] = done[it.source]
             summary.resumed += 1
     if progress is not None and summary.resumed:
         progress(summary.resumed, len(plan.items))
-    with _RowLog(plan.work) as log:
-        for row, unwritten in engine(analyzer, todo, outputs):
-            if unwritten:  # not logged as done: a resumed run writes its images again
-                summary.unwritten.extend(unwritten)
-                for msg in unwritten:
-                    report(msg)
-            else:
-                log.append(row, report)
-            if row.error:
-                report(row.error)
-            if on_row is not None:
-                on_row(row)
-            by_index[row.index] = row
-            if progress is not None:
-                progress(len(by_index), len(plan.items))
-    rows = [by_index[it.index] for it in plan.items]
-    summary.rows = rows
-    summary.images = len(rows)
-    summary.faces = sum(len(r.records) for r in rows)
-    summary.failed = sum(r.status.startswith("error") for r in rows)
-    summary.no_face = sum(r.status == STATUS_NO_FACE for r in rows)
-    classes = tuple(getattr(analyzer, "classes", ()))
-    summary.unwritten += write_outputs(rows, outputs, classes, report, stdout)
+    with _RowStore(plan.work) as store:
+        with _RowLog(plan.work) as log:
+            for got, unwritten in engine(analyzer, todo, outputs, plan.work):
+                if unwritten:  # not logged as done: a resumed run writes its images again
+                    summary.unwritten.extend(unwritten)
+                    for msg in unwritten:
+                        report(msg)
+                    entry = _Entry.of(got, None)
+                else:
+                    entry = _Entry.of(got, log.append(got, report))
+                if got.error:
+                    report(got.error)
+                if on_row is not None:
+                    on_row(store.row(entry, got.index))
+                entries[got.index] = entry
+                if progress is not None:
+                    progress(len(entries), len(plan.items))
+        order = [(it.index, entries[it.index]) for it in plan.items]
+        summary.images = len(order)
+        summary.faces = sum(e.faces for _, e in order)
+        summary.failed = sum(e.status.startswith("error") for _, e in order)
+        summary.no_face = sum(e.status == STATUS_NO_FACE for _, e in order)
+        rows = _Rows(store, order)
+        classes = tuple(getattr(analyzer, "classes", ()))
+        summary.unwritten += write_outputs(rows, outputs, classes, report, stdout)
     summary.finished = not summary.unwritten and not log.failed
     if plan.work is not None and summary.finished:
         _remove_work(plan.work)
     return summary
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """What the driver keeps of a finished input: its counts, and where its row is (in memory, at a
+    byte offset of the manifest, or in a partition under the key it was written with)."""
+
+    source: str
+    status: str
+    faces: int
+    error: str | None
+    row: ImageRow | None = None  # not logged (no work folder, or the log failed): kept here
+    offset: int = -1  # the row's line in rows.jsonl
+    part: str = ""  # the partition holding the row ...
+    key: int = -1  # ... under this index
+
+    @classmethod
+    def of(cls, got: ImageRow | RowRef, offset: int | None) -> _Entry:
+        if isinstance(got, RowRef):
+            return cls(got.source, got.status, got.faces, got.error, part=got.part, key=got.index)
+        head = (got.source, got.status, len(got.records), got.error)
+        return cls(*head, offset=offset) if offset is not None else cls(*head, row=got)
+
+
+class _RowStore:
+    """Reads the rows of entries back from the manifest and the partitions (the last few partitions
+    read are cached: workers write them in roughly input order)."""
+
+    def __init__(self, work: Path | None, cache: int = 256) -> None:
+        self.work, self.cache = work, cache
+        self._parts: OrderedDict[str, dict[int, str]] = OrderedDict()
+        self._fh: Any = None
+
+    def __enter__(self) -> _RowStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def row(self, entry: _Entry, index: int) -> ImageRow:
+        """The entry's row, numbered ``index`` (its place in this run's inputs)."""
+        row = entry.row
+        if row is None:
+            line = self._partition(entry.part).get(entry.key) if entry.part else self._line(entry.offset)
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                row = None if line is None else ImageRow.from_dict(json.loads(line))
+            if row is None or row.source != entry.source:
+                where = f"{PARTS_DIR}/{entry.part}" if entry.part else ROWS_FILE
+                raise InputError(f"{printable(str(self.work / where))}: unreadable batch state for "
+                                 f"{printable(entry.source)}; start again with --overwrite")
+        return row if row.index == index else replace(row, index=index)
+
+    def _line(self, offset: int) -> bytes:
+        if self._fh is None:
+            self._fh = open(self.work / ROWS_FILE, "rb")  # noqa: SIM115 - closed in __exit__
+        self._fh.seek(offset)
+        return self._fh.readline()
+
+    def _partition(self, name: str) -> dict[int, str]:
+        part = self._parts.get(name)
+        if part is None:
+            try:
+                part = read_partition(self.work / PARTS_DIR / name)
+            except InputError:
+                raise InputError(f"{printable(str(self.work / PARTS_DIR / name))}: a partition of the batch "
+                                 "is missing or unreadable; start again with --overwrite") from None
+            self._parts[name] = part
+            if len(self._parts) > self.cache:
+                self._parts.popitem(last=False)
+        else:
+            self._parts.move_to_end(name)
+        return part
+
+
+class _Rows(Sequence[ImageRow]):
+    """The rows of a batch in input order, read from the work files one at a time as needed."""
+
+    def __init__(self, store: _RowStore, order: list[tuple[int, _Entry]]) -> None:
+        self.store, self.order = store, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204
+        if isinstance(i, slice):
+            return [self.store.row(e, k) for k, e in self.order[i]]
+        k, e = self.order[i]
+        return self.store.row(e, k)
+
+    def __iter__(self) -> Iterator[ImageRow]:
+        for k, e in self.order:
+            yield self.store.row(e, k)
+
+
+def write_partition(work: Path, rows: Sequence[ImageRow]) -> str:
+    """Write ``rows`` as one Parquet partition of the work folder ``work`` (columns ``index``,
+    ``source``, ``status``, ``faces`` and ``row``, the row as its manifest JSON line), atomically;
+    returns its file name. What a worker elsewhere (a Ray actor) writes so that the driver keeps only
+    a :class:`RowRef` per input. Raises :class:`~openfer.errors.OutputError` when it cannot."""
+    pa = require("pyarrow", "ray", "partitions of a batch")
+    import pyarrow.parquet as pq
+
+    name = f"part-{rows[0].index if rows else 0:08d}-{uuid.uuid4().hex[:12]}.parquet"
+    table = pa.table({
+        "index": pa.array([r.index for r in rows], pa.int64()),
+        "source": pa.array([r.source for r in rows], pa.string()),
+        "status": pa.array([r.status for r in rows], pa.string()),
+        "faces": pa.array([len(r.records) for r in rows], pa.int32()),
+        "row": pa.array([_row_line(r) for r in rows], pa.string()),
+    })
+    path = work / PARTS_DIR / name
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+    return name
+
+
+def read_partition(path: Path) -> dict[int, str]:
+    """A partition's rows (manifest JSON lines) by index; :class:`InputError` when unreadable."""
+    require("pyarrow", "ray", "partitions of a batch")
+    import pyarrow.parquet as pq
+
+    try:
+        with pq.ParquetFile(path) as fh:  # lighter than pq.read_table's dataset discovery: ~3x on small files
+            table = fh.read(columns=["index", "row"], use_threads=False)
+        return dict(zip(table.column("index").to_pylist(), table.column("row").to_pylist(), strict=True))
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"{printable(str(path))}: unreadable partition ({type(e).__name__})") from None
+
+
+def _row_line(row: ImageRow) -> str:
+    return json.dumps(row.to_dict(), allow_nan=True)
 
 
 class _LocalEngine:
@@ -264,7 +438,9 @@ class _LocalEngine:
     def __init__(self, workers: int) -> None:
         self.workers = workers
 
-    def __call__(self, analyzer: Any, items: list[BatchItem], outputs: BatchOutputs) -> Iterator[tuple[ImageRow, list[str]]]:
+    def __call__(
+        self, analyzer: Any, items: list[BatchItem], outputs: BatchOutputs, work: Path | None = None
+    ) -> Iterator[tuple[ImageRow, list[str]]]:
         return _analyzed(analyzer, items, outputs, self.workers)
 
 
@@ -372,17 +548,40 @@ def write_outputs(
     stdout: Any = None,
 ) -> list[str]:
     """Write the JSON document, CSV and Parquet of ``rows``; returns the messages of the outputs that
-    could not be written (each also passed to ``report``), the others being written regardless."""
+    could not be written (each also passed to ``report``), the others being written regardless. The
+    JSON and CSV are written streaming (``rows`` is read once for the JSON, twice for the CSV: its
+    columns, then its rows); the Parquet table is built in memory."""
     import sys
 
     out = stdout if stdout is not None else sys.stdout
-    table = [t for r in rows for t in r.table_rows()]
-    document = {"openfer": __version__, "classes": list(classes), "images": [r.document() for r in rows]}
+
+    columns: dict[str, None] = {}  # the CSV's, gathered while the JSON is written (one read of the rows fewer)
+    gathered = False
+
+    def table() -> Iterator[dict[str, Any]]:
+        return (t for r in rows for t in r.table_rows())
+
+    def documents() -> Iterator[dict[str, Any]]:
+        nonlocal gathered
+        for r in rows:
+            if outputs.csv:
+                for t in r.table_rows():
+                    columns.update(dict.fromkeys(t))
+            yield r.document()
+        gathered = True
+
+    def json_doc(p: Path) -> Path:
+        head = {"openfer": __version__, "classes": list(classes)}
+        return write_json_stream(head, "images", documents(), p)
+
+    def csv_table(p: Path) -> Path:
+        return write_csv(table(), p, (list(columns) if gathered else columns_of(table())) or None)
+
     failed: list[str] = []
     for target, write in (
-        (outputs.json, lambda p: write_json(document, p)),
-        (outputs.csv, lambda p: write_csv(table, p)),
-        (outputs.parquet, lambda p: write_parquet(table, p, classes)),
+        (outputs.json, json_doc),
+        (outputs.csv, csv_table),
+        (outputs.parquet, lambda p: write_parquet(list(table()), p, classes)),
     ):
         if not target:
             continue
@@ -492,8 +691,8 @@ def _images_below(folder: Path) -> int:
 # --------------------------------------------------------------------------- work folder
 
 
-def _open_work(work: Path | None, header: dict[str, Any], resume: bool, overwrite: bool) -> dict[str, ImageRow]:
-    """Prepare the work folder; the rows an earlier run finished (empty unless resuming)."""
+def _open_work(work: Path | None, header: dict[str, Any], resume: bool, overwrite: bool) -> dict[str, _Entry]:
+    """Prepare the work folder; the inputs an earlier run finished, by source (empty unless resuming)."""
     if work is None:
         return {}
     head = work / HEADER_FILE
@@ -501,7 +700,7 @@ def _open_work(work: Path | None, header: dict[str, Any], resume: bool, overwrit
         _remove_work(work)
     if head.exists() or (work / ROWS_FILE).exists():
         if not resume:
-            n = sum(1 for _ in _read_rows(work))
+            n = sum(1 for _ in _read_manifest(work))
             raise InputError(
                 f"{printable(str(work))}: an unfinished batch ({n} input(s) done) is in the way; "
                 "continue it with --resume or start again with --overwrite"
@@ -518,26 +717,39 @@ def _open_work(work: Path | None, header: dict[str, Any], resume: bool, overwrit
                     f"{printable(str(work))}: the unfinished batch ran with other {key}; rerun it with the same "
                     "options and outputs, or start again with --overwrite"
                 )
-        return {r.source: r for r in _read_rows(work)}
+        done = dict(_read_manifest(work))
+        for part in sorted({e.part for e in done.values() if e.part}):  # before any work, not at the end
+            if not (work / PARTS_DIR / part).is_file():
+                raise InputError(f"{printable(str(work / PARTS_DIR / part))}: a partition of the unfinished batch "
+                                 "is missing; start again with --overwrite")
+        return done
     write_json(header, head)
     return {}
 
 
-def _read_rows(work: Path) -> Iterator[ImageRow]:
-    """The rows of the work file; a line cut short by a kill (the last one) is dropped."""
+def _read_manifest(work: Path) -> Iterator[tuple[str, _Entry]]:
+    """``(source, entry)`` of each line of the manifest; a line cut short by a kill (the last one) is
+    dropped."""
     path = work / ROWS_FILE
     if not path.is_file():
         return
-    with open(path, encoding="utf-8") as fh:
+    offset = 0
+    with open(path, "rb") as fh:
         for line in fh:
-            if not line.endswith("\n"):
+            if not line.endswith(b"\n"):
                 break  # torn last line: its input is analysed again
             try:
-                yield ImageRow.from_dict(json.loads(line))
+                d = json.loads(line)
+                if "part" in d:
+                    entry = _Entry.of(RowRef(**d), None)
+                else:
+                    entry = _Entry.of(ImageRow.from_dict(d), offset)
             except (ValueError, TypeError, KeyError):
                 raise InputError(
                     f"{printable(str(path))}: unreadable batch state; start again with --overwrite"
                 ) from None
+            yield entry.source, entry
+            offset += len(line)
 
 
 class _RowLog:
@@ -553,21 +765,28 @@ class _RowLog:
             path = self.work / ROWS_FILE
             _truncate_torn_line(path)
             try:
-                self.fh = open(path, "a", encoding="utf-8")
+                self.fh = open(path, "ab")  # noqa: SIM115 - closed in __exit__
+                self.fh.seek(0, os.SEEK_END)
             except OSError as e:
                 raise OutputError(printable(str(path)), e.strerror or str(e)) from None
         return self
 
-    def append(self, row: ImageRow, report: Callable[[str], None]) -> None:
+    def append(self, got: ImageRow | RowRef, report: Callable[[str], None]) -> int | None:
+        """Log a finished input (its row, or its reference to a partition); the byte offset of its
+        line, or ``None`` when it was not logged (no work folder, or a write failed)."""
         if self.fh is None or self.failed:
-            return
+            return None
+        line = (json.dumps(got.to_dict()) if isinstance(got, RowRef) else _row_line(got)) + "\n"
         try:
-            self.fh.write(json.dumps(row.to_dict(), allow_nan=True) + "\n")
+            offset = self.fh.tell()
+            self.fh.write(line.encode("utf-8"))
             self.fh.flush()
         except OSError as e:
             self.failed = True
             path = printable(str(self.work / ROWS_FILE))
             report(f"cannot write {path}: {e.strerror or e} (the batch goes on; it cannot be resumed)")
+            return None
+        return offset
 
     def __exit__(self, *exc: object) -> None:
         if self.fh is not None:
@@ -597,4 +816,11 @@ def _remove_work(work: Path) -> None:
     and its lock go when the lock is released)."""
     for name in (ROWS_FILE, HEADER_FILE):
         (work / name).unlink(missing_ok=True)
+    parts = work / PARTS_DIR
+    if parts.is_dir():
+        for p in parts.iterdir():
+            if p.name.startswith(("part-", ".part-")) and p.is_file():
+                p.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            parts.rmdir()
 

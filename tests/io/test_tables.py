@@ -1,11 +1,12 @@
-"""Atomic writers: all-or-nothing, usual permissions."""
+"""Atomic writers: all-or-nothing, usual permissions; streamed JSON and CSV equal the whole ones."""
 
 import os
 import stat
 
+import numpy as np
 import pytest
 
-from openfer.io.tables import atomic_open, write_csv, write_json
+from openfer.io.tables import atomic_open, columns_of, write_csv, write_json, write_json_stream
 
 
 def test_atomic_open_replaces_in_one_step_and_cleans_up_on_error(tmp_path):
@@ -30,3 +31,20 @@ def test_outputs_get_umask_permissions_not_owner_only(tmp_path):
         os.umask(old)
     for name in ("r.json", "r.csv"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("items", [[], [{"a": 1, "b": [1.5, {"c": "x\ny"}], "e": {}, "f": []}],
+                                   [{"a": np.float32(0.25), "s": "é\t"}, {}, [], "text", {"z": None}]])
+def test_streamed_json_is_byte_identical_to_the_whole_document(tmp_path, items):
+    head = {"openfer": "0.1", "classes": ["neutral", "happiness"]}
+    write_json({**head, "images": items}, tmp_path / "whole.json")
+    write_json_stream(head, "images", iter(items), tmp_path / "streamed.json")
+    assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "whole.json").read_bytes()
+
+
+def test_csv_from_an_iterator_with_columns_equals_csv_from_a_list(tmp_path):
+    records = [{"source": "a", "x": 1}, {"source": "b", "y": [1, 2]}, {"source": "c"}]
+    write_csv(records, tmp_path / "list.csv")
+    write_csv(iter(records), tmp_path / "iter.csv", columns_of(iter(records)))
+    assert (tmp_path / "iter.csv").read_bytes() == (tmp_path / "list.csv").read_bytes()
+    assert (tmp_path / "list.csv").read_text().splitlines()[0] == "source,x,y"

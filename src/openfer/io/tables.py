@@ -12,7 +12,7 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -82,6 +82,26 @@ def write_json(obj: Any, path: str | Path) -> Path:
     return path
 
 
+def write_json_stream(head: dict[str, Any], key: str, items: Iterable[Any], path: str | Path) -> Path:
+    """What :func:`write_json` writes for ``{**head, key: list(items)}``, byte for byte, without holding
+    the list: the items are encoded one at a time as they come (a batch's JSON document is assembled
+    this way from its work files)."""
+    path = Path(path)
+    opts: dict[str, Any] = {"indent": 1, "allow_nan": False, "default": _json_default}
+    if key in head:
+        raise ValueError(f"{key!r} is both in head and the streamed key")
+    top = json.dumps({**head, key: []}, **opts)
+    assert top.endswith("[]\n}")  # the streamed key is the last one
+    with atomic_open(path) as fh:
+        fh.write(top[: -len("[]\n}")])
+        sep = "["
+        for item in items:
+            fh.write(sep + "\n  " + json.dumps(item, **opts).replace("\n", "\n  "))
+            sep = ","
+        fh.write("[]\n}\n" if sep == "[" else "\n ]\n}\n")
+    return path
+
+
 def _json_default(o: Any) -> Any:
     import numpy as np
 
@@ -94,20 +114,22 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def columns_of(records: Sequence[dict[str, Any]]) -> list[str]:
-    cols: list[str] = []
+def columns_of(records: Iterable[dict[str, Any]]) -> list[str]:
+    """Every key of the records, in the order first seen."""
+    cols: dict[str, None] = {}
     for r in records:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
-    return cols
+        cols.update(dict.fromkeys(r))
+    return list(cols)
 
 
 def write_csv(
-    records: Sequence[dict[str, Any]], path: str | Path, columns: Sequence[str] | None = None
+    records: Iterable[dict[str, Any]], path: str | Path, columns: Sequence[str] | None = None
 ) -> Path:
-    """One row per record; nested values (landmark lists) are JSON-encoded."""
+    """One row per record; nested values (landmark lists) are JSON-encoded. With ``columns`` the records
+    are read once, as they come (an iterator is enough); without, they must be a sequence."""
     path = Path(path)
+    if not columns:
+        records = list(records)
     cols = list(columns) if columns else columns_of(records)
     with atomic_open(path, newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")

@@ -3,10 +3,13 @@
 * **Photos** go through Ray Data: the batch's list of inputs still to do becomes a dataset, and
   ``map_batches`` runs :func:`openfer.batch.analyze_item` in a pool of actors
   (``ray.data.ActorPoolStrategy``), each building one :class:`~openfer.pipeline.Analyzer` from the
-  batch's :class:`~openfer.pipeline.AnalyzerOptions` once. The rows stream back to the driver, which
-  is :func:`openfer.batch.run_batch` as in local mode: it appends each to the work file (the
-  manifest), so a killed driver resumes with ``--resume``, and it writes the same JSON/CSV/Parquet,
-  in input order: the outputs are those of a local run.
+  batch's :class:`~openfer.pipeline.AnalyzerOptions` once. Each actor writes the rows of each of its
+  batches as one Parquet partition into the batch's work folder (``<work>/parts/``,
+  :func:`openfer.batch.write_partition`) and returns only a reference per input; the driver,
+  :func:`openfer.batch.run_batch` as in local mode, appends the references to the manifest, so a
+  killed driver resumes with ``--resume``, and assembles the same JSON/CSV/Parquet from the
+  partitions, in input order: the outputs are those of a local run. Without a work folder (no
+  output file) the rows come back to the driver instead.
 * **Videos** run as one Ray task per video (:func:`openfer.scale.videos.run_video_task`), at most
   one per worker at a time, each writing the per-video folder that local mode writes (resumable
   the same way).
@@ -18,7 +21,8 @@ tasks and hang on a small machine. The pool has one actor per CPU of the cluster
 
 On a cluster every node needs openfer installed (the same version) and the inputs and outputs on a
 path that every node sees at the same name (a shared file system): the actors read the images and
-write the annotated images themselves; the driver writes the tables.
+write the annotated images and the partitions themselves; the driver writes the manifest and the
+tables.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ import logging
 import math
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from ..batch import BatchItem, BatchOutputs, ImageRow
+from ..batch import BatchItem, BatchOutputs, ImageRow, RowRef
 from ..errors import InputError
 from ..extras import require
 from .videos import VideoOutcome, VideoTask, run_video_task
@@ -109,8 +114,12 @@ class RayEngine:
 
     # ------------------------------------------------------------------ photos
 
-    def __call__(self, analyzer: Any, items: list[BatchItem], outputs: BatchOutputs) -> Iterator[tuple[ImageRow, list[str]]]:
-        """What :func:`openfer.batch.analyze_item` returns for each item, in completion order."""
+    def __call__(
+        self, analyzer: Any, items: list[BatchItem], outputs: BatchOutputs, work: Path | None = None
+    ) -> Iterator[tuple[ImageRow | RowRef, list[str]]]:
+        """For each item, in completion order: a :class:`~openfer.batch.RowRef` to the partition of
+        ``work`` that an actor wrote its row into (the row itself without a work folder, or when the
+        partition could not be written), and the messages of its unwritten annotated images."""
         if self._ray is None:
             raise RuntimeError("use RayEngine as a context manager: with RayEngine() as engine: ...")
         if not items:
@@ -122,15 +131,23 @@ class RayEngine:
                                  override_num_blocks=min(len(items), 4 * self.pool_size()))
         ds = ds.map_batches(
             _AnalyzeActor,
-            fn_constructor_kwargs={"options": options, "outputs": outputs},
+            fn_constructor_kwargs={"options": options, "outputs": outputs,
+                                   "work": None if work is None else os.fspath(work)},
             batch_size=self.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=min(self.pool_size(), len(items))),
             num_cpus=self.cpus_per_worker,
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-            for row, unwritten in zip(batch["row"], batch["unwritten"], strict=True):
-                yield ImageRow.from_dict(json.loads(row)), json.loads(unwritten)
+            for i in range(len(batch["index"])):
+                unwritten = json.loads(batch["unwritten"][i])
+                part = str(batch["part"][i])
+                if part:
+                    error = str(batch["error"][i])
+                    yield RowRef(int(batch["index"][i]), str(batch["source"][i]), str(batch["status"][i]), part,
+                                 int(batch["faces"][i]), error or None), unwritten
+                else:
+                    yield ImageRow.from_dict(json.loads(batch["row"][i])), unwritten
 
     # ------------------------------------------------------------------ videos
 
@@ -164,24 +181,38 @@ class RayEngine:
 
 
 class _AnalyzeActor:
-    """One analyzer per actor; each call analyses a batch of items (see :func:`openfer.batch.analyze_item`)."""
+    """One analyzer per actor; each call analyses a batch of items (see :func:`openfer.batch.analyze_item`)
+    and writes their rows as one partition of the work folder (if there is one)."""
 
-    def __init__(self, options: Any, outputs: BatchOutputs) -> None:
+    def __init__(self, options: Any, outputs: BatchOutputs, work: str | None) -> None:
         from ..pipeline import Analyzer
 
         self.analyzer = Analyzer(options)
         self.outputs = outputs
+        self.work = None if work is None else Path(work)
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
-        from ..batch import analyze_item
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        from ..batch import analyze_item, write_partition
+        from ..errors import OutputError
 
-        rows, unwritten = [], []
-        for i in range(len(batch["index"])):
-            item = _item_from(batch, i)
-            row, failed = analyze_item(self.analyzer, item, self.outputs)
-            rows.append(json.dumps(row.to_dict(), allow_nan=True))
-            unwritten.append(json.dumps(failed))
-        return {"row": rows, "unwritten": unwritten}
+        done = [analyze_item(self.analyzer, _item_from(batch, i), self.outputs) for i in range(len(batch["index"]))]
+        rows = [row for row, _ in done]
+        part = ""
+        if self.work is not None:
+            try:
+                part = write_partition(self.work, rows)
+            except OutputError as e:  # full disk, a lost mount: the rows go back to the driver instead
+                log.warning("%s", e)
+        return {
+            "index": [r.index for r in rows],
+            "source": [r.source for r in rows],
+            "status": [r.status for r in rows],
+            "faces": [len(r.records) for r in rows],
+            "error": [r.error or "" for r in rows],
+            "part": [part] * len(rows),
+            "row": ["" if part else json.dumps(r.to_dict(), allow_nan=True) for r in rows],
+            "unwritten": [json.dumps(failed) for _, failed in done],
+        }
 
 
 def _item_dict(it: BatchItem) -> dict[str, Any]:
@@ -190,8 +221,6 @@ def _item_dict(it: BatchItem) -> dict[str, Any]:
 
 
 def _item_from(batch: dict[str, Any], i: int) -> BatchItem:
-    from pathlib import Path
-
     path, annotation = str(batch["path"][i]), str(batch["annotation"][i])
     return BatchItem(int(batch["index"][i]), str(batch["source"][i]), Path(path) if path else None,
                      str(batch["error"][i]) or None, Path(annotation) if annotation else None)
