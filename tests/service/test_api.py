@@ -46,7 +46,8 @@ def test_health_ready_and_openapi(client):
 def test_api_docs_are_served_from_this_server(client):
     """/docs is Swagger UI from the swagger-ui-bundle-v2 package: no CDN (it must work offline)."""
     page = client.get("/docs")
-    assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+    assert page.status_code == 200 and '<script src="docs-assets/swagger-ui-bundle.js">' in page.text
+    assert "url: 'openapi.json'" in page.text  # relative, as the page's URLs: they work under a path prefix
     assert "cdn." not in page.text and "https://" not in page.text.replace("https://fastapi.tiangolo.com", "")
     js = client.get("/docs-assets/swagger-ui-bundle.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript") and len(js.content) > 100_000

@@ -44,16 +44,35 @@ if not Path(CHROMIUM).is_file():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 
+# The service mounted under a path prefix (as behind a reverse proxy at https://host/openfer/): the
+# mount sets the ASGI root_path, so the app sees /openfer/v1/... with root_path /openfer.
+_PREFIXED = """
+import sys
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from openfer.service import ServiceConfig, create_app
+
+port, data, prefix, max_body, max_video = sys.argv[1:]
+inner = create_app(ServiceConfig(data=data, max_body_bytes=int(max_body), max_video_bytes=int(max_video)))
+outer = Starlette(routes=[Mount(prefix, app=inner)], lifespan=lambda app: inner.router.lifespan_context(inner))
+uvicorn.run(outer, host="127.0.0.1", port=int(port), log_level="warning")
+"""
+
+
 @contextlib.contextmanager
-def _serve(data: Path, api_key: str = ""):
-    """A real ``openfer serve`` on a free loopback port with small upload limits: yields its base URL."""
+def _serve(data: Path, api_key: str = "", prefix: str = ""):
+    """A real ``openfer serve`` on a free loopback port with small upload limits: yields its base URL
+    (with ``prefix``, e.g. ``"/openfer"``: the same app mounted there by uvicorn, base URL ``.../openfer/``)."""
     port = free_port()
     log_path = data.parent / f"{data.name}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    p = subprocess.Popen([sys.executable, "-m", "openfer.cli", "serve", "--port", str(port), "--data", str(data),
-                          "--max-body", str(MAX_BODY), "--max-video-bytes", str(MAX_VIDEO)],
-                         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OPENFER_API_KEY": api_key})
-    base = f"http://127.0.0.1:{port}/"
+    command = (["-c", _PREFIXED, str(port), str(data), prefix, str(MAX_BODY), str(MAX_VIDEO)] if prefix else
+               ["-m", "openfer.cli", "serve", "--port", str(port), "--data", str(data),
+                "--max-body", str(MAX_BODY), "--max-video-bytes", str(MAX_VIDEO)])
+    p = subprocess.Popen([sys.executable, *command], stdout=log, stderr=subprocess.STDOUT,
+                         env={**os.environ, "OPENFER_API_KEY": api_key})
+    base = f"http://127.0.0.1:{port}{prefix}/"
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -335,6 +354,89 @@ def test_a_server_with_an_api_key_asks_for_it_once(browser, tmp_path_factory):
         stored = page.evaluate("() => [sessionStorage.getItem('openfer-api-key'), localStorage.length]")
         assert stored == ["s3cret", 0]  # kept for this tab only
         p.close(expected_errors=1)  # the browser logs the 401
+
+
+PREFIX = "/openfer"
+_COUNT_BLOBS = """window.liveBlobs = new Set();
+    const create = URL.createObjectURL.bind(URL), revoke = URL.revokeObjectURL.bind(URL);
+    URL.createObjectURL = (o) => { const u = create(o); liveBlobs.add(u); return u; };
+    URL.revokeObjectURL = (u) => { liveBlobs.delete(u); revoke(u); };"""
+
+
+def _run_video_job(page, every: int = 12) -> str:
+    """A video job of SHORT through the page (plots and annotated video on), to its shown results:
+    the plot loaded and the video playable. Returns the job id."""
+    before = page.evaluate("() => location.hash")
+    page.click("#tab-video")
+    page.set_input_files("#video-input", str(SHORT))
+    page.fill("#opt-every", str(every))
+    page.click("#video-submit")
+    page.wait_for_function("before => location.hash !== before && document.getElementById('job-detail')"
+                           ".textContent.startsWith('Done')", arg=before, timeout=60_000)
+    job_id = page.evaluate("() => location.hash").removeprefix("#job=")
+    page.wait_for_function("() => { const i = document.querySelector('#job-plots img'); "
+                           "return i && i.complete && i.naturalWidth > 0; }", timeout=20_000)
+    page.locator("#job-video").evaluate(
+        "v => new Promise((ok, no) => { if (v.readyState >= 2) ok(); v.onloadeddata = ok; "
+        "v.onerror = () => no(new Error('cannot play: ' + (v.error && v.error.message))); })")
+    return job_id
+
+
+def test_the_page_works_under_a_path_prefix(browser, tmp_path_factory):
+    """Behind a proxy at /openfer/: the page's API calls and its result URLs (the plot, the video, the
+    downloads; the server's JSON gives them from the server root) all stay under the prefix."""
+    with _serve(tmp_path_factory.mktemp("prefixed-data"), prefix=PREFIX) as base:
+        p = Page(browser, base)
+        page = p.page
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.set_input_files("#photo-input", str(PHOTOS / "single_face.jpg"))
+        page.wait_for_function("() => document.querySelectorAll('#photo-results table.faces').length === 1",
+                               timeout=30_000)
+        assert page.inner_text("#photo-results h3") == "single_face.jpg: 1 face"
+        job_id = _run_video_job(page)
+        video = page.locator("#job-video")
+        assert video.evaluate("v => v.src") == f"{base}v1/jobs/{job_id}/annotated.webm"
+        video.evaluate("v => { v.muted = true; return v.play(); }")
+        page.wait_for_function("() => document.getElementById('job-video').currentTime > 0.5", timeout=15_000)
+        assert page.eval_on_selector("#job-plots img", "i => i.src") == f"{base}v1/jobs/{job_id}/plots/track-0.png"
+        links = page.eval_on_selector_all("#job-downloads a", "as => as.map(a => a.href)")
+        assert links and all(u.startswith(f"{base}v1/jobs/{job_id}/") for u in links), links
+        timeline = page.request.get(links[0])
+        assert timeline.status == 200 and timeline.text().startswith("time,frame,track")
+        assert page.inner_text("#job-summary tbody tr td") == "track 0"
+        p.shot("10_prefixed")
+        assert requests and all(u.startswith(base) for u in requests if not u.startswith(("data:", "blob:"))), requests
+        page.goto(base + "docs")  # the API docs too
+        page.wait_for_selector(".opblock", timeout=30_000)
+        p.close()
+
+
+def test_blob_urls_of_replaced_results_are_revoked(browser, tmp_path_factory):
+    """With an API key the plot and the video are blob: URLs; a second job's results revoke the
+    first's, so a long session does not keep every job's files in memory. Under a prefix, where the
+    key is still required."""
+    with _serve(tmp_path_factory.mktemp("blob-data"), api_key="s3cret", prefix=PREFIX) as base:
+        p = Page(browser, base, init_script=_COUNT_BLOBS)
+        page = p.page
+        assert page.request.get(base + "v1/jobs").status == 401  # the key guards /v1 under the prefix
+        assert page.request.get(base + "v1/jobs", headers={"X-API-Key": "s3cret"}).status == 200
+        page.fill("#api-key", "s3cret")
+        page.press("#api-key", "Enter")
+        _run_video_job(page)
+        first = page.evaluate("() => [...liveBlobs]")
+        assert len(first) == 2  # the plot and the video
+        assert sorted(page.evaluate("() => [document.querySelector('#job-plots img').src, "
+                                    "document.getElementById('job-video').src]")) == sorted(first)
+        second_id = _run_video_job(page)
+        second = page.evaluate("() => [...liveBlobs]")
+        assert len(second) == 2 and not set(first) & set(second), (first, second)
+        with page.expect_download() as dl:  # a download link still works (its blob goes 10 s later)
+            page.click("#job-downloads a >> text=timeline.csv")
+        assert dl.value.suggested_filename == "timeline.csv"
+        assert Path(dl.value.path()).read_text().startswith("time,frame,track")
+        assert page.evaluate("() => location.hash") == f"#job={second_id}"
+        p.close()
 
 
 def test_keyboard_reaches_every_tab_and_the_file_pickers(open_page):

@@ -1,5 +1,5 @@
 """Regressions from the review of the REST service: CORS outside the API-key check, the body cap on
-chunked uploads end to end, the job id pattern, a worker that outlives a failing store (final writes
+chunked uploads end to end, the job id pattern, the key and limits under a path prefix, a worker that outlives a failing store (final writes
 retried, progress writes best-effort)."""
 
 from __future__ import annotations
@@ -78,6 +78,31 @@ def test_a_job_id_with_a_trailing_newline_is_refused(tmp_path):
             store.folder("a" * 16 + "\n")
     finally:
         store.close()
+
+
+def test_mounted_under_a_path_prefix_the_key_and_the_video_limit_still_apply(tmp_path):
+    """Mounted at /openfer (the ASGI root_path a proxy's prefix gives), the guards look at the path
+    inside the app: /openfer/v1/... needs the key, and a video upload gets the video limit."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    inner = create_app(ServiceConfig(api_key="s3cret", data=tmp_path, max_body_bytes=100_000,
+                                     max_video_bytes=1_000_000))
+    outer = Starlette(routes=[Mount("/openfer", app=inner)], lifespan=lambda app: inner.router.lifespan_context(inner))
+    key = {"X-API-Key": "s3cret"}
+    with TestClient(outer) as c:
+        r = c.get("/openfer/v1/jobs")
+        assert r.status_code == 401 and r.json() == {"error": "missing or wrong X-API-Key"}
+        assert c.get("/openfer/v1/jobs", headers=key).json() == {"jobs": []}
+        assert c.get("/openfer/readyz").json() == {"status": "ready"}  # open, as at the root
+        video = {"video": (SHORT.name, SHORT.read_bytes(), "video/mp4")}  # 204 KB: over the body cap
+        r = c.post("/openfer/v1/jobs", files=video, data={"every": "12"}, headers=key)
+        assert r.status_code == 202, r.text
+        job = r.json()["id"]
+        r = c.post("/openfer/v1/analyze", files={"image": ("big.jpg", b"\xff" * 150_000)}, headers=key)
+        assert r.status_code == 413 and r.json() == {"error": "request body over the 100000 byte limit"}
+        assert c.delete(f"/openfer/v1/jobs/{job}").status_code == 401
+        assert c.delete(f"/openfer/v1/jobs/{job}", headers=key).status_code in (200, 202)
 
 
 # -- a store that fails under the workers (SQLite locked past its busy timeout, a full disk) ----------

@@ -225,7 +225,7 @@ def create_app(config: ServiceConfig | None = None) -> Any:
 
     @app.middleware("http")
     async def api_key(request: Request, call_next):  # noqa: ANN001, ANN202
-        path = request.url.path
+        path = _route_path(request.scope)  # /v1/... also when mounted under a prefix
         if cfg.api_key and path.startswith("/v1"):
             given = request.headers.get("x-api-key", "")
             if not hmac.compare_digest(given.encode(), cfg.api_key.encode()):
@@ -292,11 +292,12 @@ def create_app(config: ServiceConfig | None = None) -> Any:
         if _swagger_dir() is None:
             return HTMLResponse("<!doctype html><title>openfer API</title><p>The interactive API docs need the "
                                 "swagger-ui-bundle-v2 package (<code>pip install \"openfer[serve]\"</code>). The OpenAPI "
-                                "document is at <a href=\"/openapi.json\">/openapi.json</a>.</p>")
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="openfer API",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+                                "document is at <a href=\"openapi.json\">openapi.json</a>.</p>")
+        # relative, as the web page's: they work under a path prefix too
+        return get_swagger_ui_html(openapi_url="openapi.json", title="openfer API",
+                                   swagger_js_url="docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="docs-assets/favicon-32x32.png")
 
     @app.get("/docs-assets/{name}", include_in_schema=False)
     def docs_file(name: str) -> FileResponse:
@@ -537,7 +538,7 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.paths.get((scope.get("method", ""), scope.get("path", "")), self.default)
+        limit = self.paths.get((scope.get("method", ""), _route_path(scope)), self.default)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _reject(send, limit)
@@ -573,6 +574,15 @@ class _BodyLimit:
             if not answered:
                 raise
             # the app failed on the cut-off body; the client already has its 413
+
+
+def _route_path(scope: dict) -> str:
+    """The request's path inside this app: without the ``root_path`` of a mount or a proxy's
+    ``--root-path`` (ASGI puts it in front of ``path``), so ``/v1/...`` is guarded under any prefix."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("", "/"):
+        return path[len(root):] or "/"
+    return path
 
 
 async def _reject(send: Any, limit: int) -> None:

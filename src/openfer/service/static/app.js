@@ -80,16 +80,41 @@ function postWithProgress(url, form, onProgress) {
   });
 }
 
-// A result URL usable in <img>/<video>/<a>: the URL itself, or with an API key a blob of it
-// (an element cannot send the X-API-Key header).
+// A job's result file, relative to the page (not the server's absolute `results` URLs), so the page
+// works behind a proxy under a path prefix (host/openfer/): each segment of the name encoded,
+// "/" kept between a plot's folder and file.
+function resultHref(id, name) {
+  return `v1/jobs/${encodeURIComponent(id)}/${name.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+// With an API key, a result as a blob: URL (an element cannot send the X-API-Key header).
+async function blobUrl(url) {
+  const res = await fetch(url, { headers: authHeaders() });
+  if (!res.ok) throw new ApiError(res.status, null, errorLine(res.status, null, decodeURIComponent(url.split("/").pop())));
+  return URL.createObjectURL(await res.blob());
+}
+
+// A result URL for the shown job's <img>/<video>: the URL itself, or with an API key a blob of it,
+// kept in `blobUrls` until clearResults() lets go of it (a blob lives until it is revoked).
 const blobUrls = [];
 async function resultUrl(url) {
   if (!page.key) return url;
-  const res = await fetch(url, { headers: authHeaders() });
-  if (!res.ok) throw new ApiError(res.status, null, errorLine(res.status, null, url.split("/").pop()));
-  const u = URL.createObjectURL(await res.blob());
+  const u = await blobUrl(url);
   blobUrls.push(u);
   return u;
+}
+
+// The shown job's results go (a new job, another job's results): their elements first, then their blobs.
+function clearResults() {
+  $("job-results").hidden = true;
+  $("job-summary").replaceChildren();
+  $("job-captions").textContent = "";
+  $("job-plots").replaceChildren();
+  $("job-downloads").replaceChildren();
+  const video = $("job-video");
+  video.onerror = null;
+  if (video.hasAttribute("src")) { video.removeAttribute("src"); video.load(); }
+  for (const u of blobUrls.splice(0)) URL.revokeObjectURL(u);
 }
 
 function download(name, text, type) {
@@ -506,7 +531,7 @@ async function submitJob(e) {
   form.append("smooth", f.get("smooth") || "none");
   for (const name of ["annotate", "plots", "parquet"]) form.append(name, f.get(name) ? "true" : "false");
   $("video-submit").disabled = true;
-  $("job-results").hidden = true;
+  clearResults();
   $("job").hidden = false;
   const bar = $("job-progress");
   say("job-label", `Uploading ${videoFile.name}`);
@@ -584,22 +609,25 @@ const DOWNLOAD_LABELS = {
 };
 
 async function showResults(doc) {
-  const results = doc.results;
+  clearResults();
+  const names = Object.keys(doc.results);
+  const has = (name) => names.includes(name);
+  const href = (name) => resultHref(doc.id, name);
   const box = $("job-results");
   box.hidden = false;
   try {
-    if (results["summary.json"]) $("job-summary").replaceChildren(...summaryTable(await api(results["summary.json"], {}, "summary.json")));
-    $("job-captions").textContent = results["captions.txt"] ? (await api(results["captions.txt"], {}, "captions.txt")).trim() || "(no captions)" : "(none)";
-    const plots = Object.keys(results).filter((n) => n.startsWith("plots/")).sort();
+    if (has("summary.json")) $("job-summary").replaceChildren(...summaryTable(await api(href("summary.json"), {}, "summary.json")));
+    $("job-captions").textContent = has("captions.txt") ? (await api(href("captions.txt"), {}, "captions.txt")).trim() || "(no captions)" : "(none)";
+    const plots = names.filter((n) => n.startsWith("plots/")).sort();
     const figures = [];
     for (const name of plots) {
       const track = (/track-(\d+)/.exec(name) || [])[1];
       figures.push(el("figure", {},
-        el("img", { src: await resultUrl(results[name]), alt: `Plot of person ${track}: expression probabilities, valence and arousal, and action units over time`, loading: "lazy" }),
+        el("img", { src: await resultUrl(href(name)), alt: `Plot of person ${track}: expression probabilities, valence and arousal, and action units over time`, loading: "lazy" }),
         el("figcaption", { text: `Person ${track} (track ${track}) over time` })));
     }
     $("job-plots").replaceChildren(...(figures.length ? [el("h3", { text: "Plots per person" }), ...figures] : []));
-    const videoName = results["annotated.webm"] ? "annotated.webm" : results["annotated.mp4"] ? "annotated.mp4" : null;
+    const videoName = has("annotated.webm") ? "annotated.webm" : has("annotated.mp4") ? "annotated.mp4" : null;
     const video = $("job-video");
     const note = $("job-video-note");
     $("job-video-title").hidden = video.hidden = !videoName;
@@ -609,19 +637,18 @@ async function showResults(doc) {
         note.hidden = false;
         note.textContent = `This browser cannot play ${videoName} (its codec); download it below.`;
       };
-      video.src = await resultUrl(results[videoName]);
-    } else {
-      video.removeAttribute("src");
+      video.src = await resultUrl(href(videoName));
     }
-    const links = Object.keys(results).map((name) => {
-      const a = el("a", { href: results[name], download: name.replace("plots/", "plot-"), text: name });
-      if (page.key) {  // the header cannot go with a plain link: fetch it, then save the blob
+    const links = names.map((name) => {
+      const a = el("a", { href: href(name), download: name.replace("plots/", "plot-"), text: name });
+      if (page.key) {  // the header cannot go with a plain link: fetch it, save the blob, then let it go
         a.addEventListener("click", async (e) => {
           e.preventDefault();
           try {
-            const u = await resultUrl(results[name]);
+            const u = await blobUrl(href(name));
             const t = el("a", { href: u, download: a.getAttribute("download") });
             document.body.append(t); t.click(); t.remove();
+            setTimeout(() => URL.revokeObjectURL(u), 10000);
           } catch (err) { say("video-error", err.message); }
         });
       }
