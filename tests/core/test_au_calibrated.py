@@ -20,6 +20,27 @@ def test_knot_scale_is_anchored_and_monotone():
 
 def test_smile_gate():
     np.testing.assert_allclose(au.smile_gate(np.array([0.0, 1.0, 2.0, 5.0])), [1.0, 0.5, 0.0, 0.0])
+    np.testing.assert_allclose(au.smile_gate(np.array([0.0, 0.75, 1.5, 2.0]), 1.5), [1.0, 0.5, 0.0, 0.0])
+
+
+def test_the_smile_gate_level_comes_from_the_calibration_file():
+    cal = calibration()
+    assert cal.smile_full == 1.5  # fitted by scripts/calibrate_aus.py, see docs/validation.md
+    k = {n: i for i, n in enumerate(cal.names)}
+    ev = cal.neutral.copy()
+    ev[k["mouthStretchLeft"]] = ev[k["mouthStretchRight"]] = 0.6  # a stretched mouth ...
+    a12, a20 = au.AU_NAMES.index("AU12"), au.AU_NAMES.index("AU20")
+    faces = np.repeat(ev[None], 30, 0)
+    faces[:, k["mouthSmileLeft"]] = faces[:, k["mouthSmileRight"]] = np.linspace(0.0, 0.9, 30)  # ... under a growing smile
+    smiles = cal.intensities(faces)
+    assert smiles[smiles[:, a12] == 0, a20].min() > 1.0
+    assert np.all(smiles[smiles[:, a12] >= cal.smile_full, a20] == 0)  # closed from AU12 = smile_full on
+    loose = au.AuCalibration(cal.names, cal.neutral, cal.knots, smile_full=2.0).intensities(faces)
+    partly = (smiles[:, a12] > 0.2) & (smiles[:, a12] < 1.9)
+    assert np.all(loose[:, a20] >= smiles[:, a20]) and (loose[partly, a20] > smiles[partly, a20]).sum() >= 3
+    with pytest.raises(InputError, match="smile_full"):
+        au.AuCalibration.from_dict({"names": list(cal.names), "neutral": cal.neutral.tolist(),
+                                    "knots": {n: list(v) for n, v in cal.knots.items()}, "smile_full": 0})
 
 
 def test_shipped_calibration_at_its_own_neutral():

@@ -432,13 +432,16 @@ AU_SOURCES: dict[str, tuple[tuple[str, ...], int]] = {
 # FER2013Train, better than they separate their own prototypes (AU9 disgust 0.79, AU10 disgust 0.72,
 # AU20 fear 0.60, AU23 anger 0.56). These AUs are read only as far as the lip corners are not pulled
 # up, ``change * smile_gate(AU12)``; so a smile's AU10 (which FACS allows) is not measured.
+# The AU12 intensity from which the gate is closed is fitted with the scales (``smile_full`` of the
+# calibration: the least gating that keeps the smile's false AUs within the specificity target on
+# the fitted faces, see scripts/calibrate_aus.py); SMILE_FULL (B, slight) is the default.
 SMILE_GATED: tuple[str, ...] = ("AU9", "AU10", "AU20", "AU23")
-SMILE_FULL = 2.0  # AU12 intensity (B, slight) from which the gate is closed
+SMILE_FULL = 2.0
 
 
-def smile_gate(au12: np.ndarray) -> np.ndarray:
-    """``1 - min(AU12, 2) / 2``: 1 without a smile, 0 from a slight smile (AU12 = 2) on."""
-    return 1.0 - np.clip(np.asarray(au12, dtype=np.float64), 0.0, SMILE_FULL) / SMILE_FULL
+def smile_gate(au12: np.ndarray, full: float = SMILE_FULL) -> np.ndarray:
+    """``1 - min(AU12, full) / full``: 1 without a smile, 0 from AU12 = ``full`` on."""
+    return 1.0 - np.clip(np.asarray(au12, dtype=np.float64), 0.0, full) / full
 
 
 def evidence_names(blendshape_names: tuple[str, ...]) -> tuple[str, ...]:
@@ -504,6 +507,7 @@ class AuCalibration:
     names: tuple[str, ...]
     neutral: np.ndarray
     knots: dict[str, tuple[float, float]]
+    smile_full: float = SMILE_FULL  # the AU12 intensity that closes the smile gate (smile_gate)
 
     @classmethod
     def from_dict(cls, d: dict) -> AuCalibration:
@@ -511,14 +515,17 @@ class AuCalibration:
             names = tuple(str(n) for n in d["names"])
             neutral = np.asarray(d["neutral"], dtype=np.float64)
             knots = {str(k): (float(v[0]), float(v[1])) for k, v in d["knots"].items()}
+            smile_full = float(d.get("smile_full", SMILE_FULL))
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise InputError(f"AU calibration: missing or malformed field {e}") from None
+        if not 0 < smile_full <= 5:
+            raise InputError(f"AU calibration: smile_full must be in (0, 5], got {smile_full}")
         if neutral.shape != (len(names),) or not np.isfinite(neutral).all():
             raise InputError("AU calibration: 'neutral' must hold one finite value per name")
         for k, (k1, k2) in knots.items():
             if not (np.isfinite(k1) and np.isfinite(k2) and 0 < k1 < k2):
                 raise InputError(f"AU calibration: knots of {k} must satisfy 0 < k1 < k2")
-        return cls(names, neutral, knots)
+        return cls(names, neutral, knots, smile_full)
 
     def intensities(self, evidence: np.ndarray, neutral: np.ndarray | None = None) -> np.ndarray:
         """``(N, len(AU_NAMES))`` calibrated intensities in [0, 5] of ``(N, E)`` evidence, against the
@@ -545,7 +552,7 @@ class AuCalibration:
             return signed_change(evidence, neutral, self.names, *au_source(name, blendshapes))
 
         au12 = knot_intensity(change("AU12"), *self.knots[source_key("AU12", blendshapes)])
-        gate = smile_gate(au12)
+        gate = smile_gate(au12, self.smile_full)
         return {name: change(name) * gate if name in SMILE_GATED else change(name) for name in AU_NAMES}
 
     def _intensities(self, ev: np.ndarray, base: np.ndarray, use_bs: bool) -> np.ndarray:
