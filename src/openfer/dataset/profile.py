@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..eval.attributes import CROP_UPSCALE, crop_view
 from ..eval.datasets import LabeledImages, load_gray
 from ..eval.evaluate import score_crops, score_detect
+from ..eval.subgroups import ResultRecorder
 from ..types import FrameResult
 
 log = logging.getLogger("openfer")
@@ -62,26 +63,6 @@ def _largest(res: FrameResult, scale: float, image_h: float) -> tuple[int, float
     return len(f), fh, fh / image_h, yaw, pitch, roll
 
 
-class _Recorder:
-    """An analyzer stand-in for :func:`score_detect` that keeps each photo's result."""
-
-    def __init__(self, analyzer) -> None:  # noqa: ANN001
-        self.analyzer, self.results = analyzer, {}
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.analyzer.classes
-
-    def analyze(self, image, source: str | None = None) -> FrameResult:  # noqa: ANN001
-        try:
-            res = self.analyzer.analyze(image, source=source)
-        except InputError as e:
-            self.results[source] = e
-            raise
-        self.results[source] = res
-        return res
-
-
 def profile_split(paths: tuple[Path, ...], heights: np.ndarray, sample: np.ndarray, labelled: LabeledImages,
                   faces: str, analyzer, classifier=None,  # noqa: ANN001
                   images: np.ndarray | None = None,
@@ -91,9 +72,9 @@ def profile_split(paths: tuple[Path, ...], heights: np.ndarray, sample: np.ndarr
     mask = np.array([str(p) in chosen for p in labelled.paths], dtype=bool)
     scored = labelled.subset(mask)
     rows = np.zeros((len(sample), 6))
-    results: dict[str, FrameResult | InputError] = {}
+    results: dict[str, FrameResult | None] = {}
     if faces == "detect":
-        rec = _Recorder(analyzer)
+        rec = ResultRecorder(analyzer)
         ev = score_detect(scored, rec, progress)
         results = rec.results
     else:
@@ -102,8 +83,11 @@ def profile_split(paths: tuple[Path, ...], heights: np.ndarray, sample: np.ndarr
         key = str(paths[i])
         try:
             if faces == "detect":
-                res = results.get(key) or analyzer.analyze(key if images is None else images[i], source=key)
-                if isinstance(res, InputError):
+                if key in results:  # scored above (None: the image could not be read, already reported)
+                    res = results[key]
+                else:
+                    res = analyzer.analyze(key if images is None else images[i], source=key)
+                if res is None:
                     rows[n] = (-1, *(math.nan,) * 5)
                     continue
                 rows[n] = _largest(res, 1.0, float(heights[i]))
