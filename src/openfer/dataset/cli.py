@@ -21,10 +21,11 @@ def _non_negative_int(text: str) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("dataset", help="dataset tools: data cards, label issues")
+    p = sub.add_parser("dataset", help="dataset tools: data cards, label issues, pseudo-labels")
     tools = p.add_subparsers(dest="dataset_command", metavar="TOOL", parser_class=type(p))
     _add_card(tools)
     _add_issues(tools)
+    _add_pseudolabel(tools)
 
 
 def _data_arguments(c: argparse.ArgumentParser, data: str, out: str, model: str) -> None:
@@ -97,6 +98,53 @@ def _add_issues(tools: argparse._SubParsersAction) -> None:
     c.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: default)")
 
 
+def _share(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {v}")
+    return v
+
+
+def _add_pseudolabel(tools: argparse._SubParsersAction) -> None:
+    from ..eval.evaluate import FORMATS
+    from .pseudolabel import RECTIFY
+
+    c = tools.add_parser("pseudolabel", help="labels for unlabelled or synthetic face images where the model is "
+                                             "confident enough for a stated precision (labels.csv for openfer "
+                                             "train); with --given, rectify given labels")
+    c.add_argument("images", nargs="+", metavar="IMAGES",
+                   help="image files, folders of images, globs, a CSV with a path column, or one data set openfer "
+                        "evaluate reads (FER+ root or split folder, ImageFolder...)")
+    c.add_argument("--out", required=True, metavar="FILE.csv",
+                   help="labels.csv to write (path,label of the labelled images); beside it *_all.csv (every "
+                        "image, score, reason), *_report.json, *_report.md, *_validation.json")
+    c.add_argument("--given", metavar="COLUMN", default=None,
+                   help="each image's given label (e.g. a generator's prompt label): a column of the IMAGES CSV, "
+                        "or 'label' for a data set's own labels; kept where the model is not confident, "
+                        "rectified where it confidently disagrees")
+    c.add_argument("--validation", metavar="DATA", default=None,
+                   help="labelled data set the threshold is chosen on (FER+ root: its valid split), or the "
+                        "*_validation.json of an earlier run (default: the shipped model's FER2013Valid record)")
+    c.add_argument("--precision", type=_share, default=0.9, metavar="P",
+                   help="precision the kept labels must reach on validation: the Wilson 95%% lower bound "
+                        "(default 0.9)")
+    c.add_argument("--rectify-precision", type=_share, default=RECTIFY, metavar="P",
+                   help="with --given: the precision on validation a change of a given label needs (default "
+                        f"{RECTIFY}: a higher threshold than --precision's; see docs/validation.md)")
+    c.add_argument("--min-kept", type=_non_negative_int, default=50, metavar="N",
+                   help="fewest validation images a threshold must keep (default 50)")
+    c.add_argument("--drop-unconfirmed", action="store_true",
+                   help="with --given: no label where the model is not confident (default: the given label stands)")
+    c.add_argument("--format", choices=FORMATS, default=None, help="layout of a data set IMAGES (default: guessed)")
+    c.add_argument("--faces", choices=("crops", "detect"), default=None,
+                   help="crops: images are face crops (default for FER+); detect: photos, largest face (default)")
+    c.add_argument("--model", default="fernet_s", help="expression model (shipped name or .onnx)")
+    c.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: default)")
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "dataset_command", None) is None:
         print("openfer dataset: give a tool (see openfer dataset --help)")
@@ -105,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         return _cmd_card(args)
     if args.dataset_command == "issues":
         return _cmd_issues(args)
+    if args.dataset_command == "pseudolabel":
+        return _cmd_pseudolabel(args)
     raise AssertionError(f"unknown dataset tool {args.dataset_command!r}")
 
 
@@ -215,4 +265,54 @@ def _cmd_issues(args: argparse.Namespace) -> int:
     for line in report.doc["summary"]:
         print(f"  {line}")
     print(f"wrote {len(written)} files into {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _pseudolabel_command_line(args: argparse.Namespace) -> str:
+    from .pseudolabel import RECTIFY
+
+    parts = ["openfer", "dataset", "pseudolabel", *args.images]
+    for flag, value, default in (("--out", args.out, None), ("--given", args.given, None),
+                                 ("--validation", args.validation, None), ("--precision", args.precision, 0.9),
+                                 ("--rectify-precision", args.rectify_precision, RECTIFY),
+                                 ("--min-kept", args.min_kept, 50), ("--format", args.format, None),
+                                 ("--faces", args.faces, None), ("--model", args.model, "fernet_s"),
+                                 ("--threads", args.threads, 0)):
+        if value is not None and value != default:
+            parts += [flag, str(value)]
+    if args.drop_unconfirmed:
+        parts.append("--drop-unconfirmed")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _cmd_pseudolabel(args: argparse.Namespace) -> int:
+    from ..components.expression import ExpressionSpec
+    from ..runtime import as_model
+    from .pseudolabel import PseudoOptions, label_images, load_validation
+    from .pseudolabel_inputs import read_images
+    from .pseudolabel_report import check_outputs, write_pseudolabels
+
+    classes = ExpressionSpec.from_dict(as_model(args.model, args.threads).spec).classes
+    images = read_images(args.images, classes, args.given, args.format, args.faces)
+    out = Path(args.out)
+    check_outputs(out, images.inputs | ({Path(args.validation).resolve()} if args.validation else set()))
+    opts = PseudoOptions(model=args.model, precision=args.precision, rectify=args.rectify_precision,
+                         min_kept=args.min_kept,
+                         drop_unconfirmed=args.drop_unconfirmed, threads=args.threads)
+    progress = _Progress()
+    try:
+        validation, val_inputs = load_validation(args.validation, args.model, images.faces, None, args.threads,
+                                                 lambda d, t: progress("validation", d, t))
+        check_outputs(out, images.inputs | val_inputs)
+        result = label_images(images, validation, opts, command=_pseudolabel_command_line(args),
+                              progress=progress, base=out.resolve().parent)
+    finally:
+        progress.close()
+    written = write_pseudolabels(result, out)
+    for line in result.doc["summary"]:
+        print(f"  {line}")
+    print(f"wrote {len(written)} files beside {out}", file=sys.stderr)
+    if not result.doc["threshold"]["met"]:
+        print(f"error: {result.doc['summary'][0]}", file=sys.stderr)
+        return EXIT_INPUT
     return EXIT_OK
