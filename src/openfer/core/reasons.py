@@ -53,7 +53,9 @@ def compound_label(probs: np.ndarray, classes: Sequence[str], margin: float = CO
     return f"{ADVERBS.get(first, first)} {ADJECTIVES.get(second, second)}"
 
 
-def _prototype_strength(aus: np.ndarray, au_names: Sequence[str]) -> dict[str, float]:
+def prototype_strength(aus: np.ndarray, au_names: Sequence[str]) -> dict[str, float]:
+    """Per class of :data:`~openfer.core.au.PROTOTYPE_AUS`, the mean intensity of its prototype AUs
+    in one face's ``aus`` (what the reasons and ``openfer dataset pseudolabel``'s agreement read)."""
     idx = {n: i for i, n in enumerate(au_names)}
     out = {}
     for cls, proto in PROTOTYPE_AUS.items():
@@ -78,7 +80,7 @@ def explain(
     if aus is None or not len(au_names):
         return head
     idx = {n: i for i, n in enumerate(au_names)}
-    strength = _prototype_strength(np.asarray(aus), au_names)
+    strength = prototype_strength(np.asarray(aus), au_names)
     parts = [head]
     if label in PROTOTYPE_AUS:
         proto = [a for a in PROTOTYPE_AUS[label] if a in idx]

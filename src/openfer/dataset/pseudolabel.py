@@ -51,7 +51,7 @@ import numpy as np
 
 from .. import __version__
 from ..core.au import PROTOTYPE_AUS
-from ..core.reasons import CLEAR, SUPPORT, _prototype_strength, explain
+from ..core.reasons import CLEAR, SUPPORT, explain, prototype_strength
 from ..errors import InputError
 from ..eval.datasets import LabeledImages, load_gray, load_gray_stack
 from .profile import wilson
@@ -87,7 +87,7 @@ def prototype_agreement(probs: np.ndarray, aus: np.ndarray, au_names: Sequence[s
         if not a.shape[1] or not np.isfinite(a[i]).all() or not np.isfinite(p[i]).all():
             continue
         label = classes[int(p[i].argmax())]
-        strength = _prototype_strength(a[i], au_names)
+        strength = prototype_strength(a[i], au_names)
         own = strength.get(label, 0.0)
         rival = max((s for c, s in strength.items() if c not in (label, "contempt")), default=0.0)
         if rival >= CLEAR and rival > own + 1.0:
