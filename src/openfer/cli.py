@@ -53,8 +53,9 @@ class _Parser(argparse.ArgumentParser):
         if "unrecognized arguments:" in message:
             known = self._all_options()
             for w in message.split("unrecognized arguments:", 1)[1].split():
-                m = difflib.get_close_matches(w.split("=")[0], known, n=1) if w.startswith("-") else []
-                if m:
+                flag = w.split("=")[0]
+                m = difflib.get_close_matches(flag, [k for k in known if k != flag], n=1, cutoff=0.75) if w.startswith("-") else []
+                if m:  # never the unknown flag itself (another command may have it)
                     message += f" (did you mean {m[0]}?)"
                     break
         self.print_usage(sys.stderr)

@@ -150,6 +150,13 @@ def test_usage_errors_exit_2_with_suggestion(capsys):
     assert main([]) == EXIT_USAGE
 
 
+def test_an_option_of_another_command_is_not_suggested_as_itself(capsys):
+    with pytest.raises(SystemExit) as e:  # -r belongs to analyze, not to dataset card
+        main(["dataset", "card", "data", "--out", "card", "-r"])
+    err = capsys.readouterr().err
+    assert e.value.code == EXIT_USAGE and "unrecognized arguments: -r" in err and "did you mean -r" not in err
+
+
 def test_evaluate_on_labeled_fixture_photos(tmp_path, capsys):
     rc = main(["evaluate", str(PHOTOS / "labeled"), "--faces", "detect", "--json", str(tmp_path / "e.json")])
     assert rc == EXIT_OK
