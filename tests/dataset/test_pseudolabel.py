@@ -6,6 +6,7 @@ an output that is an input refused."""
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -277,3 +278,20 @@ def test_without_validation_the_shipped_record_is_used(tmp_path):
     assert "shipped" in v["record"] and v["n"] > 3000 and v["precision_95"][0] >= 0.9
     assert doc["threshold"]["met"] and doc["threshold"]["rectify"]["met"]
     assert not out.with_name("labels_validation.json").exists()
+
+
+def test_recursive_takes_the_images_of_subfolders_too(tmp_path, record):
+    photos = Path(__file__).parents[1] / "assets" / "photos"
+    nested = tmp_path / "study" / "session1"
+    nested.mkdir(parents=True)
+    shutil.copy(photos / "single_face.jpg", tmp_path / "study" / "top.jpg")
+    shutil.copy(photos / "single_face.jpg", nested / "a.jpg")
+    out = tmp_path / "labels.csv"
+
+    def names() -> list[str]:
+        return sorted(Path(r["path"]).name for r in _csv(out.with_name("labels_all.csv")))
+
+    assert _run([str(tmp_path / "study"), "--out", str(out), "--validation", str(record)]) == 0
+    assert names() == ["top.jpg"]
+    assert _run([str(tmp_path / "study"), "-r", "--out", str(out), "--validation", str(record)]) == 0
+    assert names() == ["a.jpg", "top.jpg"]

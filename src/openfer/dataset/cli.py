@@ -118,6 +118,7 @@ def _add_pseudolabel(tools: argparse._SubParsersAction) -> None:
     c.add_argument("images", nargs="+", metavar="IMAGES",
                    help="image files, folders of images, globs, a CSV with a path column, or one data set openfer "
                         "evaluate reads (FER+ root or split folder, ImageFolder...)")
+    c.add_argument("-r", "--recursive", action="store_true", help="search folders of images recursively")
     c.add_argument("--out", required=True, metavar="FILE.csv",
                    help="labels.csv to write (path,label of the labelled images); beside it *_all.csv (every "
                         "image, score, reason), *_report.json, *_report.md, *_validation.json")
@@ -282,6 +283,8 @@ def _pseudolabel_command_line(args: argparse.Namespace) -> str:
             parts += [flag, str(value)]
     if args.drop_unconfirmed:
         parts.append("--drop-unconfirmed")
+    if args.recursive:
+        parts.append("--recursive")
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -293,7 +296,7 @@ def _cmd_pseudolabel(args: argparse.Namespace) -> int:
     from .pseudolabel_report import check_outputs, write_pseudolabels
 
     classes = ExpressionSpec.from_dict(as_model(args.model, args.threads).spec).classes
-    images = read_images(args.images, classes, args.given, args.format, args.faces)
+    images = read_images(args.images, classes, args.given, args.format, args.faces, args.recursive)
     out = Path(args.out)
     check_outputs(out, images.inputs | ({Path(args.validation).resolve()} if args.validation else set()))
     opts = PseudoOptions(model=args.model, precision=args.precision, rectify=args.rectify_precision,

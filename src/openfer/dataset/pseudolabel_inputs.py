@@ -33,8 +33,9 @@ class ImageSet:
     given_column: str | None = None
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS)
+def _image_files(folder: Path, recursive: bool = False) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS)
 
 
 def _map_given(names: Sequence[str], classes: Sequence[str], where: Sequence[str], column: str) -> np.ndarray:
@@ -89,7 +90,7 @@ def _read_csv(path: Path, given: str | None, classes: Sequence[str]) -> tuple[li
 
 
 def read_images(items: Sequence[str], classes: Sequence[str], given: str | None = None, fmt: str | None = None,
-                faces: str | None = None) -> ImageSet:
+                faces: str | None = None, recursive: bool = False) -> ImageSet:
     """The images of ``items``: image files, folders of images, glob patterns, a ``path[,COLUMN]`` CSV, or one
     data set ``openfer evaluate`` reads (FER+ root or split folder, ImageFolder, RAF-DB...; its labels are the
     given ones with ``given="label"``). ``classes``: the model's. fer2013.csv is refused (its images are pixels
@@ -127,9 +128,10 @@ def read_images(items: Sequence[str], classes: Sequence[str], given: str | None 
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = _image_files(p)
+            found = _image_files(p, recursive)
             if not found:
-                raise InputError(f"{p}: no image files in the folder")
+                below = "" if recursive or not _image_files(p, True) else " (its subfolders hold some: add -r)"
+                raise InputError(f"{p}: no image files in the folder{below}")
             paths += found
         elif p.is_file():
             if p.suffix.lower().lstrip(".") not in IMAGE_EXTENSIONS:
