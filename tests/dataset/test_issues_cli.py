@@ -213,3 +213,22 @@ def test_fewer_than_two_folds_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["dataset", "issues", str(MINI), "--out", str(tmp_path / "o"), "--folds", "1"])
     assert e.value.code == 2 and "2 or more folds" in capsys.readouterr().err
+
+
+def test_photos_take_the_models_probabilities_through_the_pipeline(tmp_path):
+    """The detect route (real photos, data the model never saw): every readable photo with a face is scored,
+    a photo without a face and an unreadable one are left out and counted."""
+    photos = Path(__file__).parents[1] / "assets" / "photos"
+    data = tmp_path / "photos"
+    shutil.copytree(photos / "labeled", data)
+    shutil.copy(photos / "no_face_landscape.jpg", data / "landscape.jpg")
+    (data / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    rows = (data / "labels.csv").read_text().splitlines()
+    (data / "labels.csv").write_text("\n".join([*rows, "landscape.jpg,neutral", "broken.jpg,happiness"]) + "\n")
+    out = tmp_path / "issues"
+    assert main(["dataset", "issues", str(data / "labels.csv"), "--out", str(out), "--threads", "1"]) == 0
+    split = json.loads((out / "issues.json").read_text())["splits"]["all"]
+    labelled = len(rows) - 1  # the fixture photos, each with a face
+    assert split["route"] == "model" and split["predictions"]["faces"] == "detect"
+    assert split["scored"] == labelled and split["predictions"]["no_face"] == 2  # the landscape and the broken file
+    assert {r["path"] for r in _csv(out / "issues.csv")} <= {r.split(",")[0] for r in rows[1:]}

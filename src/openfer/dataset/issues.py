@@ -105,18 +105,18 @@ def _model_probs(data: LabeledImages, faces: str, options: IssuesOptions,
         clf = ExpressionClassifier(options.model, threads=options.threads)
         ev = score_crops(data, clf, progress)
         return data, ev.probs, {"model": clf.model.name, "sha256": clf.model.sha256, "report": ev.report}
+    from ..eval.subgroups import ResultRecorder
     from ..pipeline import Analyzer
-    from .profile import _Recorder
 
     analyzer = Analyzer(expression_model=options.model, threads=options.threads, blendshapes=False, aus=False,
                         explain=False)
-    rec = _Recorder(analyzer)
+    rec = ResultRecorder(analyzer)
     ev = score_detect(data, rec, progress)
     keep = np.zeros(len(data), bool)
     probs = np.zeros((len(data), len(analyzer.classes)))
     for i, p in enumerate(data.paths):
         res = rec.results.get(str(p))
-        if res is None or isinstance(res, InputError) or not len(res.faces):
+        if res is None or not len(res.faces):  # unreadable (None) or no face
             continue
         b = res.faces.boxes
         k = int(np.argmax((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))
