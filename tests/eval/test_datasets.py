@@ -465,10 +465,10 @@ def test_any_failure_while_parsing_a_label_file_names_it(tmp_path):
     path = tmp_path / "labels.csv"
     path.write_text("x\n")
     with pytest.raises(InputError, match=r"labels.csv: malformed label file \(OverflowError: too big\)$"):
-        with datasets._text(path):
+        with datasets.open_label_file(path):
             raise OverflowError("too big")
     with pytest.raises(InputError, match=r"labels.csv: cannot be read"):
-        with datasets._text(path):
+        with datasets.open_label_file(path):
             raise PermissionError(13, "Permission denied")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..eval.datasets import LabeledImages
+from ..eval.datasets import LabeledImages, open_label_file
 from ..eval.labels import canonical_label
 from ..io.images import IMAGE_EXTENSIONS
 
@@ -54,15 +54,8 @@ def _map_given(names: Sequence[str], classes: Sequence[str], where: Sequence[str
 
 
 def _read_csv(path: Path, given: str | None, classes: Sequence[str]) -> tuple[list[Path], np.ndarray | None]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-    except csv.Error as e:
-        raise InputError(f"{path}: malformed CSV ({e})") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot be read ({e.strerror or e})") from None
+    with open_label_file(path) as fh:  # undecodable, malformed or unreadable: one line naming the file
+        rows = list(csv.reader(fh))
     if not rows:
         raise InputError(f"{path}: empty file (expected a header with a path column)")
     head = {h.strip().lower(): k for k, h in enumerate(rows[0])}

@@ -61,7 +61,7 @@ log = logging.getLogger("openfer")
 
 
 @contextlib.contextmanager
-def _text(path: Path) -> Iterator[TextIO]:
+def open_label_file(path: Path) -> Iterator[TextIO]:
     """``path`` opened as UTF-8 text; any failure while the block parses it is an InputError naming it."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -160,7 +160,7 @@ def read_ferplus(root: str | Path, split: str, protocol: str = "majority") -> La
         raise InputError(f"{label_csv}: not found (expected the FER+ layout FER2013Train/label.csv)")
     paths: list[Path] = []
     votes: list[list[float]] = []
-    with _text(label_csv) as fh:
+    with open_label_file(label_csv) as fh:
         for lineno, row in enumerate(csv.reader(fh), 1):
             if not row:
                 continue
@@ -235,7 +235,7 @@ def read_csv_labels(csv_path: str | Path, classes: tuple[str, ...] | None = FERP
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise InputError(f"{csv_path}: not found")
-    with _text(csv_path) as fh:
+    with open_label_file(csv_path) as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
         raise InputError(f"{csv_path}: no rows")
@@ -315,7 +315,7 @@ def read_csv_valence_arousal(csv_path: str | Path, image_root: str | Path | None
     paths: list[Path] = []
     values: list[tuple[float, float]] = []
     dropped = 0
-    with _text(csv_path) as fh:
+    with open_label_file(csv_path) as fh:
         reader = csv.reader(fh)
         col = _header(reader, csv_path, VA_NAMES)
         ip = next((col[k] for k in ("path", "image", "file", "subdirectory_filepath") if k in col), None)
@@ -393,7 +393,7 @@ def read_fer2013_csv(path: str | Path, split: str, votes_csv: str | Path | None 
     usages: list[str] = []
     emotions: list[int] = []
     images: list[np.ndarray] = []
-    with _text(path) as fh:
+    with open_label_file(path) as fh:
         reader = csv.reader(fh)
         col = _header(reader, path, ("emotion", "pixels", "Usage"))
         ie, ip, iu = col["emotion"], col["pixels"], col["usage"]
@@ -448,7 +448,7 @@ def _read_fer2013new(path: Path, usages: list[str]) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"{path}: not found (expected the FER+ fer2013new.csv)")
     votes: list[list[float]] = []
-    with _text(path) as fh:
+    with open_label_file(path) as fh:
         reader = csv.reader(fh)
         col = _header(reader, path, ("Usage", "Image name") + FERPLUS_VOTE_COLUMNS)
         iv = [col[c.lower()] for c in FERPLUS_VOTE_COLUMNS]
@@ -493,7 +493,7 @@ def read_rafdb(root: str | Path, split: str) -> LabeledImages:
     to_ferplus = np.array([FERPLUS_CLASSES.index(c) for c in RAFDB_CLASSES], dtype=np.int64)
     paths: list[Path] = []
     labels: list[int] = []
-    with _text(label_file) as fh:
+    with open_label_file(label_file) as fh:
         for lineno, line in enumerate(fh, 1):
             parts = line.split()
             if not parts:
@@ -535,7 +535,7 @@ def read_affectnet_csv(path: str | Path, image_root: str | Path | None = None) -
     paths: list[Path] = []
     labels: list[int] = []
     va: dict[str, list[float]] = {}
-    with _text(path) as fh:
+    with open_label_file(path) as fh:
         reader = csv.reader(fh)
         col = _header(reader, path, ("subDirectory_filePath", "expression"))
         ip, ie = col["subdirectory_filepath"], col["expression"]

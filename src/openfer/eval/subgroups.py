@@ -259,9 +259,9 @@ NOT_LISTED = "(not listed)"
 
 
 def _csv_columns(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    from .datasets import _text
+    from .datasets import open_label_file
 
-    with _text(csv_path) as fh:
+    with open_label_file(csv_path) as fh:
         reader = csv.DictReader(fh)
         rows = list(reader)
         cols = [c for c in (reader.fieldnames or []) if c is not None]
