@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..eval.datasets import FERPLUS_SPLITS, LabeledImages
+from ..eval.datasets import FERPLUS_SPLITS, LabeledImages, open_label_file
 from ..eval.evaluate import FORMATS, _guess_format, read_dataset  # the same layout guess as openfer evaluate
 from ..eval.labels import FERPLUS_VOTE_COLUMNS, majority_labels
 
@@ -64,27 +64,20 @@ def _ferplus_votes(label_csv: Path) -> tuple[list[Path], np.ndarray]:
     """All rows of a FER+ ``label.csv``: image paths and the 10 vote counts."""
     paths: list[Path] = []
     votes: list[list[float]] = []
-    try:
-        with open(label_csv, newline="", encoding="utf-8-sig") as fh:
-            for lineno, row in enumerate(csv.reader(fh), 1):
-                if not row:
-                    continue
-                if len(row) != 2 + len(FERPLUS_VOTE_COLUMNS):
-                    raise InputError(f"{label_csv}:{lineno}: expected 12 columns, got {len(row)}")
-                try:
-                    v = [float(x) for x in row[2:]]
-                except ValueError:
-                    raise InputError(f"{label_csv}:{lineno}: vote counts must be numbers") from None
-                if not all(0 <= x <= 1e6 for x in v):
-                    raise InputError(f"{label_csv}:{lineno}: vote counts must be numbers from 0 to 1e6")
-                votes.append(v)
-                paths.append(label_csv.parent / row[0].strip())
-    except UnicodeDecodeError:
-        raise InputError(f"{label_csv}: not UTF-8 text") from None
-    except csv.Error as e:
-        raise InputError(f"{label_csv}: malformed CSV ({e})") from None
-    except OSError as e:
-        raise InputError(f"{label_csv}: cannot be read ({e.strerror or e})") from None
+    with open_label_file(label_csv) as fh:  # undecodable, malformed or unreadable: one line naming the file
+        for lineno, row in enumerate(csv.reader(fh), 1):
+            if not row:
+                continue
+            if len(row) != 2 + len(FERPLUS_VOTE_COLUMNS):
+                raise InputError(f"{label_csv}:{lineno}: expected 12 columns, got {len(row)}")
+            try:
+                v = [float(x) for x in row[2:]]
+            except ValueError:
+                raise InputError(f"{label_csv}:{lineno}: vote counts must be numbers") from None
+            if not all(0 <= x <= 1e6 for x in v):
+                raise InputError(f"{label_csv}:{lineno}: vote counts must be numbers from 0 to 1e6")
+            votes.append(v)
+            paths.append(label_csv.parent / row[0].strip())
     return paths, np.asarray(votes, dtype=np.float64).reshape(-1, len(FERPLUS_VOTE_COLUMNS))
 
 
