@@ -21,7 +21,9 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -53,6 +55,24 @@ SEEDS = (0, 1, 2, 3, 4)
 FLIPS = (0.1, 0.15, 0.2)
 RECTIFY_TARGETS = (0.9, 0.95, 0.97, 0.98, 0.99)
 BINS = ((0.0, 0.6), (0.6, 0.8), (0.8, 0.9), (0.9, 0.95), (0.95, 1.01))
+
+
+def register_record() -> str:
+    """The record's block of ``models.toml`` (its sha256), replacing the previous one; other blocks stay."""
+    digest = hashlib.sha256(RECORD.read_bytes()).hexdigest()
+    toml = RECORD.parent / "models.toml"
+    text = re.sub(r"\n*# BEGIN pseudolabel_validation[^\n]*\n.*?# END pseudolabel_validation\n", "\n",
+                  toml.read_text(), flags=re.S)
+    text = text.rstrip("\n") + (
+        "\n\n# BEGIN pseudolabel_validation -- written by scripts/pseudolabel_validation.py --write-record\n"
+        f'[pseudolabel_validation]\nfile = "{RECORD.name}"\nsha256 = "{digest}"\n'
+        'source = "openfer: fernet_s evidence (top probability, AU-prototype agreement) on FER2013Valid crops, '
+        'majority protocol"\n'
+        'license = "MIT (openfer); derived from FER2013 images (research use) with FER+ labels (MIT)"\n'
+        "# END pseudolabel_validation\n")
+    with atomic_open(toml, encoding="utf-8") as fh:
+        fh.write(text)
+    return digest
 
 
 def evidence(root: Path, split: str, cache: Path | None, threads: int) -> tuple[Evidence, np.ndarray]:
@@ -162,7 +182,7 @@ def main() -> None:
         cmd = "python scripts/pseudolabel_validation.py ../shared/datasets/ferplus --write-record"
         with atomic_open(RECORD) as fh:  # compact: four arrays of 3,191 numbers
             fh.write(json.dumps(val.to_record(cmd), separators=(",", ":"), allow_nan=False) + "\n")
-        print(f"wrote {RECORD}", file=sys.stderr)
+        print(f"wrote {RECORD} (sha256 {register_record()[:12]}… in models.toml)", file=sys.stderr)
     doc = {"validation": val.source, "test": test.source, "model": {"name": ev_v.model, "sha256": ev_v.sha256},
            "agreement_valid": {a: int((val.agreement == k).sum()) for k, a in enumerate(AGREEMENT)},
            "accuracy_valid": float((val.pred == val.labels).mean()),

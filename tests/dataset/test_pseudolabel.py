@@ -295,3 +295,16 @@ def test_recursive_takes_the_images_of_subfolders_too(tmp_path, record):
     assert names() == ["top.jpg"]
     assert _run([str(tmp_path / "study"), "-r", "--out", str(out), "--validation", str(record)]) == 0
     assert names() == ["a.jpg", "top.jpg"]
+
+
+def test_a_shipped_record_that_does_not_match_the_registry_is_refused(tmp_path, monkeypatch, capsys):
+    import openfer.runtime.onnx as onnx
+
+    reg = {k: dict(v) for k, v in onnx.registry().items()}
+    reg["pseudolabel_validation"]["sha256"] = "0" * 64  # as if the installed record had been edited
+    monkeypatch.setattr(onnx, "registry", lambda: reg)
+    out = tmp_path / "labels.csv"
+    code = _run([str(TEST / "fer0032388.png"), "--faces", "crops", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "pseudolabel_validation.json" in err[0] and "sha256" in err[0]
+    assert "Traceback" not in err[0] and not out.exists()

@@ -643,9 +643,12 @@ def _small(path: Path) -> bool:
 
 def shipped_validation() -> Validation:
     """The record of the shipped model on FER2013Valid (``scripts/pseudolabel_validation.py``)."""
+    from ..runtime.onnx import verified_path
+
     if not RECORD.is_file():
         raise InputError(f"{RECORD}: no shipped validation record; give --validation DATA")
-    return replace(Validation.from_record(RECORD), record="openfer/models/pseudolabel_validation.json (shipped)")
+    path = verified_path("pseudolabel_validation")  # sha256 against models.toml, as for every shipped file
+    return replace(Validation.from_record(path), record="openfer/models/pseudolabel_validation.json (shipped)")
 
 
 def load_validation(data: str | None, model: str = "fernet_s", faces: str | None = None, fmt: str | None = None,

@@ -46,6 +46,7 @@ MODEL_TASKS: dict[str, str] = {
     "mean_face": "head-pose reference: mean neutral face mesh",
     "fernet_s": "expression, 8 FER+ classes",
     "au_calibration": "action-unit intensity calibration",
+    "pseudolabel_validation": "pseudo-label score and threshold record (FER2013Valid)",
 }
 _MEDIAPIPE_CARD = "cards/mediapipe.md"
 
