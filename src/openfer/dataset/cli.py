@@ -95,6 +95,9 @@ def _add_issues(tools: argparse._SubParsersAction) -> None:
                    help="write only the first N rows of issues.csv (0: all; issues.json counts all)")
     c.add_argument("--sheet", type=_non_negative_int, default=40, metavar="N",
                    help="issues on the contact sheet (default 40; 0: no sheet)")
+    c.add_argument("--annotations", metavar="CSV", default=None,
+                   help="individual annotations (columns path,annotator,label; one row each): consensus labels "
+                        "and annotator quality into issues.json and annotators.csv")
     c.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: default)")
 
 
@@ -234,7 +237,8 @@ def _issues_command_line(args: argparse.Namespace) -> str:
                                  ("--seed", args.seed, 0), ("--features-cache", args.features_cache, None),
                                  ("--filter", args.filter, "prune_by_noise_rate"),
                                  ("--rank", args.rank, "self_confidence"), ("--max-rows", args.max_rows, 0),
-                                 ("--sheet", args.sheet, 40), ("--threads", args.threads, 0)):
+                                 ("--sheet", args.sheet, 40), ("--annotations", args.annotations, None),
+                                 ("--threads", args.threads, 0)):
         if value is not None and value != default:
             parts += [flag, str(value)]
     for s in args.split or []:
@@ -250,13 +254,16 @@ def _cmd_issues(args: argparse.Namespace) -> int:
 
     src = open_source(args.data, args.format, tuple(args.split) if args.split else None)
     out = Path(args.out)
-    check_outputs(out, src.root, src.inputs())
+    annotations = Path(args.annotations) if args.annotations else None
+    if annotations is not None and not annotations.is_file():
+        raise InputError(f"{annotations}: annotations file not found")
+    check_outputs(out, src.root, src.inputs() | ({annotations.resolve()} if annotations else set()))
     cache = Path(args.features_cache) if args.features_cache else None
     if cache is not None and cache.exists() and not cache.is_dir():
         raise InputError(f"{cache}: --features-cache must be a folder")
     opts = IssuesOptions(predictions=args.predictions, model=args.model, faces=args.faces, k=args.folds,
                          seed=args.seed, filter=args.filter, ranking=args.rank, features_cache=cache,
-                         threads=args.threads)
+                         threads=args.threads, annotations=annotations)
     progress = _Progress()
     try:
         report = find_issues(src, opts, data_arg=args.data, command=_issues_command_line(args), progress=progress)

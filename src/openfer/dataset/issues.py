@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..eval.datasets import LabeledImages, relabel
 from ..eval.labels import FERPLUS_VOTE_COLUMNS, canonical_label
 from .agreement import majority_share, vote_entropy
+from .annotators import annotator_summary, annotator_table, consensus, read_annotations
 from .confident import ConfidentResult, find_label_issues
 from .crossval import HeadOptions, cross_val_probs
 from .sources import DataSource, Split
@@ -55,6 +56,7 @@ class IssuesOptions:
     ranking: str = "self_confidence"
     features_cache: Path | None = None
     threads: int = 0
+    annotations: Path | None = None  # path,annotator,label rows: the multi-annotator route (:mod:`.annotators`)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class SplitIssues:
     result: ConfidentResult
     votes: np.ndarray | None  # (N, 10) raw FER+ votes
     doc: dict
+    annotated: np.ndarray | None = None  # (N, C) counts of the individual annotations (--annotations)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class IssuesReport:
     rows: list[dict]  # issues.csv, most likely wrong first
     splits: tuple[SplitIssues, ...] = field(repr=False)
     classes: tuple[str, ...] = ()
+    annotators: list[dict] | None = None  # annotators.csv (--annotations), least agreeing first
 
 
 def route_of(src: DataSource, split: str, predictions: str) -> str:
@@ -197,6 +201,7 @@ def _rows(si: SplitIssues, root: Path, classes: tuple[str, ...]) -> list[dict]:
     vcol = {canonical_label(c): j for j, c in enumerate(FERPLUS_VOTE_COLUMNS)}
     col = [vcol.get(canonical_label(c)) for c in classes]
     ms = majority_share(si.votes) if si.votes is not None else None
+    cons = consensus(si.annotated, si.probs) if si.annotated is not None else None
     h = vote_entropy(si.votes) if si.votes is not None else None
     for i in res.ranked:
         g, s = int(si.given[i]), int(res.suggested[i])
@@ -214,6 +219,10 @@ def _rows(si: SplitIssues, root: Path, classes: tuple[str, ...]) -> list[dict]:
                       "vote_share_suggested": (round(float(v[cs] / total), 3) if total and cs is not None
                                                else ""),
                       "majority_share": round(float(ms[i]), 3), "entropy_bits": round(float(h[i]), 3) + 0.0})
+        if si.annotated is not None and si.annotated[i].sum():
+            a = si.annotated[i]
+            r.update({"annotator_consensus": classes[int(cons[i])], "annotations": int(a.sum()),
+                      "annotator_share": round(float(a.max() / a.sum()), 3)})
         rows.append(r)
     return rows
 
@@ -224,12 +233,14 @@ def find_issues(src: DataSource, options: IssuesOptions, *, data_arg: str, comma
     t0 = time.monotonic()
     faces = options.faces or ("crops" if src.format in ("ferplus", "fer2013") else "detect")
     out: list[SplitIssues] = []
+    by_split: list[np.ndarray] = []
     seconds: dict[str, float] = {}
     from ..components.expression import ExpressionSpec
     from ..runtime import as_model
 
     model_classes = ExpressionSpec.from_dict(as_model(options.model, options.threads).spec).classes
     classes = model_classes
+    ann = read_annotations(options.annotations, model_classes, src.root) if options.annotations else None
     for sp in src.splits:
         ts = time.monotonic()
         route = route_of(src, sp.name, options.predictions)
@@ -255,7 +266,14 @@ def find_issues(src: DataSource, options: IssuesOptions, *, data_arg: str, comma
         res = find_label_issues(scored.labels, probs, filter=options.filter, ranking=options.ranking)
         votes = _votes_of(sp, scored)
         doc = _split_doc(sp, route, model_classes, scored.labels, probs, res, votes, info, dropped)
-        out.append(SplitIssues(sp.name, route, scored.paths, scored.labels, probs, res, votes, doc))
+        annotated = by = None
+        if ann is not None:
+            annotated, by = ann.counts(scored.paths)
+            if annotated.sum():
+                doc["annotator_agreement"] = agreement_comparison(annotated[annotated.sum(1) > 0],
+                                                                  res.issue[annotated.sum(1) > 0])
+            by_split.append(by)
+        out.append(SplitIssues(sp.name, route, scored.paths, scored.labels, probs, res, votes, doc, annotated))
         seconds[sp.name] = round(time.monotonic() - ts, 1)
     rows = sorted((r for si in out for r in _rows(si, src.root, classes)), key=lambda r: r["score"])
     for k, r in enumerate(rows, 1):
@@ -289,4 +307,20 @@ def find_issues(src: DataSource, options: IssuesOptions, *, data_arg: str, comma
         "annotators": ANNOTATOR_NOTE if any(si.votes is not None for si in out) else None,
         "csv": "issues.csv", "contact_sheet": None,
     }
-    return IssuesReport(doc, rows, tuple(out), tuple(classes))
+    table = None
+    if ann is not None:
+        votes_all = np.concatenate([si.annotated for si in out])
+        probs_all = np.concatenate([si.probs for si in out])
+        given_all = np.concatenate([si.given for si in out])
+        if not votes_all.sum():
+            raise InputError(f"{ann.file}: none of its {len(ann.image):,} annotations is of a scored image of "
+                             f"{data_arg} (paths are looked up beside the file, then under the data set)")
+        table = annotator_table(ann, votes_all, np.concatenate(by_split), probs_all)
+        doc["annotators"] = annotator_summary(ann, votes_all, given_all, probs_all, table,
+                                              int(len(ann.image) - votes_all.sum()))
+        a = doc["annotators"]
+        summary.append(f"annotators: {a['annotators']} gave {a['annotations']:,} annotations of "
+                       f"{a['images_annotated']:,} images (Fleiss' kappa {a['fleiss_kappa']:.2f}); the consensus "
+                       f"differs from the label on {a['consensus_differs_from_label']:,}; least agreeing with the "
+                       f"others: {table[0]['annotator']} ({table[0]['agreement_with_others']:.2f})")
+    return IssuesReport(doc, rows, tuple(out), tuple(classes), table)

@@ -15,8 +15,10 @@ from .report import json_ready
 
 COLUMNS = ("rank", "path", "split", "given", "suggested", "score", "self_confidence", "normalized_margin",
            "p_suggested", "route", "consensus", "votes", "vote_share_given", "vote_share_suggested",
-           "majority_share", "entropy_bits")
-OUTPUT_NAMES = ("issues.csv", "issues.json", "contact_sheet.png")
+           "majority_share", "entropy_bits", "annotator_consensus", "annotations", "annotator_share")
+OUTPUT_NAMES = ("issues.csv", "issues.json", "contact_sheet.png", "annotators.csv")
+ANNOTATOR_COLUMNS = ("annotator", "images", "shared_with_others", "agreement_with_others", "agreement_low_95",
+                     "agreement_high_95", "kappa_with_others", "agreement_with_model")
 TILE = 120
 
 
@@ -98,5 +100,8 @@ def write_issues(report: IssuesReport, out: Path, data_root: Path, *, max_rows: 
     written += [s] if s else []
     cols = [c for c in COLUMNS if any(c in r for r in rows)] or list(COLUMNS[:10])
     written.append(write_csv(rows, out / "issues.csv", columns=cols))
+    if report.annotators is not None:
+        table = [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in report.annotators]
+        written.append(write_csv(table, out / "annotators.csv", columns=list(ANNOTATOR_COLUMNS)))
     written.append(write_json(json_ready(doc), out / "issues.json"))
     return written
