@@ -7,22 +7,31 @@ What it does, rerunnably:
    temporary folder) and reads the face detector, face mesh and iris models and the licence from it;
    takes Face Mesh v2 (478 points incl. iris) and the blendshape model from the Face Landmarker v2
    bundle (``--task PATH``, default ``../shared/models/mediapipe/face_landmarker_v2_with_blendshapes.task``,
-   from MediaPipe's repository; provenance in ``../shared/README.md``);
+   from MediaPipe's repository; provenance in ``../shared/README.md``), and the dense full-range
+   BlazeFace detector (``--full-range PATH``, default ``../shared/models/mediapipe/face_detection_full_range.tflite``,
+   also from the repository and checked against its pinned sha256; the wheel ships only the sparse twin);
 2. converts each ``.tflite`` with tf2onnx (opset 17) and makes the batch dimension dynamic (``"N"``)
    where the graph's constant Reshape shapes can be proven to carry the batch, else keeps batch 1;
 3. runs TFLite and ONNX Runtime (CPU, one thread) on random inputs in the model's input range and on
    the fixture photo (the blendshape model: on Face Mesh v2's landmarks of the fixture, jittered and
    scaled copies, random point clouds and MediaPipe's own test vector), checks a batch of 3 against 3 single runs, and fails before installing anything
    when a difference exceeds the tolerance;
-4. writes ``src/openfer/models/{blazeface_short,facemesh,iris,facemesh_v2,blendshapes}.onnx`` (with the preprocessing spec in
+4. writes ``src/openfer/models/{blazeface_short,facemesh,iris,facemesh_v2,blendshapes,blazeface_full}.onnx`` (with the preprocessing spec in
    the ONNX metadata key ``openfer.spec``), ``LICENSES/mediapipe-LICENSE`` and
    ``LICENSES/mediapipe-NOTICE``, its own block of ``models.toml`` (other tables are left as they
-   are) and ``docs/models/mediapipe_parity.json``.
+   are) and ``docs/models/mediapipe_parity.json``; every report says whether the conversion reproduces
+   the installed file byte for byte (``reproduces_installed``).
 
-Input ranges, from MediaPipe's graphs (``modules/*/*.pbtxt``): the detector takes a 128x128 RGB
-tensor in [-1, 1] (ImageToTensorCalculator ``output_tensor_float_range {min: -1 max: 1}``), the face
+``--only MODEL...`` converts and installs just those models: the other tables of the block and their
+parity reports stay as they are, the licence files are not rewritten (a warning names the files the
+NOTICE lacks), and the wheel is not needed unless a wheel model is selected. ``--dry-run`` converts
+and checks without installing, e.g. to see whether a rerun reproduces the shipped files.
+
+Input ranges, from MediaPipe's graphs (``modules/*/*.pbtxt``): the detectors take a 128x128 (short
+range) or 192x192 (full range) RGB tensor in [-1, 1] (ImageToTensorCalculator
+``output_tensor_float_range {min: -1 max: 1}`` in ``face_detection.pbtxt``, shared by both), the face
 mesh 192x192 RGB in [0, 1] (``output_tensor_float_range {min: 0 max: 1}``) and the iris model 64x64
-RGB in [0, 1] (TfLiteConverterCalculator ``zero_center: false``). All three are NHWC.
+RGB in [0, 1] (TfLiteConverterCalculator ``zero_center: false``). All are NHWC.
 
 This is a maintainer tool, not part of the package (nothing in ``openfer`` imports it). It needs a
 throwaway environment with TensorFlow, which openfer itself never depends on::
@@ -30,6 +39,7 @@ throwaway environment with TensorFlow, which openfer itself never depends on::
     python3.11 -m venv /tmp/mp-venv
     /tmp/mp-venv/bin/pip install tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.17.0 onnxruntime "numpy<2"
     /tmp/mp-venv/bin/python scripts/convert_mediapipe.py --wheel mediapipe-0.10.21-cp311-...whl
+    /tmp/mp-venv/bin/python scripts/convert_mediapipe.py --only blazeface_full    # the full-range detector alone
 
 The canonical face mesh (``canonical_face_model.obj``) is installed when the wheel holds it or when
 it is given with ``--canonical-obj`` (e.g. from a MediaPipe source checkout, where it lives at
@@ -88,8 +98,10 @@ class ModelSpec:
     size: int  # square input side, pixels (image models); number of points (point models)
     input_range: tuple[float, float]  # RGB 0..255 is mapped linearly onto this range
     description: str
-    origin: str = "wheel"  # "wheel": the mediapipe wheel; "task": the Face Landmarker v2 bundle
+    origin: str = "wheel"  # "wheel": the mediapipe wheel; "task": the Face Landmarker v2 bundle;
+    # "file": a lone .tflite from MediaPipe's repository (REPO_FILES: path option, commit, sha256)
     kind: str = "image"  # "image": NHWC image tensor; "points": (1, size, 2) landmark tensor
+    task: str = ""  # written as the registry table's ``task`` when set (openfer's MODEL_TASKS lacks it)
 
 
 MODELS: tuple[ModelSpec, ...] = (
@@ -121,7 +133,15 @@ MODELS: tuple[ModelSpec, ...] = (
         "y * image height) -> 52 ARKit-style blendshape coefficients in [0, 1], '_neutral' first",
         origin="task", kind="points",
     ),
+    ModelSpec(
+        "blazeface_full", "blazeface_full.onnx",
+        "mediapipe/modules/face_detection/face_detection_full_range.tflite", 192, (-1.0, 1.0),
+        "BlazeFace full-range detector (dense): 2304 SSD anchors (48x48 grid, stride 4, one per cell) x "
+        "(16 regressors: box + 6 keypoints, in input pixels relative to the anchor) and 1 score logit",
+        origin="file", task="face detection (BlazeFace full range, 192x192)",
+    ),
 )
+KEYS = tuple(m.key for m in MODELS)
 
 # The Face Landmarker v2 bundle (a zip) in ../shared, from MediaPipe's repository (see ../shared/README.md).
 DEFAULT_TASK = ROOT.parent / "shared" / "models" / "mediapipe" / "face_landmarker_v2_with_blendshapes.task"
@@ -130,6 +150,28 @@ TASK_INNER = "mediapipe/tasks/testdata/vision/face_landmarker_v2_with_blendshape
 # MediaPipe's own blendshape test vector (tests/assets/mediapipe/, transcribed from the repository's
 # mediapipe/tasks/testdata/vision/face_blendshapes_{in_landmarks,out}.prototxt), used as a parity case.
 TESTVECTOR = ROOT / "tests" / "assets" / "mediapipe" / "face_blendshapes_testvector.json"
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    """A ``.tflite`` taken on its own from MediaPipe's repository (not in the wheel): the option that
+    names the local copy, its default, where it comes from and the sha256 it must have."""
+
+    option: str
+    default: Path
+    repo: str
+    sha256: str
+
+
+# The dense full-range BlazeFace (the wheel ships only its sparse twin), copied into ../shared;
+# provenance in ../shared/README.md.
+REPO_FILES: dict[str, RepoFile] = {
+    "blazeface_full": RepoFile(
+        "full_range", ROOT.parent / "shared" / "models" / "mediapipe" / "face_detection_full_range.tflite",
+        "google-ai-edge/mediapipe@139237092fedef164a17840aceb4e628244f8173",
+        "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+    ),
+}
 
 
 # --------------------------------------------------------------------------------------------- wheel
@@ -618,6 +660,28 @@ for the blendshape model, against MediaPipe's own test vector (docs/models/media
 """
 
 
+def file_notice(installed: list[tuple[str, str, str]]) -> str:
+    if not installed:
+        return ""
+    rows = "\n".join(f"  {dst:<26} <- {src}\n  {'':<26}    (sha256 of the original: {sha})"
+                     for dst, src, sha in installed)
+    return f"""
+Models from MediaPipe's repository
+----------------------------------
+
+The files below are models by Google LLC (The MediaPipe Authors) taken on their own from MediaPipe's
+GitHub repository (the mediapipe wheel ships only other variants), licensed under the Apache License,
+Version 2.0 (the same licence as above; the repository's LICENSE is identical to mediapipe-LICENSE):
+
+Files (in openfer/models/ <- repository@commit:path):
+{rows}
+
+Modifications by openfer: converted to ONNX (opset {OPSET}) by scripts/convert_mediapipe.py, with
+the same "{SPEC_KEY}" metadata entry; weight values unchanged; outputs checked against TFLite
+(docs/models/mediapipe_parity.json).
+"""
+
+
 def tool_versions() -> dict[str, str]:
     import onnx
     import onnxruntime
@@ -645,6 +709,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--canonical-obj", type=Path, help="canonical_face_model.obj, when the wheel lacks it")
     p.add_argument("--task", type=Path, default=DEFAULT_TASK,
                    help="face_landmarker_v2_with_blendshapes.task (Face Mesh v2 and blendshapes)")
+    full = REPO_FILES["blazeface_full"]
+    p.add_argument("--full-range", type=Path, default=full.default,
+                   help=f"face_detection_full_range.tflite (dense), from {full.repo}; sha256-checked")
+    p.add_argument("--only", nargs="+", choices=KEYS, metavar="MODEL",
+                   help=f"convert and install only these ({', '.join(KEYS)}); the other tables of the "
+                        "registry block and their parity reports stay as installed, the licence files "
+                        "are left alone")
     p.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     p.add_argument("--parity-json", type=Path, default=PARITY_JSON)
     p.add_argument("--opset", type=int, default=OPSET)
@@ -730,12 +801,12 @@ def process_model(spec: ModelSpec, tflite: Path, source: str, face_rgb: np.ndarr
 
 def convert_members(zf: zipfile.ZipFile, origin: str, source_of: Any, tmp: Path, face_rgb: np.ndarray,
                     args: argparse.Namespace, converted: dict[str, Any], reports: dict[str, Any],
-                    originals: list[tuple[str, str, str]]) -> bool:
-    """Convert and check every model of ``origin`` found in ``zf``; fills ``converted``, ``reports``
-    and ``originals`` (in MODELS order, so Face Mesh v2 exists before the blendshape model needs it).
-    Returns whether all passed parity."""
+                    originals: list[tuple[str, str, str]], needed: set[str]) -> bool:
+    """Convert and check every model of ``origin`` in ``needed`` found in ``zf``; fills ``converted``,
+    ``reports`` and ``originals`` (in MODELS order, so Face Mesh v2 exists before the blendshape model
+    needs it). Returns whether all passed parity."""
     ok_all = True
-    for spec in (m for m in MODELS if m.origin == origin):
+    for spec in (m for m in MODELS if m.origin == origin and m.key in needed):
         data = read_member(zf, spec.inner)
         tflite = tmp / Path(spec.inner).name
         tflite.write_bytes(data)
@@ -747,6 +818,40 @@ def convert_members(zf: zipfile.ZipFile, origin: str, source_of: Any, tmp: Path,
     return ok_all
 
 
+def convert_files(tmp: Path, face_rgb: np.ndarray, args: argparse.Namespace, converted: dict[str, Any],
+                  reports: dict[str, Any], originals: list[tuple[str, str, str]], needed: set[str]) -> bool:
+    """Convert and check the lone repository files (REPO_FILES) in ``needed``; each must have its
+    pinned sha256. Fills the same dicts as :func:`convert_members`."""
+    ok_all = True
+    for spec in (m for m in MODELS if m.origin == "file" and m.key in needed):
+        rf = REPO_FILES[spec.key]
+        path = getattr(args, rf.option)
+        if not path.is_file():
+            raise SystemExit(f"--{rf.option.replace('_', '-')} {path}: no such file")
+        data = path.read_bytes()
+        if sha256_bytes(data) != rf.sha256:
+            raise SystemExit(f"{path}: sha256 {sha256_bytes(data)[:12]}... is not that of {rf.repo}:"
+                             f"{spec.inner} ({rf.sha256[:12]}...)")
+        tflite = tmp / Path(spec.inner).name
+        tflite.write_bytes(data)
+        source = f"{rf.repo}:{spec.inner}"
+        model, report, ok = process_model(spec, tflite, source, face_rgb, args, converted)
+        report["tflite_sha256"] = rf.sha256
+        converted[spec.key], reports[spec.key] = model, report
+        originals.append((spec.file, source, rf.sha256))
+        ok_all &= ok
+    return ok_all
+
+
+def installed_tables(path: Path) -> dict[str, dict[str, Any]]:
+    """The tables of this script's block in ``models.toml`` as installed now (empty when absent)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    begin, end = text.find(BLOCK_TAG), text.find(BLOCK_END)
+    if begin < 0 or end < begin:
+        return {}
+    return tomllib.loads(text[begin:end])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -755,60 +860,93 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     if not args.fixture.is_file():
         raise SystemExit(f"--fixture {args.fixture}: no such file")
+    selected = set(args.only or KEYS)
+    partial = selected != set(KEYS)
+    if partial and not args.parity_json.is_file():
+        raise SystemExit(f"--only needs the parity report of a full run ({args.parity_json}): run without it")
+    # the blendshape model's parity cases are Face Mesh v2's landmarks: convert v2 too (not installed)
+    needed = selected | ({"facemesh_v2"} if "blendshapes" in selected else set())
+    origins = {m.origin for m in MODELS if m.key in needed}
+    installed = installed_tables(args.models_dir / "models.toml")
 
+    wheel = None
     with tempfile.TemporaryDirectory(prefix="convert_mediapipe_") as tmpdir:
         tmp = Path(tmpdir)
-        wheel = obtain_wheel(args.wheel, tmp)
-        wheel_sha = sha256_bytes(wheel.read_bytes())
-        version = wheel_version(wheel.name)
-        if version != MP_VERSION:
-            log.warning("wheel is mediapipe %s, the script was written for %s", version, MP_VERSION)
         face_rgb = load_rgb(args.fixture)
-
         converted: dict[str, Any] = {}
         reports: dict[str, Any] = {}
         originals: list[tuple[str, str, str]] = []
-        all_ok = True
-        with zipfile.ZipFile(wheel) as zf:
-            licence_inner = find_license(zf)
-            licence = read_member(zf, licence_inner)
-            all_ok &= convert_members(zf, "wheel", lambda inner: f"{wheel.name}!{inner}", tmp, face_rgb,
-                                      args, converted, reports, originals)
-            obj = zf.read(CANONICAL_OBJ) if CANONICAL_OBJ in zf.namelist() else None
-        if not args.task.is_file():
-            raise SystemExit(f"--task {args.task}: no such file")
-        task_sha = sha256_bytes(args.task.read_bytes())
         task_originals: list[tuple[str, str, str]] = []
-        with zipfile.ZipFile(args.task) as zf:
-            all_ok &= convert_members(zf, "task", lambda inner: f"{TASK_REPO}:{TASK_INNER}!{inner}", tmp,
-                                      face_rgb, args, converted, reports, task_originals)
-        obj_source = f"{wheel.name}!{CANONICAL_OBJ}"
-        if obj is None and args.canonical_obj is not None:
-            obj = args.canonical_obj.read_bytes()
-            obj_source = f"{args.canonical_obj.name} (given with --canonical-obj)"
-        if obj is None:
-            log.warning("%s is not in %s and --canonical-obj was not given: not installed",
-                        CANONICAL_OBJ, wheel.name)
+        file_originals: list[tuple[str, str, str]] = []
+        all_ok = True
+        obj = licence = None
+        if not partial or "wheel" in origins:  # a full run also takes the licence from the wheel
+            wheel = obtain_wheel(args.wheel, tmp)
+            wheel_sha = sha256_bytes(wheel.read_bytes())
+            version = wheel_version(wheel.name)
+            if version != MP_VERSION:
+                log.warning("wheel is mediapipe %s, the script was written for %s", version, MP_VERSION)
+            with zipfile.ZipFile(wheel) as zf:
+                licence_inner = find_license(zf)
+                licence = read_member(zf, licence_inner)
+                all_ok &= convert_members(zf, "wheel", lambda inner: f"{wheel.name}!{inner}", tmp, face_rgb,
+                                          args, converted, reports, originals, needed)
+                obj = zf.read(CANONICAL_OBJ) if CANONICAL_OBJ in zf.namelist() else None
+        if "task" in origins:
+            if not args.task.is_file():
+                raise SystemExit(f"--task {args.task}: no such file")
+            task_sha = sha256_bytes(args.task.read_bytes())
+            with zipfile.ZipFile(args.task) as zf:
+                all_ok &= convert_members(zf, "task", lambda inner: f"{TASK_REPO}:{TASK_INNER}!{inner}", tmp,
+                                          face_rgb, args, converted, reports, task_originals, needed)
+        all_ok &= convert_files(tmp, face_rgb, args, converted, reports, file_originals, needed)
+        if wheel is not None:
+            obj_source = f"{wheel.name}!{CANONICAL_OBJ}"
+            if obj is None and args.canonical_obj is not None:
+                obj = args.canonical_obj.read_bytes()
+                obj_source = f"{args.canonical_obj.name} (given with --canonical-obj)"
+            if obj is None and not partial:
+                log.warning("%s is not in %s and --canonical-obj was not given: not installed",
+                            CANONICAL_OBJ, wheel.name)
+    for key in [k for k in reports if k not in selected]:  # converted only as a helper
+        del reports[key]
+
+    datas = {key: converted[key].SerializeToString() for key in reports}
+    for key, data in datas.items():
+        rep = reports[key]
+        rep["sha256"], rep["size_bytes"] = sha256_bytes(data), len(data)
+        if key in installed:
+            rep["reproduces_installed"] = rep["sha256"] == installed[key].get("sha256")
+            log.info("%s: %s the installed file (sha256 %s)", key,
+                     "reproduces" if rep["reproduces_installed"] else "DIFFERS from", rep["sha256"][:12])
 
     tools = tool_versions()
-    parity_doc: dict[str, Any] = {
-        "generated_by": "scripts/convert_mediapipe.py",
-        "wheel": wheel.name, "wheel_sha256": wheel_sha, "mediapipe_version": version, "opset": args.opset,
-        "task": {"file": args.task.name, "sha256": task_sha, "source": f"{TASK_REPO}:{TASK_INNER}"},
-        "tools": tools,
-        "fixture": {"file": args.fixture.name, "sha256": sha256_bytes(args.fixture.read_bytes()),
-                    "preprocessing": "whole image, area-resized to the input size, RGB mapped onto "
-                                     "input_range"},
-        "random_inputs": f"{args.random_cases} x uniform in input_range, numpy default_rng(seed 0..)",
-        "tolerance": {"atol": args.atol, "rtol": args.rtol,
-                      "rule": "max_abs_diff <= atol + rtol * max_abs_reference"},
-        "onnxruntime_session": "CPUExecutionProvider, intra_op_num_threads=1, inter_op_num_threads=1",
-        "models": reports,
-        "canonical_face_model": (
-            {"source": obj_source, **validate_obj(obj)} if obj is not None
-            else {"installed": False, "reason": f"{CANONICAL_OBJ} is not in {wheel.name}"}
-        ),
-    }
+    fixture = {"file": args.fixture.name, "sha256": sha256_bytes(args.fixture.read_bytes()),
+               "preprocessing": "whole image, area-resized to the input size, RGB mapped onto input_range"}
+    if partial and args.parity_json.is_file():  # keep the other models' reports and the run's header
+        parity_doc = json.loads(args.parity_json.read_text(encoding="utf-8"))
+        for rep in reports.values():
+            rep["converted_with"] = {"only": sorted(selected), "tools": tools, "fixture": fixture,
+                                     "opset": args.opset, "atol": args.atol, "rtol": args.rtol}
+    else:
+        parity_doc = {
+            "generated_by": "scripts/convert_mediapipe.py",
+            "wheel": wheel.name, "wheel_sha256": wheel_sha, "mediapipe_version": version, "opset": args.opset,
+            "task": {"file": args.task.name, "sha256": task_sha, "source": f"{TASK_REPO}:{TASK_INNER}"},
+            "tools": tools,
+            "fixture": fixture,
+            "random_inputs": f"{args.random_cases} x uniform in input_range, numpy default_rng(seed 0..)",
+            "tolerance": {"atol": args.atol, "rtol": args.rtol,
+                          "rule": "max_abs_diff <= atol + rtol * max_abs_reference"},
+            "onnxruntime_session": "CPUExecutionProvider, intra_op_num_threads=1, inter_op_num_threads=1",
+            "models": {},
+            "canonical_face_model": (
+                {"source": obj_source, **validate_obj(obj)} if obj is not None
+                else {"installed": False, "reason": f"{CANONICAL_OBJ} is not in {wheel.name}"}
+            ),
+        }
+    parity_doc["models"] = {k: (reports[k] if k in reports else parity_doc["models"][k])
+                            for k in KEYS if k in reports or k in parity_doc.get("models", {})}
     if not all_ok:
         bad = [k for k, r in reports.items() if not r["parity"]["ok"]]
         log.error("parity failed for %s; nothing installed", bad)
@@ -820,14 +958,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     out = args.models_dir
-    (out / "LICENSES").mkdir(parents=True, exist_ok=True)
     tables: dict[str, dict[str, Any]] = {}
     for spec in MODELS:
-        data = converted[spec.key].SerializeToString()
-        (out / spec.file).write_bytes(data)
+        if spec.key not in reports:  # a partial run keeps the other tables as installed
+            if spec.key in installed:
+                tables[spec.key] = installed[spec.key]
+            continue
+        (out / spec.file).write_bytes(datas[spec.key])
         rep = reports[spec.key]
         tables[spec.key] = {
-            "file": spec.file, "sha256": sha256_bytes(data), "source": rep["source"],
+            "file": spec.file, "sha256": rep["sha256"], "source": rep["source"],
             "license": "Apache-2.0", "input_name": rep["inputs"][0]["name"],
             "input_shape": rep["inputs"][0]["shape"], "outputs": [o["name"] for o in rep["outputs"]],
         }
@@ -835,20 +975,31 @@ def main(argv: list[str] | None = None) -> int:
             tables[spec.key]["input_layout"] = "points"
         else:
             tables[spec.key] |= {"input_layout": "NHWC", "input_range": list(spec.input_range)}
-        rep["sha256"], rep["size_bytes"] = tables[spec.key]["sha256"], len(data)
-        log.info("wrote %s (%d bytes)", out / spec.file, len(data))
-    if obj is not None:
-        (out / "canonical_face_model.obj").write_bytes(obj)
-        parity_doc["canonical_face_model"]["sha256"] = sha256_bytes(obj)
-        originals.append(("canonical_face_model.obj", obj_source.split("!")[-1], sha256_bytes(obj)))
-    (out / "LICENSES" / "mediapipe-LICENSE").write_bytes(licence)
-    (out / "LICENSES" / "mediapipe-NOTICE").write_text(
-        notice_text(wheel, wheel_sha, version, licence_inner, originals, tools)
-        + task_notice(args.task, task_sha, task_originals), encoding="utf-8")
+        if spec.task:
+            tables[spec.key]["task"] = spec.task
+        log.info("wrote %s (%d bytes)", out / spec.file, rep["size_bytes"])
+    if partial:
+        notice = out / "LICENSES" / "mediapipe-NOTICE"
+        text = notice.read_text(encoding="utf-8") if notice.is_file() else ""
+        missing = [spec.file for spec in MODELS if spec.key in reports and spec.file not in text]
+        if missing:
+            log.warning("partial run: %s not rewritten; it does not list %s (a full run adds them)",
+                        notice, ", ".join(missing))
+    else:
+        (out / "LICENSES").mkdir(parents=True, exist_ok=True)
+        if obj is not None:
+            (out / "canonical_face_model.obj").write_bytes(obj)
+            parity_doc["canonical_face_model"]["sha256"] = sha256_bytes(obj)
+            originals.append(("canonical_face_model.obj", obj_source.split("!")[-1], sha256_bytes(obj)))
+        (out / "LICENSES" / "mediapipe-LICENSE").write_bytes(licence)
+        (out / "LICENSES" / "mediapipe-NOTICE").write_text(
+            notice_text(wheel, wheel_sha, version, licence_inner, originals, tools)
+            + task_notice(args.task, task_sha, task_originals) + file_notice(file_originals), encoding="utf-8")
     update_registry(out / "models.toml", tables)
     args.parity_json.parent.mkdir(parents=True, exist_ok=True)
     args.parity_json.write_text(json.dumps(parity_doc, indent=2) + "\n", encoding="utf-8")
-    log.info("wrote %s, %s and %s", out / "models.toml", out / "LICENSES", args.parity_json)
+    log.info("wrote %s and %s%s", out / "models.toml", args.parity_json,
+             "" if partial else f" and {out / 'LICENSES'}")
     return 0
 
 
