@@ -1,10 +1,24 @@
 import numpy as np
+import pytest
+from conftest import PHOTOS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openfer.components.detector import INPUT_SIZE, MIN_REL_FACE, postprocess, tile_windows, window_matrices
+from openfer.components.detector import (
+    INPUT_SIZE,
+    MIN_REL_FACE,
+    FaceDetector,
+    fitted_windows,
+    postprocess,
+    tile_windows,
+    window_matrices,
+)
 from openfer.core.align import apply_affine
-from openfer.core.anchors import ssd_anchor_centers
+from openfer.core.anchors import FULL_RANGE, ssd_anchor_centers
+from openfer.errors import ModelError
+from openfer.io.images import read_image
+from openfer.runtime import OnnxModel
+from openfer.runtime.onnx import registry, sha256_file, verified_file
 
 
 @settings(max_examples=40, deadline=None)
@@ -44,18 +58,18 @@ def test_window_matrices_letterbox_and_tiles():
     )
 
 
-def _raw_for(box_norm, anchors, anchor_idx, score=5.0):
+def _raw_for(box_norm, anchors, anchor_idx, score=5.0, size=128):
     raw_b = np.zeros((len(anchors), 16))
     raw_s = np.full((len(anchors), 1), -10.0)
     cx, cy = (box_norm[0] + box_norm[2]) / 2, (box_norm[1] + box_norm[3]) / 2
     a = anchors[anchor_idx]
     raw_b[anchor_idx, :4] = [
-        (cx - a[0]) * 128,
-        (cy - a[1]) * 128,
-        (box_norm[2] - box_norm[0]) * 128,
-        (box_norm[3] - box_norm[1]) * 128,
+        (cx - a[0]) * size,
+        (cy - a[1]) * size,
+        (box_norm[2] - box_norm[0]) * size,
+        (box_norm[3] - box_norm[1]) * size,
     ]
-    raw_b[anchor_idx, 4:] = np.tile([(cx - a[0]) * 128, (cy - a[1]) * 128], 6)
+    raw_b[anchor_idx, 4:] = np.tile([(cx - a[0]) * size, (cy - a[1]) * size], 6)
     raw_s[anchor_idx] = score
     return raw_b, raw_s
 
@@ -81,3 +95,114 @@ def test_postprocess_nothing_above_threshold_is_empty():
     mats = window_matrices(100, 100, [(0, 0, 100)])
     det = postprocess(np.zeros((1, 896, 16)), np.full((1, 896, 1), -3.0), mats, anchors, 0.5, 0.3)
     assert len(det) == 0 and det.boxes.shape == (0, 4) and det.keypoints.shape == (0, 6, 2)
+
+
+# --- full-range BlazeFace (blazeface_full) ----------------------------------------------------------
+
+
+def test_full_range_anchor_layout():
+    a = ssd_anchor_centers(FULL_RANGE)
+    assert a.shape == (2304, 2)  # 48x48 grid (192 / stride 4), one anchor per cell
+    np.testing.assert_allclose(a[0], [0.5 / 48, 0.5 / 48])
+    np.testing.assert_allclose(a[1], [1.5 / 48, 0.5 / 48])
+    np.testing.assert_allclose(a[48], [0.5 / 48, 1.5 / 48])
+    np.testing.assert_allclose(a[-1], [47.5 / 48, 47.5 / 48])
+
+
+def test_registry_pins_the_full_range_model():
+    entry = registry()["blazeface_full"]
+    path, digest = verified_file("blazeface_full")
+    assert digest == entry["sha256"] == sha256_file(path)
+    assert entry["license"] == "Apache-2.0" and entry["task"]
+    assert entry["source"].endswith("mediapipe/modules/face_detection/face_detection_full_range.tflite")
+    assert entry["input_shape"] == [1, 192, 192, 3] and entry["input_range"] == [-1.0, 1.0]
+    model = OnnxModel.load("blazeface_full")
+    assert model.spec["size"] == 192 and model.spec["input_range"] == [-1.0, 1.0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(600, 3000), st.integers(600, 3000), st.floats(10, 40), st.sampled_from([0.08, 0.1, 0.15]))
+def test_fitted_tiles_hold_every_face_from_min_face_to_the_whole_image_range(h, w, min_face, min_rel):
+    wins = fitted_windows(h, w, min_face, min_rel=min_rel)
+    assert wins[0] == (0, 0, max(h, w))
+    tiles = wins[1:]
+    for x0, y0, side in tiles:
+        assert 0 <= x0 and 0 <= y0 and x0 + side <= w and y0 + side <= h
+    assert [t[2] for t in tiles] == sorted((t[2] for t in tiles), reverse=True)  # coarsest level first
+    sides = sorted({t[2] for t in tiles})
+    top = max(h, w) * min_rel  # the whole-image pass finds faces from here (> 48 px > min_face)
+    faces = np.geomspace(min_face, top, 6)[:-1]
+    assert len(faces) == 5
+    rng = np.random.default_rng(0)
+    for face in faces:
+        # some level trusts the face (>= min_rel of its side) and holds it wholly wherever it is
+        level = [s for s in sides if min_rel * s <= face * 1.001 and face <= 0.3 * s + 1]
+        if not level:  # only a panorama's square tiles leave a gap: nothing larger than the short side fits
+            assert face > 0.3 * min(h, w)
+            continue
+        f = int(face)
+        for _ in range(5):
+            fx, fy = rng.integers(0, max(w - f, 1)), rng.integers(0, max(h - f, 1))
+            assert any(
+                x0 <= fx and fx + f <= x0 + t and y0 <= fy and fy + f <= y0 + t
+                for x0, y0, t in tiles
+                if t == max(level)
+            )
+
+
+def test_postprocess_maps_a_full_range_tile_detection_back():
+    anchors = ssd_anchor_centers(FULL_RANGE)
+    wins = [(0, 0, 640), (100, 50, 300)]
+    mats = window_matrices(360, 640, wins, 192)
+    rb0, rs0 = np.zeros((2304, 16)), np.full((2304, 1), -10.0)
+    rb1, rs1 = _raw_for([0.25, 0.25, 0.5, 0.5], anchors, 1000, size=192)
+    det = postprocess(np.stack([rb0, rb1]), np.stack([rs0, rs1]), mats, anchors, 0.5, 0.3, size=192)
+    assert len(det) == 1
+    np.testing.assert_allclose(det.boxes[0], [175, 125, 250, 200], atol=1e-6)
+
+
+def test_detector_tells_the_variant_by_its_input_and_refuses_other_models():
+    full = FaceDetector(model="blazeface_full", threads=1)
+    assert full.input_size == 192 and full.tiling == "fitted" and len(full.anchors) == 2304
+    short = FaceDetector(threads=1)
+    assert short.input_size == INPUT_SIZE and short.tiling == "halving" and short.min_rel_face == MIN_REL_FACE
+    assert short.windows(562, 572) == tile_windows(562, 572, 30)
+    with pytest.raises(ModelError, match="not BlazeFace"):
+        FaceDetector(model="facemesh")  # a 192x192 NHWC input, but not a detector's outputs
+    with pytest.raises(ValueError, match="tiling"):
+        FaceDetector(tiling="spiral")
+
+
+# Tolerance of the full-range boxes against the short-range ones on the fixture faces: the two
+# models draw boxes differently (full range: taller, higher on the forehead; measured mean IoU 0.80,
+# mean edge difference 6% of the face height, docs/speed.md), the keypoints agree more closely.
+MIN_IOU = 0.65
+MAX_CENTRE_REL = 0.15  # box centre offset / face height
+MAX_KEYPOINT_REL = 0.08  # mean eye, nose and mouth offset / face height
+
+
+def _iou(a, b):
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.parametrize(("photo", "n"), [("single_face.jpg", 1), ("multi_face.jpg", 5)])
+@pytest.mark.parametrize("min_face", [30.0, None])
+def test_full_range_finds_the_fixture_faces_where_short_range_does(photo, n, min_face):
+    rgb = read_image(PHOTOS / photo)
+    full = FaceDetector(model="blazeface_full", min_face=min_face, threads=1)(rgb)
+    short = FaceDetector(threads=1)(rgb)  # today's detector: n faces and a few false hits
+    assert len(full) == n
+    assert len(short) >= n
+    for box, kp in zip(full.boxes, full.keypoints, strict=True):
+        i = int(np.argmax([_iou(box, b) for b in short.boxes]))
+        side = short.boxes[i, 3] - short.boxes[i, 1]
+        assert _iou(box, short.boxes[i]) >= MIN_IOU
+        centre = np.linalg.norm((box[:2] + box[2:] - short.boxes[i, :2] - short.boxes[i, 2:]) / 2)
+        assert centre / side <= MAX_CENTRE_REL
+        assert np.linalg.norm(kp[:4] - short.keypoints[i, :4], axis=-1).mean() / side <= MAX_KEYPOINT_REL
+
+
+def test_full_range_finds_nothing_on_the_landscape():
+    rgb = read_image(PHOTOS / "no_face_landscape.jpg")
+    assert len(FaceDetector(model="blazeface_full", threads=1)(rgb)) == 0

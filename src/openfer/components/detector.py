@@ -1,8 +1,11 @@
-"""BlazeFace (MediaPipe face_detection_short_range) with multi-scale tiling for small faces.
+"""BlazeFace (MediaPipe face detection) with multi-scale tiling for small faces.
 
-The short-range model sees a 128x128 letterboxed square and finds faces covering roughly 10-90% of
-it. To find small faces in large photos the detector also runs on overlapping square tiles whose
-side is chosen from ``min_face``; detections are mapped back to the image and merged by weighted NMS.
+The default short-range model (``blazeface_short``) sees a 128x128 letterboxed square and finds faces
+covering roughly 15-90% of it. To find small faces in large photos the detector also runs on
+overlapping square tiles whose side is chosen from ``min_face``; detections are mapped back to the
+image and merged by weighted NMS. The dense full-range model (``blazeface_full``, 192x192, 2304
+anchors) finds smaller faces relative to its input, so the same search needs fewer, larger tiles
+(see :data:`DETECTOR_MODELS` and ``docs/speed.md``). Both share the pre- and post-processing.
 """
 
 from __future__ import annotations
@@ -14,15 +17,43 @@ import cv2
 import numpy as np
 
 from ..core.align import apply_affine, invert_affine
-from ..core.anchors import AnchorSpec, decode_blazeface, ssd_anchor_centers
+from ..core.anchors import FULL_RANGE, SHORT_RANGE, AnchorSpec, decode_blazeface, ssd_anchor_centers
 from ..core.boxes import weighted_nms
+from ..errors import ModelError
 from ..runtime import OnnxModel, as_model
 
 log = logging.getLogger("openfer")
 
-INPUT_SIZE = 128
+INPUT_SIZE = 128  # the short-range model's input side (the default detector)
 # A face smaller than this fraction of a tile side is below what the short-range model finds reliably.
 MIN_REL_FACE = 0.15
+
+
+@dataclass(frozen=True)
+class DetectorModel:
+    """What the tiling and decoding need to know about one BlazeFace variant."""
+
+    anchors: AnchorSpec  # SSD anchor layout; ``anchors.input_size`` is the square input side
+    min_rel_face: float  # smallest face height, as a fraction of a window side, found reliably
+    tiling: (
+        str  # default window scheme: "halving" (:func:`tile_windows`) or "fitted" (:func:`fitted_windows`)
+    )
+
+    @property
+    def input_size(self) -> int:
+        return self.anchors.input_size
+
+
+# By input side, so a model given as a path or a loaded session is recognised too. Full range: with
+# fitted tiles and min_face 30, the fixture mosaic (benchmarks/detection_recall.py) keeps 45/45 from
+# 25 px faces at 0.09 and loses 7 of 45 at 0.085; 0.10 keeps a margin (docs/speed.md, "Detection:
+# full-range BlazeFace"). In crops the full-range model finds ~100% of faces from 0.10-0.12 of the
+# window side, the short-range one from 0.15.
+DETECTOR_MODELS: dict[int, DetectorModel] = {
+    128: DetectorModel(SHORT_RANGE, MIN_REL_FACE, "halving"),
+    192: DetectorModel(FULL_RANGE, 0.10, "fitted"),
+}
+TILINGS = ("halving", "fitted")
 
 
 @dataclass(frozen=True)
@@ -36,52 +67,87 @@ class Detections:
 
 
 def tile_windows(
-    height: int, width: int, min_face: float | None, overlap: float = 0.3
+    height: int, width: int, min_face: float | None, overlap: float = 0.3, min_rel: float = MIN_REL_FACE
 ) -> list[tuple[int, int, int]]:
     """Square windows ``(x0, y0, side)``: the whole image (letterboxed) first, then levels of
-    overlapping tiles of halving side until a face of ``min_face`` pixels is at least
-    ``MIN_REL_FACE`` of the tile side (and tiles stay >= 64 px)."""
+    overlapping tiles of halving side until a face of ``min_face`` pixels is at least ``min_rel``
+    of the tile side (and tiles stay >= 64 px)."""
     long, short = max(height, width), min(height, width)
     wins = [(0, 0, long)]
     if not min_face:
         return wins
-    detectable = long * MIN_REL_FACE
+    detectable = long * min_rel
     side = short if short < long else short // 2
     while detectable > min_face and side >= 64:
-        step = max(int(side * (1 - overlap)), 1)
-        ys = list(range(0, height - side + 1, step))
-        xs = list(range(0, width - side + 1, step))
-        if ys[-1] + side < height:
-            ys.append(height - side)
-        if xs[-1] + side < width:
-            xs.append(width - side)
-        wins += [(x, y, side) for y in ys for x in xs]
-        detectable = side * MIN_REL_FACE
+        wins += _level(height, width, side, overlap)
+        detectable = side * min_rel
         side //= 2
     return wins
 
 
-def letterbox_geometry(height: int, width: int) -> tuple[int, int, int, int]:
+def _level(height: int, width: int, side: int, overlap: float) -> list[tuple[int, int, int]]:
+    """Overlapping square tiles of one side covering the image, the last row and column flush
+    with its far edges."""
+    step = max(int(side * (1 - overlap)), 1)
+    ys = list(range(0, height - side + 1, step))
+    xs = list(range(0, width - side + 1, step))
+    if ys[-1] + side < height:
+        ys.append(height - side)
+    if xs[-1] + side < width:
+        xs.append(width - side)
+    return [(x, y, side) for y in ys for x in xs]
+
+
+def fitted_windows(
+    height: int, width: int, min_face: float | None, overlap: float = 0.3, min_rel: float = MIN_REL_FACE
+) -> list[tuple[int, int, int]]:
+    """Square windows ``(x0, y0, side)``: the whole image (letterboxed) first, then the fewest levels
+    of overlapping tiles that cover every face from ``min_face`` up to what the whole-image pass
+    finds (``min_rel`` of the long side), coarsest level first.
+
+    The finest level's side puts a ``min_face`` face at ``min_rel`` of it; each level holds faces up
+    to ``overlap`` of its side wholly inside one tile, so the next coarser level's side puts that
+    face at ``min_rel``: sides grow by ``overlap / min_rel`` (2x for the short-range model, as
+    :func:`tile_windows` halves; 3x for the full-range one). Tiles stay within the short side and
+    at least 64 px."""
+    long, short = max(height, width), min(height, width)
+    wins = [(0, 0, long)]
+    if not min_face:
+        return wins
+    sides: list[int] = []
+    need = float(min_face)  # the smallest face not yet held by a level
+    while need < long * min_rel:
+        side = min(max(int(need / min_rel), 64), short)
+        if sides and side <= sides[-1]:  # clamped to the short side (a panorama): nothing larger fits
+            break
+        sides.append(side)
+        need = overlap * side
+    for side in reversed(sides):
+        wins += _level(height, width, side, overlap)
+    return wins
+
+
+def letterbox_geometry(height: int, width: int, size: int = INPUT_SIZE) -> tuple[int, int, int, int]:
     """Size ``(nw, nh)`` and offset ``(px, py)`` of the whole image letterboxed into the input square."""
-    s = INPUT_SIZE / max(height, width)
+    s = size / max(height, width)
     nw, nh = max(int(round(width * s)), 1), max(int(round(height * s)), 1)
-    return nw, nh, (INPUT_SIZE - nw) // 2, (INPUT_SIZE - nh) // 2
+    return nw, nh, (size - nw) // 2, (size - nh) // 2
 
 
-def preprocess(image_rgb: np.ndarray, wins: list[tuple[int, int, int]]) -> np.ndarray:
-    """Resize each window into a 128x128 square scaled to [-1, 1]: ``(W, 128, 128, 3)`` float32.
+def preprocess(image_rgb: np.ndarray, wins: list[tuple[int, int, int]], size: int = INPUT_SIZE) -> np.ndarray:
+    """Resize each window into a ``size`` square scaled to [-1, 1]: ``(W, size, size, 3)`` float32.
 
     The first window is the whole image letterboxed (centred, black padding); the others are square
     crops. Windows are axis-aligned, so slicing + ``cv2.resize`` (INTER_AREA when shrinking) suffices.
     """
     h, w = image_rgb.shape[:2]
-    out = np.zeros((len(wins), INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    out = np.zeros((len(wins), size, size, 3), np.uint8)
     for i, (x0, y0, side) in enumerate(wins):
         if i == 0:
-            nw, nh, px, py = letterbox_geometry(h, w)
+            nw, nh, px, py = letterbox_geometry(h, w, size)
             src = image_rgb
         else:
-            nw = nh = INPUT_SIZE
+            nw = nh = size
             px = py = 0
             src = image_rgb[y0 : y0 + side, x0 : x0 + side]
         interp = cv2.INTER_AREA if src.shape[0] > nh else cv2.INTER_LINEAR
@@ -92,12 +158,14 @@ def preprocess(image_rgb: np.ndarray, wins: list[tuple[int, int, int]]) -> np.nd
     return x
 
 
-def window_matrices(height: int, width: int, wins: list[tuple[int, int, int]]) -> np.ndarray:
+def window_matrices(
+    height: int, width: int, wins: list[tuple[int, int, int]], size: int = INPUT_SIZE
+) -> np.ndarray:
     """``(W, 2, 3)`` image -> detector-input matrices matching :func:`preprocess` exactly."""
-    nw, nh, px, py = letterbox_geometry(height, width)
+    nw, nh, px, py = letterbox_geometry(height, width, size)
     mats = [np.array([[nw / width, 0.0, px], [0.0, nh / height, py]])]
     for x0, y0, side in wins[1:]:
-        t = INPUT_SIZE / side
+        t = size / side
         mats.append(np.array([[t, 0.0, -x0 * t], [0.0, t, -y0 * t]]))
     return np.stack(mats)
 
@@ -110,11 +178,13 @@ def postprocess(
     score_threshold: float,
     nms_iou: float,
     edge_margin: float = 0.02,
+    size: int = INPUT_SIZE,
 ) -> Detections:
-    """Decode every window, drop detections cut by an inner tile edge, map to image pixels, merge."""
+    """Decode every window, drop detections cut by an inner tile edge, map to image pixels, merge.
+    ``size``: the detector's input side (the scale of its box and keypoint offsets)."""
     all_b, all_s, all_k = [], [], []
     for w in range(len(mats)):
-        b, s, k = decode_blazeface(raw_boxes[w], raw_scores[w], anchors, INPUT_SIZE)
+        b, s, k = decode_blazeface(raw_boxes[w], raw_scores[w], anchors, size)
         keep = s >= score_threshold
         if w > 0:  # tiles: a box touching the tile border is a partial face unless that is the image border
             keep &= (b[:, 0] > edge_margin) & (b[:, 1] > edge_margin)
@@ -122,7 +192,7 @@ def postprocess(
         if not keep.any():
             continue
         inv = invert_affine(mats[w])
-        b, s, k = b[keep] * INPUT_SIZE, s[keep], k[keep] * INPUT_SIZE
+        b, s, k = b[keep] * size, s[keep], k[keep] * size
         corners = apply_affine(inv, b.reshape(-1, 2, 2).reshape(-1, 2)).reshape(-1, 4)
         all_b.append(corners)
         all_s.append(s)
@@ -134,11 +204,17 @@ def postprocess(
 
 
 class FaceDetector:
-    """BlazeFace short-range on a pyramid of windows.
+    """BlazeFace on a pyramid of windows: short range (the default) or full range.
 
     Args:
         min_face: smallest face height (pixels) to look for; ``None`` runs on the whole image only.
         score_threshold: detector confidence to keep a face.
+        model: ``"blazeface_short"`` (128x128), ``"blazeface_full"`` (192x192, dense full range), a
+            path or a loaded :class:`~openfer.runtime.OnnxModel`; the variant is told by its input side.
+        min_rel_face: smallest face height a window is trusted with, as a fraction of its side;
+            ``None``: the variant's (:data:`DETECTOR_MODELS`). Smaller values mean fewer, larger tiles.
+        tiling: ``"halving"`` (:func:`tile_windows`, the short-range default) or ``"fitted"``
+            (:func:`fitted_windows`, the full-range default); ``None``: the variant's.
     """
 
     def __init__(
@@ -149,15 +225,37 @@ class FaceDetector:
         threads: int = 0,
         model: str | OnnxModel = "blazeface_short",
         max_windows: int = 400,
+        min_rel_face: float | None = None,
+        tiling: str | None = None,
     ) -> None:
         self.model = as_model(model, threads)
-        self.anchors = ssd_anchor_centers(AnchorSpec(input_size=INPUT_SIZE))
+        shape = self.model.session.get_inputs()[0].shape
+        side = shape[1] if len(shape) == 4 else None
+        if side not in DETECTOR_MODELS or shape[2] != side or shape[3] != 3:
+            raise ModelError(
+                f"{self.model.name}: input {shape} is not a BlazeFace detector's "
+                f"(N, S, S, 3) with S in {sorted(DETECTOR_MODELS)}"
+            )
+        self.variant = DETECTOR_MODELS[side]
+        self.input_size = side
+        self.min_rel_face = self.variant.min_rel_face if min_rel_face is None else float(min_rel_face)
+        self.tiling = self.variant.tiling if tiling is None else tiling
+        if self.tiling not in TILINGS:
+            raise ValueError(f"tiling: expected one of {', '.join(TILINGS)}, got {self.tiling!r}")
+        self._tile = tile_windows if self.tiling == "halving" else fitted_windows
+        self.anchors = ssd_anchor_centers(self.variant.anchors)
         self.min_face = min_face
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
         self.max_windows = max_windows
         outs = self.model.session.get_outputs()
-        # regressors (1, 896, 16) and classificators (1, 896, 1), in whatever order the graph has them
+        # regressors (1, A, 16) and classificators (1, A, 1), in whatever order the graph has them
+        shapes = sorted(tuple(o.shape[1:]) for o in outs)
+        if shapes != [(len(self.anchors), 1), (len(self.anchors), 16)]:
+            raise ModelError(
+                f"{self.model.name}: outputs {shapes} are not BlazeFace's (A, 1) scores and (A, 16) "
+                f"regressors for the {len(self.anchors)} anchors of a {side}x{side} input"
+            )
         self._box_idx = next(i for i, o in enumerate(outs) if o.shape[-1] == 16)
         self._score_idx = 1 - self._box_idx
 
@@ -165,10 +263,10 @@ class FaceDetector:
         """Tiling for this image size; on very large images ``min_face`` is raised until at most
         ``max_windows`` windows remain (logged), so time and memory stay bounded."""
         min_face = self.min_face
-        wins = tile_windows(height, width, min_face)
+        wins = self._tile(height, width, min_face, min_rel=self.min_rel_face)
         while len(wins) > self.max_windows and min_face:
             min_face *= 1.25
-            wins = tile_windows(height, width, min_face)
+            wins = self._tile(height, width, min_face, min_rel=self.min_rel_face)
         if min_face != self.min_face:
             log.info(
                 "%dx%d image: smallest face searched raised from %.0f to %.0f px (%d windows)",
@@ -185,9 +283,15 @@ class FaceDetector:
         uses it between full searches)."""
         h, w = image_rgb.shape[:2]
         wins = tile_windows(h, w, None) if whole_only else self.windows(h, w)
-        mats = window_matrices(h, w, wins)
-        x = preprocess(image_rgb, wins)
+        mats = window_matrices(h, w, wins, self.input_size)
+        x = preprocess(image_rgb, wins, self.input_size)
         outs = self.model.run_batched(x)
         return postprocess(
-            outs[self._box_idx], outs[self._score_idx], mats, self.anchors, self.score_threshold, self.nms_iou
+            outs[self._box_idx],
+            outs[self._score_idx],
+            mats,
+            self.anchors,
+            self.score_threshold,
+            self.nms_iou,
+            size=self.input_size,
         )

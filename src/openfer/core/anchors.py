@@ -21,6 +21,16 @@ class AnchorSpec:
     anchors_per_layer: int = 2
 
 
+# MediaPipe's SsdAnchorsCalculator options for its two face detectors (modules/face_detection/
+# face_detection_{short,full}_range.pbtxt over face_detection.pbtxt; both fixed_anchor_size, one aspect
+# ratio 1.0, anchor offset 0.5, box and keypoint offsets scaled by the input side).
+# Short range: 128x128, num_layers 4, strides 8 16 16 16, interpolated_scale_aspect_ratio 1.0 -> 896.
+SHORT_RANGE = AnchorSpec()
+# Full range: 192x192, num_layers 1, stride 4, interpolated_scale_aspect_ratio 0.0 (no interpolated
+# anchor: one per cell) -> a 48x48 grid, 2304 anchors.
+FULL_RANGE = AnchorSpec(input_size=192, strides=(4,), anchors_per_layer=1)
+
+
 def ssd_anchor_centers(spec: AnchorSpec = AnchorSpec()) -> np.ndarray:
     """Anchor centres ``(A, 2)`` (x, y) in [0, 1]; layers sharing a stride are merged per cell."""
     out = []
