@@ -9,16 +9,15 @@ the ten vote columns are read from ``label.csv`` here as well.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..eval.datasets import FERPLUS_SPLITS, LabeledImages, open_label_file
+from ..eval.datasets import FERPLUS_SPLITS, LabeledImages, read_ferplus_votes
 from ..eval.evaluate import FORMATS, _guess_format, read_dataset  # the same layout guess as openfer evaluate
-from ..eval.labels import FERPLUS_VOTE_COLUMNS, majority_labels
+from ..eval.labels import majority_labels
 
 SPLITS_OF = {"ferplus": ("train", "valid", "test"), "fer2013": ("train", "valid", "test"), "rafdb": ("train", "test")}
 
@@ -60,34 +59,13 @@ class DataSource:
         return out
 
 
-def _ferplus_votes(label_csv: Path) -> tuple[list[Path], np.ndarray]:
-    """All rows of a FER+ ``label.csv``: image paths and the 10 vote counts."""
-    paths: list[Path] = []
-    votes: list[list[float]] = []
-    with open_label_file(label_csv) as fh:  # undecodable, malformed or unreadable: one line naming the file
-        for lineno, row in enumerate(csv.reader(fh), 1):
-            if not row:
-                continue
-            if len(row) != 2 + len(FERPLUS_VOTE_COLUMNS):
-                raise InputError(f"{label_csv}:{lineno}: expected 12 columns, got {len(row)}")
-            try:
-                v = [float(x) for x in row[2:]]
-            except ValueError:
-                raise InputError(f"{label_csv}:{lineno}: vote counts must be numbers") from None
-            if not all(0 <= x <= 1e6 for x in v):
-                raise InputError(f"{label_csv}:{lineno}: vote counts must be numbers from 0 to 1e6")
-            votes.append(v)
-            paths.append(label_csv.parent / row[0].strip())
-    return paths, np.asarray(votes, dtype=np.float64).reshape(-1, len(FERPLUS_VOTE_COLUMNS))
-
-
 def _ferplus_split(root: Path, split: str) -> Split:
     labelled = read_dataset(root, "ferplus", split)  # checks the layout, names the missing file
     folder = labelled.paths[0].parent if len(labelled) else root / FERPLUS_SPLITS[split]
     if not (folder / "label.csv").is_file():
         folder = root
     label_csv = folder / "label.csv"
-    paths, votes = _ferplus_votes(label_csv)
+    paths, votes = read_ferplus_votes(label_csv)
     listed = {p.name for p in paths}
     from ..io.images import IMAGE_EXTENSIONS
 

@@ -142,6 +142,22 @@ class LabeledImages:
         return {name: int(c[i]) for i, name in enumerate(self.classes)}
 
 
+def read_ferplus_votes(label_csv: Path) -> tuple[list[Path], np.ndarray]:
+    """Every row of a FER+ ``label.csv``: the image paths (beside it) and the ``(N, 10)`` vote counts, before any
+    protocol drops a row; a malformed row is a one-line error naming the file and line."""
+    paths: list[Path] = []
+    votes: list[list[float]] = []
+    with open_label_file(label_csv) as fh:
+        for lineno, row in enumerate(csv.reader(fh), 1):
+            if not row:
+                continue
+            if len(row) != 2 + len(FERPLUS_VOTE_COLUMNS):
+                raise InputError(f"{label_csv}:{lineno}: expected 12 columns, got {len(row)}")
+            votes.append(_votes(row[2:], f"{label_csv}:{lineno}"))
+            paths.append(label_csv.parent / row[0].strip())
+    return paths, np.asarray(votes, dtype=np.float64).reshape(-1, len(FERPLUS_VOTE_COLUMNS))
+
+
 def read_ferplus(root: str | Path, split: str, protocol: str = "majority") -> LabeledImages:
     """FER+ folder layout: ``root/FER2013{Train,Valid,Test}/label.csv`` with 10 vote columns.
 
@@ -158,17 +174,8 @@ def read_ferplus(root: str | Path, split: str, protocol: str = "majority") -> La
     label_csv = folder / "label.csv"
     if not label_csv.is_file():
         raise InputError(f"{label_csv}: not found (expected the FER+ layout FER2013Train/label.csv)")
-    paths: list[Path] = []
-    votes: list[list[float]] = []
-    with open_label_file(label_csv) as fh:
-        for lineno, row in enumerate(csv.reader(fh), 1):
-            if not row:
-                continue
-            if len(row) != 2 + len(FERPLUS_VOTE_COLUMNS):
-                raise InputError(f"{label_csv}:{lineno}: expected 12 columns, got {len(row)}")
-            votes.append(_votes(row[2:], f"{label_csv}:{lineno}"))
-            paths.append(folder / row[0].strip())
-    v = np.asarray(votes, dtype=np.float32).reshape(-1, len(FERPLUS_VOTE_COLUMNS))
+    paths, v = read_ferplus_votes(label_csv)
+    v = v.astype(np.float32)
     labels = majority_labels(v)
     soft = soft_targets(v)
     data = LabeledImages(tuple(paths), labels, FERPLUS_CLASSES, soft, name=f"ferplus/{split}", split=split)
