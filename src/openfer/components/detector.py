@@ -35,9 +35,7 @@ class DetectorModel:
 
     anchors: AnchorSpec  # SSD anchor layout; ``anchors.input_size`` is the square input side
     min_rel_face: float  # smallest face height, as a fraction of a window side, found reliably
-    tiling: (
-        str  # default window scheme: "halving" (:func:`tile_windows`) or "fitted" (:func:`fitted_windows`)
-    )
+    tiling: str  # default window scheme: "halving" (tile_windows) or "fitted" (fitted_windows)
 
     @property
     def input_size(self) -> int:

@@ -20,7 +20,6 @@ reports per-image agreement only); this route is for data whose annotations name
 from __future__ import annotations
 
 import csv
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,6 @@ from ..eval.labels import canonical_label
 from .agreement import fleiss_kappa
 from .profile import wilson
 
-log = logging.getLogger("openfer")
 REQUIRED = ("path", "annotator", "label")
 
 
@@ -92,8 +90,10 @@ def read_annotations(file: str | Path, classes: tuple[str, ...], data_root: Path
             if j is None:
                 raise InputError(f"{file}:{lineno}: unknown label {lab!r}; the model's classes are {', '.join(classes)}")
             p = Path(path)
-            if not p.is_absolute():
-                p = file.parent / p if (file.parent / p).exists() or not (data_root / p).exists() else data_root / p
+            if not p.is_absolute() and not (file.parent / p).exists() and (data_root / p).exists():
+                p = data_root / p  # not beside the file but in the data set
+            elif not p.is_absolute():
+                p = file.parent / p
             key = (str(p.resolve()), who)
             replaced += key in pairs
             pairs[key] = j

@@ -269,9 +269,9 @@ def find_issues(src: DataSource, options: IssuesOptions, *, data_arg: str, comma
         annotated = by = None
         if ann is not None:
             annotated, by = ann.counts(scored.paths)
-            if annotated.sum():
-                doc["annotator_agreement"] = agreement_comparison(annotated[annotated.sum(1) > 0],
-                                                                  res.issue[annotated.sum(1) > 0])
+            has = annotated.sum(1) > 0
+            if has.any():
+                doc["annotator_agreement"] = agreement_comparison(annotated[has], res.issue[has])
             by_split.append(by)
         out.append(SplitIssues(sp.name, route, scored.paths, scored.labels, probs, res, votes, doc, annotated))
         seconds[sp.name] = round(time.monotonic() - ts, 1)
