@@ -298,6 +298,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = build(cfg.arch, len(cfg.classes), 0.0)
     model.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=False)["model"])
+    adjust = _fold_training_prior(model, cfg, soft)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     logits = predict_logits(model, xv, cfg)
@@ -322,8 +323,9 @@ def run(args: argparse.Namespace) -> int:
         "openset": openset.to_dict(),
         **({"distilled_from": notes["teachers"], "teacher_weight": notes["teacher_weight"]} if "teachers" in notes else {}),
         **({"init_sha256": notes["init_sha256"]} if "init_sha256" in notes else {}),
+        **({"logit_adjust": adjust} if adjust else {}),
     }
-    onnx_path = export_onnx(out / "best.pt", spec, out / f"{cfg.arch}.onnx", openset=maha)
+    onnx_path = export_onnx(model.to(memory_format=torch.contiguous_format), spec, out / f"{cfg.arch}.onnx", openset=maha)
     with atomic_open(out / "summary.json") as fh:
         json.dump({**summary, "temperature": temperature, "config": asdict(cfg)}, fh, indent=1, default=str)
     log.info(
@@ -334,6 +336,29 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"exported {onnx_path} (valid accuracy {summary['best_valid_acc']:.4f})")
     return 0
+
+
+def _fold_training_prior(model, cfg, soft: np.ndarray) -> dict | None:  # noqa: ANN001
+    """With the logit-adjusted loss the network's logits are the balanced ones (the loss saw
+    ``logits + tau * log prior``). Add ``tau * log prior`` to the last layer's bias, so that the
+    exported model estimates the ordinary posterior: the one whose accuracy selected the epoch
+    (``Classification.score``), the one the temperature and open set are fitted on, and the one
+    post-hoc logit adjustment (``scripts/rebalance_head.py``) starts from. Returns what was folded
+    (for the spec), or None without the adjusted loss."""
+    import torch
+
+    from .objectives import log_prior
+
+    if not cfg.logit_adjust:
+        return None
+    prior = log_prior(soft)
+    with torch.no_grad():
+        model.fc.bias += torch.as_tensor(cfg.logit_adjust * prior, dtype=model.fc.bias.dtype)
+    return {
+        "tau": cfg.logit_adjust,
+        "log_prior": [round(float(v), 6) for v in prior],
+        "folded": "tau * log_prior added to the last bias: the logits estimate the training-prior posterior",
+    }
 
 
 def _va_data(path: str | Path, fmt: str | None):  # noqa: ANN202
