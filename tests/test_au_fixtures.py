@@ -27,9 +27,11 @@ def test_single_face_smile_is_a_smile_not_pain(analyzer):
     assert faces[0].blendshape_scores["mouthSmileLeft"] > 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="measured AU6 1.4, AU7 0.2 on this broad smile: cheek raise is read "
-                   "from mesh geometry, which the calibration scales conservatively (issue target 1.5)")
 def test_single_face_cheek_raiser(analyzer):
+    # AU6 1.9 with the full-range detector's face box (the default since it replaced the short-range
+    # one); 1.4 from the short-range box: the mesh's landmarks, and so the geometric AUs, move with
+    # the ROI the detector hands it (photos_dev: AU6 differs by 0.54 at the 95th percentile between
+    # the two, benchmarks/results/detector_agreement.json)
     a = analyzer.analyze(PHOTOS / "single_face.jpg").faces[0].action_units
     assert max(a["AU6"], a["AU7"]) >= 1.5
 

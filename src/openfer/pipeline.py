@@ -39,6 +39,12 @@ class AnalyzerOptions:
     Attributes:
         min_face: smallest face (pixels, roughly the face height) searched for with tiling;
             ``None``: one detector pass over the whole image (fast, faces > ~15% of the image side).
+        detector: the face detector: ``"blazeface_full"`` (MediaPipe's dense full-range BlazeFace,
+            192x192, fitted tiles: the photo default; 2.0-2.8x faster than the short-range tiling
+            at the same recall, 45/45 faces of the fixture mosaic from 25 px, ``docs/speed.md``
+            "Detection: full-range BlazeFace") or ``"blazeface_short"`` (short range, 128x128,
+            halving tiles: ``fast`` and ``video``, whose one pass or tracking sees large faces);
+            or the path of a BlazeFace ``.onnx`` of either input size.
         detect_threshold: detector confidence to keep a candidate face.
         landmark_threshold: face-mesh presence score to accept a face; ``None``: the mesh's own
             (:data:`LANDMARK_THRESHOLDS`). Face Mesh v1: real faces score >= 0.99 (299 of 300 largest
@@ -48,6 +54,14 @@ class AnalyzerOptions:
             the detector's false hits on mouths that v1 rejects score 0.01-0.73 under v2 and lie
             inside the real face, where the duplicate rule removes them
             (``scripts/compare_facemesh.py``, ``docs/models/facemesh_v2.json``). So 0.5.
+        mesh_passes: Face Mesh passes per face in photos: the first on the detector's ROI, each
+            further one on the ROI of the previous pass's landmarks (what video tracking does from
+            frame to frame). The first pass's landmarks depend on the detector's box: on
+            ``multi_face.jpg`` one face's AU6 reads 2.75 from the full-range detector's box and
+            0.62 from the short-range one's, 2.28 and 2.50 after a second pass, 2.27 and 2.28 after a
+            third; on photos_dev a second pass halves the landmark difference between the two
+            detectors (``benchmarks/detector_agreement.py``). So 2 (``fast``: 1). A pass whose
+            presence score falls below ``landmark_threshold`` keeps the previous landmarks.
         mesh: the face-landmark model: ``"facemesh_v2"`` (MediaPipe Face Mesh v2, 478 points with the
             iris in one pass) or ``"facemesh"`` (v1, 468 points, plus Iris when ``iris``).
         iris: with ``mesh="facemesh"``, add the 10 iris landmarks (478 points instead of 468); v2
@@ -75,9 +89,11 @@ class AnalyzerOptions:
     """
 
     min_face: float | None = 30.0
+    detector: str = "blazeface_full"
     detect_threshold: float = 0.5
     landmark_threshold: float | None = None
     mesh: str = "facemesh_v2"
+    mesh_passes: int = 2
     iris: bool = True
     blendshapes: bool = True
     expression_model: str = "fernet_s"
@@ -100,10 +116,12 @@ class AnalyzerOptions:
         _number(self, "landmark_threshold", lo=0, hi=1, optional=True)
         _number(self, "unknown_threshold", lo=0, hi=1, optional=True)
         _integer(self, "threads", lo=0)
+        _integer(self, "mesh_passes", lo=1)
         _integer(self, "max_faces", lo=1, optional=True)
         _integer(self, "max_pixels", lo=1)
         if self.mesh not in LANDMARK_THRESHOLDS:
             _bad("mesh", " or ".join(map(repr, LANDMARK_THRESHOLDS)), self.mesh)
+        _model_name("detector", self.detector, "face detection")
         _model_name("expression_model", self.expression_model, "expression")
         if self.va_model is not None:
             _model_name("va_model", self.va_model, "valence")
@@ -161,11 +179,11 @@ REFINED_ACCEPT = 0.9  # presence a refined face needs
 PRESETS: dict[str, AnalyzerOptions] = {
     "default": AnalyzerOptions(),
     # one detector pass, no iris, no mirror averaging: for large faces (webcam, portraits)
-    "fast": AnalyzerOptions(min_face=None, iris=False, flip=False),
+    "fast": AnalyzerOptions(min_face=None, detector="blazeface_short", mesh_passes=1, iris=False, flip=False),
     # the default of VideoAnalyzer: no iris, no mirror averaging, one ONNX Runtime thread per model
     # (the video pipeline runs the face mesh and the expression model side by side on two cores);
     # min_face applies to its periodic full searches
-    "video": AnalyzerOptions(iris=False, flip=False, threads=1),
+    "video": AnalyzerOptions(detector="blazeface_short", iris=False, flip=False, threads=1),
 }
 
 
@@ -217,7 +235,7 @@ class Analyzer:
         self.options = resolve_options(preset, **overrides)
         o = self.options
         self.detector = FaceDetector(
-            min_face=o.min_face, score_threshold=o.detect_threshold, threads=o.threads
+            min_face=o.min_face, score_threshold=o.detect_threshold, threads=o.threads, model=o.detector
         )
         self.mesh = FaceMesh(iris=o.iris, threads=o.threads, model=o.mesh)
         self.blendshapes = (
@@ -332,7 +350,8 @@ class Analyzer:
         presence score is below ``landmark_threshold``, duplicates and faces over ``max_faces`` are
         dropped).
         """
-        located = self.locate(rgb, center, side, angle, boxes, scores, keypoints, timings=timings)
+        located = self.locate(rgb, center, side, angle, boxes, scores, keypoints, timings=timings,
+                              passes=self.options.mesh_passes)
         result = self.describe(rgb, located, source=source, frame_index=frame_index, timestamp=timestamp)
         return result, located.index
 
@@ -347,17 +366,20 @@ class Analyzer:
         keypoints: np.ndarray | None = None,
         *,
         timings: dict[str, float] | None = None,
+        passes: int = 1,
     ) -> Located:
         """First half of :meth:`analyze_rois`: the face mesh on each ROI and the choice of faces
         (presence threshold, duplicates, ``max_faces``). Video runs it for frame t+1 while
-        :meth:`describe` works on frame t."""
+        :meth:`describe` works on frame t (``passes`` 1: its ROIs already come from landmarks);
+        photos with :attr:`AnalyzerOptions.mesh_passes`."""
         t = dict(timings or {})
         n = len(np.asarray(side).reshape(-1))
         t0 = time.perf_counter()
         lm, lm_score = self.mesh(rgb, center, side, angle)
         lm, lm_score = self._refine(rgb, lm, lm_score)
         det_scores = np.full(n, np.nan) if scores is None else np.asarray(scores, dtype=np.float64).reshape(n)
-        if boxes is None:
+        from_mesh = boxes is None
+        if from_mesh:
             boxes = mesh_boxes(lm)
         boxes = np.asarray(boxes, dtype=np.float64).reshape(n, 4)
         keep = lm_score >= self.landmark_threshold
@@ -367,10 +389,28 @@ class Analyzer:
             order = np.argsort(-np.where(keep, area, -1.0), kind="stable")[: self.options.max_faces]
             keep = np.isin(np.arange(len(keep)), order) & keep
         idx = np.flatnonzero(keep)
+        lm, lm_score = self._settle(rgb, lm, lm_score, idx, passes - 1)
         lmk = lm[idx]
+        if from_mesh and passes > 1:
+            boxes = mesh_boxes(lm)
         kps = mesh_keypoints(lmk) if keypoints is None else np.asarray(keypoints).reshape(n, 6, 2)[idx]
         t["landmarks"] = time.perf_counter() - t0
         return Located(boxes[idx], det_scores[idx], kps, lmk, lm_score[idx], idx, t)
+
+    def _settle(
+        self, rgb: np.ndarray, lm: np.ndarray, score: np.ndarray, idx: np.ndarray, passes: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``passes`` more Face Mesh passes on the faces ``idx``, each from the ROI of the previous
+        landmarks (:attr:`AnalyzerOptions.mesh_passes`); a face whose new presence score is below
+        the threshold keeps its previous landmarks."""
+        if passes <= 0 or len(idx) == 0:
+            return lm, score
+        lm, score = lm.copy(), score.copy()
+        for _ in range(passes):
+            new, new_score = self.mesh(rgb, *rois_from_landmarks(lm[idx]))
+            ok = new_score >= self.landmark_threshold
+            lm[idx[ok]], score[idx[ok]] = new[ok], new_score[ok]
+        return lm, score
 
     def _refine(self, rgb: np.ndarray, lm: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Face Mesh v2 on a badly centred ROI (a loose whole-image detection of a small face) can

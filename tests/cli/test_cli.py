@@ -89,6 +89,27 @@ def test_landmarks_flag_adds_mesh_to_json(tmp_path):
     assert len(face["landmarks"]) == 478 and len(face["landmarks"][0]) == 3
 
 
+def test_detector_flag_picks_the_detector_and_refuses_other_models(tmp_path, capsys):
+    from openfer.components.detector import FaceDetector
+    from openfer.io.images import read_image
+
+    boxes = {}
+    for det in ("blazeface_full", "blazeface_short"):
+        assert main(["analyze", str(PHOTOS / "single_face.jpg"), "--detector", det, "--json",
+                     str(tmp_path / f"{det}.json"), "-q"]) == EXIT_OK
+        faces = json.loads((tmp_path / f"{det}.json").read_text())["images"][0]["faces"]
+        assert len(faces) == 1
+        boxes[det] = [faces[0][k] for k in ("x1", "y1", "x2", "y2")]
+    # the reported box is the chosen detector's
+    ref = FaceDetector(threads=1)(read_image(PHOTOS / "single_face.jpg")).boxes
+    assert min(max(abs(a - b) for a, b in zip(boxes["blazeface_short"], r, strict=True)) for r in ref) < 1.0
+    assert max(abs(a - b) for a, b in zip(boxes["blazeface_full"], boxes["blazeface_short"], strict=True)) > 5
+    capsys.readouterr()
+    assert main(["analyze", str(PHOTOS / "single_face.jpg"), "--detector", "fernet_s", "-q"]) == EXIT_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "AnalyzerOptions.detector" in err[0], err
+
+
 def _bad_files(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("not an image")

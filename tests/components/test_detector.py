@@ -5,11 +5,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openfer.components.detector import (
+    FULL_RANGE_CONTEXT,
     INPUT_SIZE,
     MIN_REL_FACE,
     FaceDetector,
+    context_window,
     fitted_windows,
     postprocess,
+    preprocess,
     tile_windows,
     window_matrices,
 )
@@ -206,3 +209,37 @@ def test_full_range_finds_the_fixture_faces_where_short_range_does(photo, n, min
 def test_full_range_finds_nothing_on_the_landscape():
     rgb = read_image(PHOTOS / "no_face_landscape.jpg")
     assert len(FaceDetector(model="blazeface_full", threads=1)(rgb)) == 0
+
+
+def test_the_context_window_centres_the_image_and_preprocess_pads_it_black():
+    x0, y0, side = context_window(100, 200, 2.5)
+    assert side == 500 and (x0, y0) == (-150, -200)
+    rgb = np.full((100, 200, 3), 255, np.uint8)
+    x = preprocess(rgb, [(0, 0, 200), (x0, y0, side)], 192)[1]
+    inside = x[..., 0] > 0  # white (+1) where the image is, black (-1) around it
+    ys, xs = np.nonzero(inside)
+    # the image spans 200/500 and 100/500 of the window, centred, where window_matrices maps it
+    m = window_matrices(100, 200, [(0, 0, 200), (x0, y0, side)], 192)[1]
+    corners = apply_affine(m, np.array([[0.0, 0.0], [200.0, 100.0]]))
+    np.testing.assert_allclose([xs.min(), ys.min()], corners[0], atol=1)
+    np.testing.assert_allclose([xs.max() + 1, ys.max() + 1], corners[1], atol=1)
+    assert inside.sum() == pytest.approx(192 * 192 * 0.4 * 0.2, rel=0.05)
+
+
+def test_full_range_finds_a_face_that_fills_the_photo_through_its_context_window():
+    # photos_dev-style head shots (the face ~0.9 of the side): the full-range model alone misses
+    # them, the context window (the photo at 1/2.5 of the input) finds them
+    rgb = read_image(PHOTOS / "single_face.jpg")
+    ref = FaceDetector(threads=1)(rgb)
+    x0, y0, x1, y1 = ref.boxes[0].astype(int)
+    crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    assert len(FaceDetector(model="blazeface_full", threads=1, context=1.0)(crop)) == 0
+    full = FaceDetector(model="blazeface_full", threads=1)
+    assert full.context == FULL_RANGE_CONTEXT and len(full.windows(*crop.shape[:2])) == 2
+    found = full(crop)
+    assert len(found) == 1
+    box = found.boxes[0]
+    side = y1 - y0
+    centre = (box[:2] + box[2:]) / 2 - [(x1 - x0) / 2, (y1 - y0) / 2]
+    assert np.linalg.norm(centre) / side <= MAX_CENTRE_REL
+    assert 0.6 * side <= box[3] - box[1] <= 1.4 * side

@@ -36,6 +36,9 @@ class DetectorModel:
     anchors: AnchorSpec  # SSD anchor layout; ``anchors.input_size`` is the square input side
     min_rel_face: float  # smallest face height, as a fraction of a window side, found reliably
     tiling: str  # default window scheme: "halving" (tile_windows) or "fitted" (fitted_windows)
+    # > 1: one more window, the image centred in a square this many times its long side (black
+    # around), for the faces too large for the model in the whole-image window (context_window)
+    context: float = 1.0
 
     @property
     def input_size(self) -> int:
@@ -47,9 +50,15 @@ class DetectorModel:
 # 25 px faces at 0.09 and loses 7 of 45 at 0.085; 0.10 keeps a margin (docs/speed.md, "Detection:
 # full-range BlazeFace"). In crops the full-range model finds ~100% of faces from 0.10-0.12 of the
 # window side, the short-range one from 0.15.
+# The full-range model misses faces above about half its input: on the whole 256 px photos of
+# photos_dev (faces ~0.9 of the side) it finds 66/300 letterboxed as they are, 292 in a window 1.6x
+# the side, 300 at 2x; on FER2013Valid crops upscaled to 192 px (the face larger than the image)
+# 278/300 at 2x, 285 at 2.5x, 288 at 3x, where the short-range model finds 286. At 2.5x the window
+# trusts faces from 0.25 of the long side, which the whole-image window (from 0.10) overlaps.
+FULL_RANGE_CONTEXT = 2.5
 DETECTOR_MODELS: dict[int, DetectorModel] = {
     128: DetectorModel(SHORT_RANGE, MIN_REL_FACE, "halving"),
-    192: DetectorModel(FULL_RANGE, 0.10, "fitted"),
+    192: DetectorModel(FULL_RANGE, 0.10, "fitted", FULL_RANGE_CONTEXT),
 }
 TILINGS = ("halving", "fitted")
 
@@ -125,6 +134,13 @@ def fitted_windows(
     return wins
 
 
+def context_window(height: int, width: int, context: float) -> tuple[int, int, int]:
+    """The square ``(x0, y0, side)`` of ``context`` times the long side centred on the image (``x0``,
+    ``y0`` negative: it reaches beyond the image, which :func:`preprocess` pads with black)."""
+    side = int(round(context * max(height, width)))
+    return (width - side) // 2, (height - side) // 2, side
+
+
 def letterbox_geometry(height: int, width: int, size: int = INPUT_SIZE) -> tuple[int, int, int, int]:
     """Size ``(nw, nh)`` and offset ``(px, py)`` of the whole image letterboxed into the input square."""
     s = size / max(height, width)
@@ -136,7 +152,8 @@ def preprocess(image_rgb: np.ndarray, wins: list[tuple[int, int, int]], size: in
     """Resize each window into a ``size`` square scaled to [-1, 1]: ``(W, size, size, 3)`` float32.
 
     The first window is the whole image letterboxed (centred, black padding); the others are square
-    crops. Windows are axis-aligned, so slicing + ``cv2.resize`` (INTER_AREA when shrinking) suffices.
+    crops, black where they reach beyond the image (:func:`context_window`). Windows are
+    axis-aligned, so slicing + ``cv2.resize`` (INTER_AREA when shrinking) suffices.
     """
     h, w = image_rgb.shape[:2]
     out = np.zeros((len(wins), size, size, 3), np.uint8)
@@ -144,6 +161,14 @@ def preprocess(image_rgb: np.ndarray, wins: list[tuple[int, int, int]], size: in
         if i == 0:
             nw, nh, px, py = letterbox_geometry(h, w, size)
             src = image_rgb
+        elif x0 < 0 or y0 < 0 or x0 + side > w or y0 + side > h:
+            t = size / side  # the part of the image inside the window, placed where it falls
+            cx0, cy0 = max(x0, 0), max(y0, 0)
+            cx1, cy1 = min(x0 + side, w), min(y0 + side, h)
+            px, py = int(round((cx0 - x0) * t)), int(round((cy0 - y0) * t))
+            nw = min(max(int(round((cx1 - cx0) * t)), 1), size - px)
+            nh = min(max(int(round((cy1 - cy0) * t)), 1), size - py)
+            src = image_rgb[cy0:cy1, cx0:cx1]
         else:
             nw = nh = size
             px = py = 0
@@ -177,13 +202,19 @@ def postprocess(
     nms_iou: float,
     edge_margin: float = 0.02,
     size: int = INPUT_SIZE,
+    min_height: np.ndarray | None = None,
 ) -> Detections:
     """Decode every window, drop detections cut by an inner tile edge, map to image pixels, merge.
-    ``size``: the detector's input side (the scale of its box and keypoint offsets)."""
+    ``size``: the detector's input side (the scale of its box and keypoint offsets);
+    ``min_height``: per window, the smallest box height (fraction of the window) kept from it (the
+    context window's small, coarse detections would pull the merged box of a face another window
+    sees sharply)."""
     all_b, all_s, all_k = [], [], []
     for w in range(len(mats)):
         b, s, k = decode_blazeface(raw_boxes[w], raw_scores[w], anchors, size)
         keep = s >= score_threshold
+        if min_height is not None and min_height[w] > 0:
+            keep &= (b[:, 3] - b[:, 1]) >= min_height[w]
         if w > 0:  # tiles: a box touching the tile border is a partial face unless that is the image border
             keep &= (b[:, 0] > edge_margin) & (b[:, 1] > edge_margin)
             keep &= (b[:, 2] < 1 - edge_margin) & (b[:, 3] < 1 - edge_margin)
@@ -213,6 +244,9 @@ class FaceDetector:
             ``None``: the variant's (:data:`DETECTOR_MODELS`). Smaller values mean fewer, larger tiles.
         tiling: ``"halving"`` (:func:`tile_windows`, the short-range default) or ``"fitted"``
             (:func:`fitted_windows`, the full-range default); ``None``: the variant's.
+        context: > 1 adds a window of this many times the image's long side, the image centred in
+            it (:func:`context_window`), for faces too large for the model in the whole-image window;
+            ``None``: the variant's (1, none, for short range; :data:`FULL_RANGE_CONTEXT` for full range).
     """
 
     def __init__(
@@ -225,6 +259,7 @@ class FaceDetector:
         max_windows: int = 400,
         min_rel_face: float | None = None,
         tiling: str | None = None,
+        context: float | None = None,
     ) -> None:
         self.model = as_model(model, threads)
         shape = self.model.session.get_inputs()[0].shape
@@ -238,6 +273,9 @@ class FaceDetector:
         self.input_size = side
         self.min_rel_face = self.variant.min_rel_face if min_rel_face is None else float(min_rel_face)
         self.tiling = self.variant.tiling if tiling is None else tiling
+        self.context = self.variant.context if context is None else float(context)
+        if not self.context >= 1.0:
+            raise ValueError(f"context: expected a number >= 1, got {context!r}")
         if self.tiling not in TILINGS:
             raise ValueError(f"tiling: expected one of {', '.join(TILINGS)}, got {self.tiling!r}")
         self._tile = tile_windows if self.tiling == "halving" else fitted_windows
@@ -257,9 +295,18 @@ class FaceDetector:
         self._box_idx = next(i for i, o in enumerate(outs) if o.shape[-1] == 16)
         self._score_idx = 1 - self._box_idx
 
-    def windows(self, height: int, width: int) -> list[tuple[int, int, int]]:
-        """Tiling for this image size; on very large images ``min_face`` is raised until at most
-        ``max_windows`` windows remain (logged), so time and memory stay bounded."""
+    def windows(self, height: int, width: int, whole_only: bool = False) -> list[tuple[int, int, int]]:
+        """Tiling for this image size (the whole image, the context window when the variant has one,
+        then the tiles); on very large images ``min_face`` is raised until at most ``max_windows``
+        windows remain (logged), so time and memory stay bounded."""
+        wins = self._tiles(height, width, whole_only)
+        if self.context > 1:
+            wins.insert(1, context_window(height, width, self.context))
+        return wins
+
+    def _tiles(self, height: int, width: int, whole_only: bool) -> list[tuple[int, int, int]]:
+        if whole_only:
+            return tile_windows(height, width, None)
         min_face = self.min_face
         wins = self._tile(height, width, min_face, min_rel=self.min_rel_face)
         while len(wins) > self.max_windows and min_face:
@@ -280,10 +327,14 @@ class FaceDetector:
         """Faces in an RGB image; ``whole_only``: one pass over the whole image, no tiling (video
         uses it between full searches)."""
         h, w = image_rgb.shape[:2]
-        wins = tile_windows(h, w, None) if whole_only else self.windows(h, w)
+        wins = self.windows(h, w, whole_only)
         mats = window_matrices(h, w, wins, self.input_size)
         x = preprocess(image_rgb, wins, self.input_size)
         outs = self.model.run_batched(x)
+        min_height = None
+        if self.context > 1:  # the context window (index 1) keeps only faces it is trusted with
+            min_height = np.zeros(len(wins))
+            min_height[1] = self.min_rel_face
         return postprocess(
             outs[self._box_idx],
             outs[self._score_idx],
@@ -292,4 +343,5 @@ class FaceDetector:
             self.score_threshold,
             self.nms_iou,
             size=self.input_size,
+            min_height=min_height,
         )
