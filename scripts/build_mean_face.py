@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from openfer.components.landmarks import FaceMesh
 from openfer.core.pose import RIGID_INDEX as RIGID
 from openfer.core.pose import landmarks_to_pose_frame, umeyama_3d
 from openfer.eval.datasets import load_gray_stack, read_ferplus
+from openfer.runtime.onnx import write_registry_block
 from openfer.train.template import mesh_on_crops
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,17 +101,11 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     np.save(OUT, mean.astype(np.float32))
     digest = hashlib.sha256(OUT.read_bytes()).hexdigest()
-    toml = OUT.parent / "models.toml"
-    text = toml.read_text() if toml.exists() else ""
-    block = (
-        "# BEGIN mean_face -- written by scripts/build_mean_face.py\n[mean_face]\n"
-        f'file = "mean_face.npy"\nsha256 = "{digest}"\n'
-        f'source = "openfer: mean neutral face mesh of {int(ok.sum())} FER2013Train crops (majority label neutral), seed {a.seed}"\n'
-        'license = "MIT (openfer); derived from FER2013 images (research use) with MediaPipe face mesh (Apache-2.0)"\n'
-        "# END mean_face\n"
-    )
-    text = re.sub(r"# BEGIN mean_face.*?# END mean_face\n", "", text, flags=re.S)
-    toml.write_text(text.rstrip("\n") + "\n\n" + block)
+    write_registry_block("mean_face", {
+        "file": "mean_face.npy", "sha256": digest,
+        "source": f"openfer: mean neutral face mesh of {int(ok.sum())} FER2013Train crops (majority label neutral), seed {a.seed}",
+        "license": "MIT (openfer); derived from FER2013 images (research use) with MediaPipe face mesh (Apache-2.0)",
+    }, writer="scripts/build_mean_face.py", toml=OUT.parent / "models.toml")
     print(json.dumps({"faces_used": int(ok.sum()), "faces_tried": int(len(ok)), "sha256": digest}))
 
 

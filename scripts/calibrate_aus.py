@@ -41,6 +41,7 @@ from openfer.core import au
 from openfer.core.blendshapes import BLENDSHAPE_NAMES
 from openfer.core.openset import auroc
 from openfer.io.tables import atomic_open
+from openfer.runtime.onnx import write_registry_block
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "runs" / "au_calib"
@@ -208,15 +209,11 @@ def write_calibration(cal: au.AuCalibration, report: dict) -> str:
     with atomic_open(path, encoding="utf-8") as fh:
         fh.write(json.dumps(doc, indent=1) + "\n")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    toml = MODELS / "models.toml"
-    text = re.sub(r"\n*# BEGIN au_calibration[^\n]*\n.*?# END au_calibration\n", "\n", toml.read_text(), flags=re.S)
-    text = text.rstrip("\n") + (
-        "\n\n# BEGIN au_calibration -- written by scripts/calibrate_aus.py\n[au_calibration]\n"
-        f'file = "au_calibration.json"\nsha256 = "{digest}"\n'
-        'source = "openfer: AU scales fitted on FER2013Train and photos_dev (person half A) faces (Face Mesh v2 + blendshapes)"\n'
-        'license = "MIT (openfer); derived from FER2013 images (research use) with MediaPipe models (Apache-2.0)"\n'
-        "# END au_calibration\n")
-    toml.write_text(text)
+    write_registry_block("au_calibration", {
+        "file": "au_calibration.json", "sha256": digest,
+        "source": "openfer: AU scales fitted on FER2013Train and photos_dev (person half A) faces (Face Mesh v2 + blendshapes)",
+        "license": "MIT (openfer); derived from FER2013 images (research use) with MediaPipe models (Apache-2.0)",
+    }, writer="scripts/calibrate_aus.py", toml=MODELS / "models.toml")
     return digest
 
 

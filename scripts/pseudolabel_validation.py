@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ from openfer.dataset.pseudolabel import (
 from openfer.dataset.report import json_ready
 from openfer.eval.datasets import read_ferplus
 from openfer.io.tables import atomic_open, write_json
+from openfer.runtime.onnx import write_registry_block
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = (0.8, 0.9, 0.95)
@@ -60,18 +60,12 @@ BINS = ((0.0, 0.6), (0.6, 0.8), (0.8, 0.9), (0.9, 0.95), (0.95, 1.01))
 def register_record() -> str:
     """The record's block of ``models.toml`` (its sha256), replacing the previous one; other blocks stay."""
     digest = hashlib.sha256(RECORD.read_bytes()).hexdigest()
-    toml = RECORD.parent / "models.toml"
-    text = re.sub(r"\n*# BEGIN pseudolabel_validation[^\n]*\n.*?# END pseudolabel_validation\n", "\n",
-                  toml.read_text(), flags=re.S)
-    text = text.rstrip("\n") + (
-        "\n\n# BEGIN pseudolabel_validation -- written by scripts/pseudolabel_validation.py --write-record\n"
-        f'[pseudolabel_validation]\nfile = "{RECORD.name}"\nsha256 = "{digest}"\n'
-        'source = "openfer: fernet_s evidence (top probability, AU-prototype agreement) on FER2013Valid crops, '
-        'majority protocol"\n'
-        'license = "MIT (openfer); derived from FER2013 images (research use) with FER+ labels (MIT)"\n'
-        "# END pseudolabel_validation\n")
-    with atomic_open(toml, encoding="utf-8") as fh:
-        fh.write(text)
+    write_registry_block("pseudolabel_validation", {
+        "file": RECORD.name, "sha256": digest,
+        "source": "openfer: fernet_s evidence (top probability, AU-prototype agreement) on FER2013Valid crops, "
+                  "majority protocol",
+        "license": "MIT (openfer); derived from FER2013 images (research use) with FER+ labels (MIT)",
+    }, writer="scripts/pseudolabel_validation.py --write-record", toml=RECORD.parent / "models.toml")
     return digest
 
 

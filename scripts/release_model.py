@@ -33,7 +33,7 @@ from openfer.eval.datasets import read_ferplus
 from openfer.eval.evaluate import evaluate_crops, evaluate_detect, read_dataset
 from openfer.io.tables import write_json
 from openfer.pipeline import Analyzer
-from openfer.runtime.onnx import registry
+from openfer.runtime.onnx import write_registry_block
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "src" / "openfer" / "models"
@@ -44,14 +44,8 @@ def install(onnx: Path, name: str, source: str, license_: str) -> str:
     dst = MODELS / f"{name}.onnx"
     shutil.copyfile(onnx, dst)
     digest = hashlib.sha256(dst.read_bytes()).hexdigest()
-    toml = MODELS / "models.toml"
-    text = re.sub(rf"# BEGIN {name}\n.*?# END {name}\n", "", toml.read_text(), flags=re.S).rstrip("\n")
-    text += (
-        f'\n\n# BEGIN {name}\n[{name}]\nfile = "{name}.onnx"\nsha256 = "{digest}"\n'
-        f'source = "{source}"\nlicense = "{license_}"\ncard = "cards/{name}.md"\n# END {name}\n'
-    )
-    toml.write_text(text)
-    registry.cache_clear()
+    write_registry_block(name, {"file": f"{name}.onnx", "sha256": digest, "source": source, "license": license_,
+                                "card": f"cards/{name}.md"}, toml=MODELS / "models.toml")
     return digest
 
 

@@ -51,3 +51,29 @@ def test_expression_classifier_refuses_an_onnx_without_spec(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelError, match="cannot be loaded"):
         rt.OnnxModel.load(bad)
+
+
+def test_registry_blocks_are_rewritten_in_place_of_the_old_ones(tmp_path):
+    import re
+    import tomllib
+
+    shipped = (rt.MODELS_DIR / "models.toml").read_text()
+    toml = tmp_path / "models.toml"
+    toml.write_text(shipped)
+    reg = tomllib.loads(shipped)
+    # the blocks the release, calibration and record scripts write: rewritten with their own fields,
+    # in file order, they give the shipped file back byte for byte
+    for name in ("mean_face", "fernet_s", "au_calibration", "pseudolabel_validation"):
+        writer = re.search(rf"# BEGIN {name}(?: -- written by ([^\n]*))?\n", shipped).group(1)
+        rt.write_registry_block(name, reg[name], writer, toml)
+    assert toml.read_text() == shipped
+    # a new block goes at the end; rewriting it replaces it, and a name that prefixes another
+    # ("fernet_s" / "fernet_s2") touches only its own block
+    rt.write_registry_block("fernet_s2", {"file": "fernet_s2.onnx", "sha256": "a" * 64}, "test", toml)
+    rt.write_registry_block("fernet_s2", {"file": "fernet_s2.onnx", "sha256": "b" * 64, "note": 'say "hi"'},
+                            "test", toml)
+    rt.write_registry_block("fernet_s", reg["fernet_s"], None, toml)
+    after = tomllib.loads(toml.read_text())
+    assert after["fernet_s2"] == {"file": "fernet_s2.onnx", "sha256": "b" * 64, "note": 'say "hi"'}
+    assert after["fernet_s"] == reg["fernet_s"] and toml.read_text().count("# BEGIN fernet_s2") == 1
+    assert list(after)[-1] == "fernet_s" and not list(tmp_path.glob(".models.toml.*"))

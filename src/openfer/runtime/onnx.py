@@ -36,6 +36,33 @@ def registry() -> dict[str, dict[str, Any]]:
         return tomllib.load(fh)
 
 
+def write_registry_block(name: str, fields: dict[str, str], writer: str | None = None,
+                         toml: Path | None = None) -> None:
+    """Replace ``name``'s block of ``models.toml`` (the lines from ``# BEGIN <name>`` to ``# END <name>``)
+    with one table ``[name]`` of ``fields`` (strings), appended at the end; other blocks stay. The
+    scripts that make shipped files (``release_model.py``, ``calibrate_aus.py``, ``build_mean_face.py``,
+    ``pseudolabel_validation.py``) register them through this. Written atomically."""
+    import os
+    import re
+    import tempfile
+
+    path = MODELS_DIR / "models.toml" if toml is None else Path(toml)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    text = re.sub(rf"\n*# BEGIN {re.escape(name)}(?: [^\n]*)?\n.*?# END {re.escape(name)}\n", "\n", text, flags=re.S)
+    head = f"# BEGIN {name}" + (f" -- written by {writer}" if writer else "")
+    body = "".join(f"{k} = {json.dumps(v, ensure_ascii=False)}\n" for k, v in fields.items())
+    text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + f"{head}\n[{name}]\n{body}# END {name}\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    registry.cache_clear()
+
+
 # What each shipped file does (the registry blocks are written by conversion scripts; this names them)
 MODEL_TASKS: dict[str, str] = {
     "blazeface_short": "face detection (BlazeFace short range, 128x128)",
