@@ -268,11 +268,15 @@ def build_card(src: DataSource, options: CardOptions, *, data_arg: str, command:
 
         base = dict(expression_model=options.model, threads=options.threads, blendshapes=False, aus=False,
                     explain=False)
-        analyzer = Analyzer(**base, min_face=None, flip=False) if faces == "crops" else Analyzer(**base)
+        # crops: one short-range pass and one mesh pass on the upscaled crop, as the shipped cards were made
+        # (the face fills the view: the short-range model's range); photos: the default pipeline
+        analyzer = (Analyzer(**base, min_face=None, flip=False, detector="blazeface_short", mesh_passes=1)
+                    if faces == "crops" else Analyzer(**base))
         clf = ExpressionClassifier(options.model, threads=options.threads) if faces == "crops" else None
         model_name = analyzer.expression.model.name
         pipeline_doc = {"faces": faces, "sample_per_split": options.sample, "seed": options.seed,
-                        "options": {k: getattr(analyzer.options, k) for k in ("min_face", "detect_threshold", "mesh")},
+                        "options": {k: getattr(analyzer.options, k)
+                                    for k in ("min_face", "detector", "detect_threshold", "mesh", "mesh_passes")},
                         "crop_view": {"upscale": CROP_UPSCALE, "border": CROP_PAD} if faces == "crops" else None,
                         "splits": {}}
         model_doc = {"name": model_name, "sha256": analyzer.expression.model.sha256,
