@@ -243,3 +243,18 @@ def test_full_range_finds_a_face_that_fills_the_photo_through_its_context_window
     centre = (box[:2] + box[2:]) / 2 - [(x1 - x0) / 2, (y1 - y0) / 2]
     assert np.linalg.norm(centre) / side <= MAX_CENTRE_REL
     assert 0.6 * side <= box[3] - box[1] <= 1.4 * side
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.75, 0.3])
+def test_postprocess_keeps_a_detection_scored_at_the_threshold_and_drops_one_just_below(threshold):
+    # the logits are tested before decoding; a score exactly at the threshold still counts
+    anchors = ssd_anchor_centers(FULL_RANGE)
+    mats = window_matrices(192, 192, [(0, 0, 192)], 192)
+    at = float(np.log(threshold / (1 - threshold)))
+    for logit, found in ((at, 1), (at - 1e-3, 0), (at + 1e-3, 1)):
+        rb, rs = _raw_for([0.3, 0.3, 0.6, 0.6], anchors, 1000, score=logit, size=192)
+        det = postprocess(rb[None], rs[None], mats, anchors, threshold, 0.3, size=192)
+        assert len(det) == found, (logit, found)
+        if found:
+            np.testing.assert_allclose(det.boxes[0], [57.6, 57.6, 115.2, 115.2], atol=1e-6)
+            assert det.scores[0] >= threshold - 1e-12
