@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..eval.datasets import FERPLUS_SPLITS, LabeledImages, read_ferplus_votes
+from ..eval.datasets import (
+    FERPLUS_SPLITS,
+    LabeledImages,
+    ferplus_images,
+    ferplus_label_csv,
+    read_ferplus_votes,
+)
 from ..eval.evaluate import FORMATS, _guess_format, read_dataset  # the same layout guess as openfer evaluate
 from ..eval.labels import majority_labels
 
@@ -60,12 +66,10 @@ class DataSource:
 
 
 def _ferplus_split(root: Path, split: str) -> Split:
-    labelled = read_dataset(root, "ferplus", split)  # checks the layout, names the missing file
-    folder = labelled.paths[0].parent if len(labelled) else root / FERPLUS_SPLITS[split]
-    if not (folder / "label.csv").is_file():
-        folder = root
-    label_csv = folder / "label.csv"
-    paths, votes = read_ferplus_votes(label_csv)
+    label_csv = ferplus_label_csv(root, split)  # checks the layout, names the missing file
+    folder = label_csv.parent
+    paths, votes = read_ferplus_votes(label_csv)  # read once: every row here, the majority protocol below
+    labelled = ferplus_images(paths, votes, split)
     listed = {p.name for p in paths}
     from ..io.images import IMAGE_EXTENSIONS
 

@@ -165,6 +165,13 @@ def read_ferplus(root: str | Path, split: str, protocol: str = "majority") -> La
     25,045 / 3,191 / 3,137 images); ``protocol="all"`` keeps every image that has at least one
     counted expression vote (label -1 where there is no majority), for soft-label training.
     """
+    paths, votes = read_ferplus_votes(ferplus_label_csv(root, split))
+    return ferplus_images(paths, votes, split, protocol)
+
+
+def ferplus_label_csv(root: str | Path, split: str) -> Path:
+    """The ``label.csv`` of a FER+ split: ``root/FER2013<Split>/label.csv``, or ``root/label.csv`` when
+    ``root`` is the split folder itself; an :class:`InputError` naming what is missing."""
     root = Path(root)
     if split not in FERPLUS_SPLITS:
         raise InputError(f"FER+ split must be one of {sorted(FERPLUS_SPLITS)}, got {split!r}")
@@ -174,8 +181,12 @@ def read_ferplus(root: str | Path, split: str, protocol: str = "majority") -> La
     label_csv = folder / "label.csv"
     if not label_csv.is_file():
         raise InputError(f"{label_csv}: not found (expected the FER+ layout FER2013Train/label.csv)")
-    paths, v = read_ferplus_votes(label_csv)
-    v = v.astype(np.float32)
+    return label_csv
+
+
+def ferplus_images(paths: list[Path], votes: np.ndarray, split: str, protocol: str = "majority") -> LabeledImages:
+    """The :func:`read_ferplus` data set of the rows :func:`read_ferplus_votes` read."""
+    v = np.asarray(votes).astype(np.float32)
     labels = majority_labels(v)
     soft = soft_targets(v)
     data = LabeledImages(tuple(paths), labels, FERPLUS_CLASSES, soft, name=f"ferplus/{split}", split=split)
