@@ -13,7 +13,12 @@ Head pose (yaw 0, pitch 0, roll 0) is defined as this frame. The same mesh is th
 neutral reference for action units. Writes ``src/openfer/models/mean_face.npy`` and updates its
 sha256 in ``models.toml``.
 
-Usage: python scripts/build_mean_face.py --ferplus ../shared/datasets/ferplus [--n 3000]
+Usage: python scripts/build_mean_face.py --ferplus ../shared/datasets/ferplus [--n 3000] [--mesh facemesh]
+       python scripts/build_mean_face.py --mesh facemesh_v2 --out /tmp/mean_face_v2.npy   # a candidate only
+
+The shipped reference was built with Face Mesh v1 (``--mesh facemesh``, the default here, so that a rerun
+reproduces it); ``--out`` writes a candidate elsewhere and leaves ``models.toml`` alone
+(``scripts/compare_pose_reference.py`` measures what a v2-built reference would change).
 """
 
 from __future__ import annotations
@@ -88,19 +93,26 @@ def main() -> None:
     ap.add_argument("--ferplus", default=str(ROOT.parent / "shared" / "datasets" / "ferplus"))
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mesh", choices=("facemesh", "facemesh_v2"), default="facemesh",
+                    help="face mesh the reference is built from (the shipped one: facemesh, v1)")
+    ap.add_argument("--out", type=Path, default=OUT, help="write here instead (a candidate: models.toml untouched)")
     a = ap.parse_args()
     tr = read_ferplus(a.ferplus, "train")
     neutral = tr.subset(tr.labels == 0)
     rng = np.random.default_rng(a.seed)
     pick = np.sort(rng.choice(len(neutral), size=min(a.n, len(neutral)), replace=False))
     crops = load_gray_stack(neutral.subset(np.isin(np.arange(len(neutral)), pick)))
-    lm, sc = mesh_on_crops(crops, FaceMesh(iris=False))
+    lm, sc = mesh_on_crops(crops, FaceMesh(iris=False, model=a.mesh))
     ok = sc >= 0.5
-    shapes = landmarks_to_pose_frame(lm[ok])
+    shapes = landmarks_to_pose_frame(lm[ok][:, :468])
     mean = head_frame(generalized_procrustes(shapes))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    np.save(OUT, mean.astype(np.float32))
-    digest = hashlib.sha256(OUT.read_bytes()).hexdigest()
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, mean.astype(np.float32))
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    if out.resolve() != OUT.resolve():
+        print(json.dumps({"candidate": str(out), "mesh": a.mesh, "faces_used": int(ok.sum()), "sha256": digest}))
+        return
     write_registry_block("mean_face", {
         "file": "mean_face.npy", "sha256": digest,
         "source": f"openfer: mean neutral face mesh of {int(ok.sum())} FER2013Train crops (majority label neutral), seed {a.seed}",
