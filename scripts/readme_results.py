@@ -212,10 +212,12 @@ def main() -> None:
         ]
     outs = ROOT / "benchmarks/results/outputs.json"
     if outs.exists():
-        o = json.loads(outs.read_text())["threads"]["2"]
+        od = json.loads(outs.read_text())
+        o, om = od["threads"]["2"], od.get("machine", {})
         lines += [
             "",
-            "Cost of each output beyond the label (`benchmarks/bench_outputs.py`, 2 threads, default preset):",
+            "Cost of each output beyond the label (`benchmarks/bench_outputs.py`, 2 threads, default preset; "
+            f"{om.get('cpu', 'machine not recorded')}, commit {om.get('commit', '?')}):",
             "",
             "| input | label only | + 52 blendshapes | + AUs and PSPI | + valence/arousal and reasons | occlusion saliency (`--explain --annotate`) |",
             "|---|---|---|---|---|---|",
