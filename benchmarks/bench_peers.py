@@ -433,8 +433,10 @@ def bench(a: argparse.Namespace, cores: int, peer: str | None, clips: dict[str, 
     return out
 
 
-def tflite_files(peer: str | None, task: str | None, tmp: Path) -> dict[str, str]:
-    """The ``.tflite`` twin of each shipped MediaPipe ONNX model, from models.toml's ``source``."""
+def tflite_files(peer: str | None, task: str | None, tmp: Path, extra: list[str] = ()) -> dict[str, str]:
+    """The ``.tflite`` twin of each shipped MediaPipe ONNX model, from models.toml's ``source``; an
+    ``extra`` file whose name ends a model's source (e.g. ``face_detection_full_range.tflite`` for
+    ``blazeface_full``) is that model's twin."""
     import tomllib
 
     found: dict[str, str] = {}
@@ -448,7 +450,10 @@ def tflite_files(peer: str | None, task: str | None, tmp: Path) -> dict[str, str
     reg = tomllib.loads((ROOT / "src" / "openfer" / "models" / "models.toml").read_text())
     for name, e in reg.items():
         src = e.get("source", "")
-        if ".whl!" in src and wheel:
+        twin = [x for x in extra if src.endswith("/" + Path(x).name)]
+        if twin:
+            found[name] = twin[0]
+        elif ".whl!" in src and wheel:
             p = Path(wheel).parent / src.split("!", 1)[1]
             if p.is_file():
                 found[name] = str(p)
@@ -473,6 +478,7 @@ def bench_models(a: argparse.Namespace, peer: str | None) -> dict:
     rows = [
         ("blazeface_short", 1),
         ("blazeface_short", 19),
+        ("blazeface_full", 1),
         ("facemesh_v2", 1),
         ("facemesh_v2", 5),
         ("blendshapes", 1),
@@ -484,7 +490,7 @@ def bench_models(a: argparse.Namespace, peer: str | None) -> dict:
     ]
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            files = tflite_files(peer, a.mediapipe_task, Path(tmp)) if lt else {}
+            files = tflite_files(peer, a.mediapipe_task, Path(tmp), a.extra_tflite) if lt else {}
             for name, batch in rows:
                 sides = {"onnxruntime": (of, "model", {"name": name, "batch": batch})}
                 if name in files:
@@ -498,7 +504,7 @@ def bench_models(a: argparse.Namespace, peer: str | None) -> dict:
                     + ", ".join(f"{k} {v['median_ms']} ms" for k, v in row.items() if k != "input_shape"),
                     flush=True,
                 )
-            for path in a.extra_tflite if lt else []:  # e.g. a detector openfer does not ship: LiteRT only
+            for path in [x for x in a.extra_tflite if x not in files.values()] if lt else []:  # LiteRT only
                 runs = alternate({"litert": (lt, "model", {"path": path})}, 3)
                 out["per_model"][f"{Path(path).stem} x1 (tflite only)"] = {
                     "litert": stats([t for r in runs["litert"] for t in r["ms"]]),
