@@ -33,16 +33,13 @@ from openfer.core.boxes import iou_matrix
 from openfer.errors import InputError
 from openfer.eval.evaluate import read_dataset
 from openfer.eval.metrics import classification_report
+from openfer.eval.subgroups import largest_face
 from openfer.io.images import read_image
 from openfer.io.tables import write_json
 from openfer.pipeline import Analyzer
 
 RESULTS = Path(__file__).parent / "results"
 DETECTORS = ("blazeface_short", "blazeface_full")
-
-
-def largest(boxes: np.ndarray) -> int:
-    return int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
 
 
 def match(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]]:
@@ -94,12 +91,12 @@ def main() -> None:
         faces = {}
         for d, an in analyzers.items():
             t = time.perf_counter()
-            f = an.analyze_rgb(rgb).faces
+            res = an.analyze_rgb(rgb)
             per[d]["seconds"] += time.perf_counter() - t
-            faces[d] = f
+            f = faces[d] = res.faces
             per[d]["photos_with_face"] += bool(len(f))
             per[d]["faces"] += len(f)
-            per[d]["pred"].append(int(np.argmax(f.expressions[largest(f.boxes)])) if len(f) else -1)
+            per[d]["pred"].append(int(np.argmax(f.expressions[largest_face(res)])) if len(f) else -1)
         a, b = faces[DETECTORS[0]], faces[DETECTORS[1]]
         au_names = au_names or a.au_names
         if len(a) != len(b) or not len(a):

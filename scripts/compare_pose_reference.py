@@ -20,6 +20,7 @@ import numpy as np
 
 from openfer.components.pose import reference_face
 from openfer.core.pose import RIGID_INDEX, head_pose
+from openfer.eval.subgroups import largest_face
 from openfer.io.images import read_image
 from openfer.pipeline import Analyzer
 
@@ -39,11 +40,11 @@ def main() -> None:
     an = Analyzer(threads=1, aus=False, explain=False, blendshapes=False)
     poses: dict[str, list] = {"shipped": [], **{k: [] for k in cands}}
     for r in rows:
-        f = an.analyze_rgb(read_image(a.photos / r["path"])).faces
-        if not len(f):
+        res = an.analyze_rgb(read_image(a.photos / r["path"]))
+        i = largest_face(res)
+        if i < 0:
             continue
-        i = int(np.argmax((f.boxes[:, 2] - f.boxes[:, 0]) * (f.boxes[:, 3] - f.boxes[:, 1])))
-        lm = f.landmarks[i : i + 1, :468]
+        lm = res.faces.landmarks[i : i + 1, :468]
         poses["shipped"].append(head_pose(lm, shipped, RIGID_INDEX)[0])
         for k, ref in cands.items():
             poses[k].append(head_pose(lm, ref, RIGID_INDEX)[0])

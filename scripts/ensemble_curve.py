@@ -20,6 +20,7 @@ import numpy as np
 
 from openfer.components.expression import ExpressionClassifier
 from openfer.eval.datasets import load_gray_stack, read_ferplus
+from openfer.train.objectives import log_prior as log_prior_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,8 +42,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     train, valid = read_ferplus(a.ferplus, "train"), read_ferplus(a.ferplus, "valid")
-    prior = np.maximum(train.soft.mean(0), 1e-4)
-    log_prior = np.log(prior / prior.sum())
+    log_prior = log_prior_of(train.soft)  # what the logit-adjusted loss and its export use
     x = load_gray_stack(valid)
     logps = {}
     for spec in a.models:
