@@ -76,4 +76,4 @@ def test_registry_blocks_are_rewritten_in_place_of_the_old_ones(tmp_path):
     after = tomllib.loads(toml.read_text())
     assert after["fernet_s2"] == {"file": "fernet_s2.onnx", "sha256": "b" * 64, "note": 'say "hi"'}
     assert after["fernet_s"] == reg["fernet_s"] and toml.read_text().count("# BEGIN fernet_s2") == 1
-    assert list(after)[-1] == "fernet_s" and not list(tmp_path.glob(".models.toml.*"))
+    assert list(after)[-1] == "fernet_s" and not list(tmp_path.glob(".models.*"))

@@ -42,9 +42,9 @@ def write_registry_block(name: str, fields: dict[str, str], writer: str | None =
     with one table ``[name]`` of ``fields`` (strings), appended at the end; other blocks stay. The
     scripts that make shipped files (``release_model.py``, ``calibrate_aus.py``, ``build_mean_face.py``,
     ``pseudolabel_validation.py``) register them through this. Written atomically."""
-    import os
     import re
-    import tempfile
+
+    from ..io.tables import atomic_open
 
     path = MODELS_DIR / "models.toml" if toml is None else Path(toml)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -52,14 +52,8 @@ def write_registry_block(name: str, fields: dict[str, str], writer: str | None =
     head = f"# BEGIN {name}" + (f" -- written by {writer}" if writer else "")
     body = "".join(f"{k} = {json.dumps(v, ensure_ascii=False)}\n" for k, v in fields.items())
     text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + f"{head}\n[{name}]\n{body}# END {name}\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, encoding="utf-8") as fh:
+        fh.write(text)
     registry.cache_clear()
 
 
