@@ -191,6 +191,7 @@ def openfer_worker(cfg: dict) -> None:
     if one:
         cv2.setNumThreads(1)
     kw = {"threads": 1} if one else {}
+    kw["runtime"] = cfg.get("runtime", "auto")
     cache: dict = {}
 
     def get(key, make):
@@ -199,11 +200,13 @@ def openfer_worker(cfg: dict) -> None:
         return cache[key]
 
     def video(clip, max_faces):
-        va = get("video", VideoAnalyzer)  # the video preset: threads=1 per model, pipelined
+        # the video preset: threads=1 per model, pipelined
+        va = get("video", lambda: VideoAnalyzer(runtime=kw["runtime"]))
         t = time.perf_counter()
         out = list(va.run(clip))
         ms = (time.perf_counter() - t) * 1000
-        return {"ms": ms, "frames": len(out), "faces": sum(len(f.faces) for f in out)}
+        return {"ms": ms, "frames": len(out), "faces": sum(len(f.faces) for f in out),
+                "runtimes": va.analyzer.runtimes}
 
     def decode(clip):
         t = time.perf_counter()
@@ -220,6 +223,7 @@ def openfer_worker(cfg: dict) -> None:
             "faces": len(r.faces),
             "points": int(r.faces.landmarks.shape[1]) if len(r.faces) else 0,
             "stages_ms": {k: v * 1000 for k, v in r.timings.items()},
+            "runtimes": an.runtimes,
         }
 
     def model(name, batch=1, runs=30, threads=1, level="all", spinning=0):
@@ -250,11 +254,15 @@ def openfer_worker(cfg: dict) -> None:
         return {"ms": ts, "shape": shape}
 
     import openfer
+    from openfer.runtime import litert
 
-    ns["serve"](
-        {"video": video, "decode": decode, "photo": photo, "model": model},
-        {"openfer": openfer.__version__, "onnxruntime": ort.__version__, "opencv": cv2.__version__},
-    )
+    versions = {"openfer": openfer.__version__, "onnxruntime": ort.__version__, "opencv": cv2.__version__,
+                "runtime_option": kw["runtime"]}
+    if litert.available():
+        from importlib.metadata import version
+
+        versions["ai-edge-litert"] = version("ai-edge-litert")
+    ns["serve"]({"video": video, "decode": decode, "photo": photo, "model": model}, versions)
 
 
 class Worker:
@@ -335,8 +343,10 @@ def video_side(runs: list[dict]) -> dict:
 
 def bench(a: argparse.Namespace, cores: int, peer: str | None, clips: dict[str, tuple[Path, int]]) -> dict:
     cpu = min(os.sched_getaffinity(0)) if cores == 1 else None
-    cfg = json.dumps({"cpu": cpu})
+    cfg = json.dumps({"cpu": cpu, "runtime": a.runtime})
     of = Worker([sys.executable, __file__, "--worker", cfg], "openfer")
+    ortw = (Worker([sys.executable, __file__, "--worker", json.dumps({"cpu": cpu, "runtime": "onnxruntime"})],
+                   "openfer_onnxruntime") if a.vs_onnxruntime else None)
     mp = Worker([peer, "-c", MEDIAPIPE_WORKER, cfg], "mediapipe") if peer else None
     out: dict = {
         "cores": cores,
@@ -344,6 +354,7 @@ def bench(a: argparse.Namespace, cores: int, peer: str | None, clips: dict[str, 
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "openfer_worker": of.ready,
         "mediapipe_worker": mp.ready if mp else None,
+        "openfer_onnxruntime_worker": ortw.ready if ortw else None,
         "video": {},
         "photo": {},
         "faces_multi_face_jpg": {},
@@ -354,6 +365,8 @@ def bench(a: argparse.Namespace, cores: int, peer: str | None, clips: dict[str, 
         for name, (clip, nmax) in clips.items():
             args = {"clip": str(clip), "max_faces": nmax}
             sides = {"openfer": (of, "video", args)}
+            if ortw:
+                sides["openfer_onnxruntime"] = (ortw, "video", args)
             if mp:
                 sides["mediapipe"] = (mp, "video", args)
             runs = alternate(sides, a.repeats)
@@ -361,9 +374,18 @@ def bench(a: argparse.Namespace, cores: int, peer: str | None, clips: dict[str, 
             if mp:
                 dec["mediapipe"] = mp.call("decode", clip=str(clip))
             row = {k: video_side(v) for k, v in runs.items()}
+            for k, v in runs.items():
+                if "runtimes" in v[0]:
+                    row[k]["runtimes"] = v[0]["runtimes"]
             for k, d in dec.items():
                 row[k]["decode_only_frames_per_second"] = round(d["frames"] * 1000 / d["ms"], 1)
             out["video"][name] = row
+            if ortw:
+                fps = {k: [r["frames"] * 1000 / r["ms"] for r in v] for k, v in runs.items()}
+                value = row["openfer"]["frames_per_second"] / row["openfer_onnxruntime"]["frames_per_second"]
+                out["ratios"][f"video {name}: openfer fps / openfer onnxruntime fps"] = ratio(
+                    fps["openfer"], fps["openfer_onnxruntime"], value, 1.0, True
+                )
             if mp:
                 fps = {k: [r["frames"] * 1000 / r["ms"] for r in v] for k, v in runs.items()}
                 value = row["openfer"]["frames_per_second"] / row["mediapipe"]["frames_per_second"]
@@ -380,6 +402,9 @@ def bench(a: argparse.Namespace, cores: int, peer: str | None, clips: dict[str, 
             "openfer_default": (of, "photo", {"path": photo, "mode": "default"}),
             "openfer_fast": (of, "photo", {"path": photo, "mode": "fast"}),
         }
+        if ortw:
+            sides["openfer_onnxruntime_default"] = (ortw, "photo", {"path": photo, "mode": "default"})
+            sides["openfer_onnxruntime_fast"] = (ortw, "photo", {"path": photo, "mode": "fast"})
         if mp:
             sides["mediapipe_static"] = (mp, "photo", {"path": photo, "mode": "static"})
         runs = alternate(sides, a.photo_repeats)
@@ -388,6 +413,7 @@ def bench(a: argparse.Namespace, cores: int, peer: str | None, clips: dict[str, 
                 **stats([r["ms"] for r in v]),
                 "faces": v[0]["faces"],
                 "points": v[0]["points"],
+                **({"runtimes": v[0]["runtimes"]} if "runtimes" in v[0] else {}),
             }
             if "stages_ms" in v[0]:
                 keys = v[0]["stages_ms"]
@@ -402,9 +428,15 @@ def bench(a: argparse.Namespace, cores: int, peer: str | None, clips: dict[str, 
             if mp
             else None,
         }
+        ms = {k: [r["ms"] for r in v] for k, v in runs.items()}
+        med = {k: v["median_ms"] for k, v in out["photo"].items()}
+        if ortw:
+            for mode in ("default", "fast"):
+                out["ratios"][f"photo {mode}: openfer onnxruntime ms / openfer ms"] = ratio(
+                    ms[f"openfer_onnxruntime_{mode}"], ms[f"openfer_{mode}"],
+                    med[f"openfer_onnxruntime_{mode}"] / med[f"openfer_{mode}"], 1.0, True,
+                )
         if mp:
-            ms = {k: [r["ms"] for r in v] for k, v in runs.items()}
-            med = {k: v["median_ms"] for k, v in out["photo"].items()}
             out["ratios"]["photo: mediapipe ms / openfer fast ms"] = ratio(
                 ms["mediapipe_static"],
                 ms["openfer_fast"],
@@ -426,6 +458,8 @@ def bench(a: argparse.Namespace, cores: int, peer: str | None, clips: dict[str, 
         )
     finally:
         of.close()
+        if ortw:
+            ortw.close()
         if mp:
             mp.close()
     out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
@@ -546,6 +580,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="timed runs of each clip per side")
     ap.add_argument("--photo-repeats", type=int, default=15)
     ap.add_argument("--cores", type=int, nargs="+", default=[1], choices=[1, 2])
+    ap.add_argument("--runtime", default="auto", choices=["auto", "onnxruntime", "litert"],
+                    help="AnalyzerOptions.runtime of the openfer side (default auto: LiteRT where installed)")
+    ap.add_argument("--vs-onnxruntime", action="store_true",
+                    help="add a third side: openfer with runtime=onnxruntime (the 0.1 runtime), same run")
     ap.add_argument("--models", action="store_true", help="also time each model alone and the ORT options")
     ap.add_argument("--models-only", action="store_true", help="only --models (no peer comparison)")
     ap.add_argument("--litert-python", help="python of a venv with ai-edge-litert (for --models)")
@@ -578,6 +616,8 @@ def main() -> None:
             "warmup": 1,
             "order": "A B, then B A, alternating per round",
             "cores": a.cores,
+            "runtime": a.runtime,
+            "vs_onnxruntime": a.vs_onnxruntime,
         },
         "peer": {"available": peer is not None, "skipped_because": why, "python": peer},
         "targets": TARGETS,

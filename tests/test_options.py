@@ -94,17 +94,18 @@ def test_components_take_loaded_models_and_build_an_analyzer(analyzer):
     from openfer.components.detector import FaceDetector
     from openfer.components.expression import ExpressionClassifier
     from openfer.components.landmarks import FaceMesh
-    from openfer.runtime import OnnxModel
+    from openfer.runtime import OnnxModel, as_model
 
     o = analyzer.options
-    mesh = FaceMesh(model=OnnxModel.load("facemesh_v2"))
+    # loaded models, on the runtime the analyzer's own options pick (LiteRT twins where installed)
+    mesh = FaceMesh(model=as_model("facemesh_v2", runtime=o.runtime))
     assert mesh.num_landmarks == 478 and mesh.model_name == "facemesh_v2"
     built = Analyzer.from_components(
         o,
-        detector=FaceDetector(min_face=o.min_face, model=OnnxModel.load(o.detector)),
+        detector=FaceDetector(min_face=o.min_face, model=as_model(o.detector, runtime=o.runtime)),
         mesh=mesh,
         expression=ExpressionClassifier(OnnxModel.load("fernet_s")),
-        blendshapes=Blendshapes(model=OnnxModel.load("blendshapes")),
+        blendshapes=Blendshapes(model=as_model("blendshapes", runtime=o.runtime)),
     )
     a = analyzer.analyze(PHOTOS / "multi_face.jpg").faces
     b = built.analyze(PHOTOS / "multi_face.jpg").faces

@@ -235,7 +235,8 @@ def run_batch(
     discards one. Raises :class:`InputError` for refused outputs or an unfinished batch left alone.
     """
     plan = plan_batch(inputs, outputs, recursive)
-    header = {"openfer": __version__, "options": _options_dict(analyzer), "landmarks": outputs.landmarks,
+    header = {"openfer": __version__, "options": _options_dict(analyzer),
+              "runtimes": getattr(analyzer, "runtimes", {}), "landmarks": outputs.landmarks,
               "outputs": {k: str(p.resolve()) for k, p in outputs.files()}}
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be an integer >= 1, got {workers!r}")

@@ -19,6 +19,7 @@ from typing import Any
 from . import __version__
 from .errors import InputError, MissingDependencyError, ModelError, OpenFerError, OutputError
 from .io.text import printable
+from .runtime.litert import RUNTIMES
 
 EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL, EXIT_DEPENDENCY, EXIT_OUTPUT = 0, 2, 3, 4, 5, 6
 log = logging.getLogger("openfer")
@@ -93,7 +94,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="discard an interrupted batch's work and start again")
     p.add_argument("--max-pixels", type=_positive_int, default=d.max_pixels, metavar="N",
                    help=f"largest image (width x height) to decode (default {d.max_pixels}); larger ones are an error")
-    p.add_argument("--threads", type=int, default=d.threads, help="ONNX Runtime threads (0: default)")
+    p.add_argument("--threads", type=int, default=d.threads, help="threads per model (0: the runtime's default)")
+    _add_runtime(p)
     _add_engine(p, "images")
     p.add_argument("--va-model", default=d.va_model, metavar="MODEL",
                    help="valence/arousal model (.onnx from `openfer train --task va`); default: derived from the expression")
@@ -101,6 +103,12 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--aus", action="store_true", help="show action units (intensity >= 1) in the table")
     p.add_argument("--explain", action="store_true", help="show each face's evidence-based reason; with --annotate also "
                    "write an occlusion-saliency overlay (<name>_saliency.jpg)")
+
+
+def _add_runtime(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", choices=RUNTIMES, default=None,
+                   help="auto (default): the MediaPipe models on LiteRT when ai-edge-litert is installed "
+                   "(pip install \"openfer[litert]\"), else ONNX Runtime; onnxruntime: every model on ONNX Runtime")
 
 
 def _add_engine(p: argparse.ArgumentParser, what: str) -> None:
@@ -144,6 +152,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         overrides["min_face"] = args.min_face or None
     if args.detector is not None:
         overrides["detector"] = args.detector
+    if args.runtime is not None:
+        overrides["runtime"] = args.runtime
     analyzer = Analyzer(args.preset, **overrides)
     table = not args.quiet and STDOUT not in (args.json, args.csv)  # stdout carries the data then
     progress = _Progress("images", unit="images")
@@ -266,7 +276,8 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
         default=None,
         help=f"smallest face height in pixels to search for (default {d.min_face:g}; 0: whole image only)",
     )
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model (0: ONNX Runtime default; default: the preset's)")
+    p.add_argument("--threads", type=int, default=None, help="threads per model (0: the runtime's default; default: the preset's)")
+    _add_runtime(p)
     p.add_argument(
         "--parquet", action="store_true", help="also write timeline.parquet (needs openfer[tables])"
     )
@@ -362,6 +373,8 @@ def _cmd_video(args: argparse.Namespace) -> int:
         overrides["min_face"] = args.min_face or None
     if args.threads is not None:
         overrides["threads"] = args.threads
+    if args.runtime is not None:
+        overrides["runtime"] = args.runtime
     from .video import VideoAnalyzer
 
     VideoAnalyzer.check_options(args.preset, **overrides)  # a bad option is one error, not one per video
@@ -456,7 +469,8 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
         help=f"run the face detector every N frames (default {v.detect_every})",
     )
     _add_au_baseline(p, v.au_baseline)
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model (0: ONNX Runtime default; default: the preset's)")
+    p.add_argument("--threads", type=int, default=None, help="threads per model (0: the runtime's default; default: the preset's)")
+    _add_runtime(p)
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
@@ -474,6 +488,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
             _error(e)
             return EXIT_USAGE
     threads = {} if args.threads is None else {"threads": args.threads}
+    if args.runtime is not None:
+        threads["runtime"] = args.runtime
     video = VideoAnalyzer(
         args.preset, detect_every=args.detect_every, au_baseline=args.au_baseline, **threads
     )

@@ -27,6 +27,7 @@ from .core.boxes import iou_matrix
 from .core.reasons import explain
 from .errors import InputError, OpenFerError
 from .io.images import DEFAULT_MAX_PIXELS, as_rgb_array, read_image
+from .runtime.litert import RUNTIMES
 from .types import Faces, FrameResult
 
 log = logging.getLogger("openfer")
@@ -70,7 +71,13 @@ class AnalyzerOptions:
             on the 2-core benchmark machine).
         expression_model: shipped model name or path of an openfer ``.onnx`` expression model.
         flip: average the expression over the face and its mirror image.
-        threads: ONNX Runtime intra-op threads (0: ONNX Runtime's default).
+        threads: intra-op threads per model (0: the runtime's default).
+        runtime: ``"auto"`` (the default): the MediaPipe models that ship their original ``.tflite``
+            (detectors, Face Mesh v2, blendshapes) run on LiteRT when ``ai-edge-litert`` is installed
+            (``pip install "openfer[litert]"``; Face Mesh v2 4x faster than on ONNX Runtime,
+            ``docs/speed.md``), everything else on ONNX Runtime; ``"onnxruntime"``: every model on ONNX
+            Runtime; ``"litert"``: like ``"auto"`` but an error when LiteRT is not installed. The two
+            runtimes agree within ``docs/models/litert_parity.json``.
         max_faces: keep at most this many faces (largest first); ``None``: all.
         aus: estimate action-unit intensities from the mesh (pure numpy, cheap; see
             ``openfer.core.au`` for the definitions and their validation).
@@ -99,6 +106,7 @@ class AnalyzerOptions:
     expression_model: str = "fernet_s"
     flip: bool = True
     threads: int = 0
+    runtime: str = "auto"
     max_faces: int | None = None
     aus: bool = True
     explain: bool = True
@@ -119,6 +127,8 @@ class AnalyzerOptions:
         _integer(self, "mesh_passes", lo=1)
         _integer(self, "max_faces", lo=1, optional=True)
         _integer(self, "max_pixels", lo=1)
+        if self.runtime not in RUNTIMES:
+            _bad("runtime", " or ".join(map(repr, RUNTIMES)), self.runtime)
         if self.mesh not in LANDMARK_THRESHOLDS:
             _bad("mesh", " or ".join(map(repr, LANDMARK_THRESHOLDS)), self.mesh)
         _model_name("detector", self.detector, "face detection")
@@ -235,11 +245,12 @@ class Analyzer:
         self.options = resolve_options(preset, **overrides)
         o = self.options
         self.detector = FaceDetector(
-            min_face=o.min_face, score_threshold=o.detect_threshold, threads=o.threads, model=o.detector
+            min_face=o.min_face, score_threshold=o.detect_threshold, threads=o.threads, model=o.detector,
+            runtime=o.runtime,
         )
-        self.mesh = FaceMesh(iris=o.iris, threads=o.threads, model=o.mesh)
+        self.mesh = FaceMesh(iris=o.iris, threads=o.threads, model=o.mesh, runtime=o.runtime)
         self.blendshapes = (
-            Blendshapes(threads=o.threads) if o.blendshapes and self.mesh.num_landmarks == 478 else None
+            Blendshapes(threads=o.threads, runtime=o.runtime) if o.blendshapes and self.mesh.num_landmarks == 478 else None
         )
         self.expression = ExpressionClassifier(o.expression_model, flip=o.flip, threads=o.threads)
         self.va = (
@@ -247,6 +258,14 @@ class Analyzer:
             if o.va_model is None
             else ValenceArousalRegressor(o.va_model, flip=o.flip, threads=o.threads)
         )
+
+    @property
+    def runtimes(self) -> dict[str, str]:
+        """Which runtime runs each model (``"litert"`` or ``"onnxruntime"``), by component, as
+        ``runtime="auto"`` resolved it: what a record of the run should state."""
+        parts = {"detector": self.detector, "mesh": self.mesh, "blendshapes": self.blendshapes,
+                 "expression": self.expression, "valence_arousal": self.va}
+        return {k: c.model.runtime for k, c in parts.items() if c is not None}
 
     @classmethod
     def from_options(cls, options: AnalyzerOptions) -> Analyzer:

@@ -20,8 +20,8 @@ class Blendshapes:
 
     names = BLENDSHAPE_NAMES
 
-    def __init__(self, threads: int = 0, model: str | OnnxModel = "blendshapes") -> None:
-        self.model = as_model(model, threads)
+    def __init__(self, threads: int = 0, model: str | OnnxModel = "blendshapes", runtime: str = "auto") -> None:
+        self.model = as_model(model, threads, runtime)
         self._input = self.model.session.get_inputs()[0].name
 
     def __call__(self, landmarks: np.ndarray) -> np.ndarray:

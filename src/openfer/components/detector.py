@@ -256,6 +256,7 @@ class FaceDetector:
         context: > 1 adds a window of this many times the image's long side, the image centred in
             it (:func:`context_window`), for faces too large for the model in the whole-image window;
             ``None``: the variant's (1, none, for short range; :data:`FULL_RANGE_CONTEXT` for full range).
+        runtime: ``"auto"``, ``"onnxruntime"`` or ``"litert"`` (:func:`openfer.runtime.as_model`).
     """
 
     def __init__(
@@ -269,8 +270,9 @@ class FaceDetector:
         min_rel_face: float | None = None,
         tiling: str | None = None,
         context: float | None = None,
+        runtime: str = "auto",
     ) -> None:
-        self.model = as_model(model, threads)
+        self.model = as_model(model, threads, runtime)
         shape = self.model.session.get_inputs()[0].shape
         side = shape[1] if len(shape) == 4 else None
         if side not in DETECTOR_MODELS or shape[2] != side or shape[3] != 3:

@@ -105,7 +105,8 @@ class FaceMesh:
     """Face landmarks: ``model="facemesh_v2"`` (478 points, iris included), or ``"facemesh"`` (v1:
     468 points, plus the 10 iris points from the Iris model when ``iris=True``; ``iris`` does not
     apply to v2, whose iris points come with the mesh). ``model`` and ``iris_model`` may be names or
-    loaded :class:`~openfer.runtime.OnnxModel` s (named after a shipped mesh)."""
+    loaded :class:`~openfer.runtime.OnnxModel` s (named after a shipped mesh). ``runtime``: see
+    :func:`openfer.runtime.as_model` (Face Mesh v2 has a LiteRT twin)."""
 
     def __init__(
         self,
@@ -113,17 +114,18 @@ class FaceMesh:
         threads: int = 0,
         model: str | OnnxModel = "facemesh_v2",
         iris_model: str | OnnxModel = "iris",
+        runtime: str = "auto",
     ) -> None:
         name = model.name if isinstance(model, OnnxModel) else model
         if name not in MESH_MODELS:
             raise ModelError(f"unknown face mesh {name!r}; choose one of {', '.join(MESH_MODELS)}")
         self.model_name = name
-        self.model = as_model(model, threads)
+        self.model = as_model(model, threads, runtime)
         points = 478 if name == "facemesh_v2" else 468
         outs = self.model.session.get_outputs()
         self._lm_idx = next(i for i, o in enumerate(outs) if int(np.prod(o.shape[1:])) == points * 3)
         self._flag_idx = next(i for i, o in enumerate(outs) if int(np.prod(o.shape[1:])) == 1)
-        self.iris = as_model(iris_model, threads) if iris and name == "facemesh" else None
+        self.iris = as_model(iris_model, threads, runtime) if iris and name == "facemesh" else None
         if self.iris is not None:
             io = self.iris.session.get_outputs()
             self._iris_idx = next(i for i, o in enumerate(io) if int(np.prod(o.shape[1:])) == 15)

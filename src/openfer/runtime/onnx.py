@@ -144,6 +144,8 @@ def verified_path(name: str) -> Path:
 class OnnxModel:
     """An ONNX Runtime session with its registry entry and embedded spec."""
 
+    runtime = "onnxruntime"  # which runtime runs it (LiteRTModel: "litert")
+
     name: str
     path: Path
     session: Any
@@ -200,7 +202,18 @@ class OnnxModel:
         return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
 
 
-def as_model(model: str | Path | OnnxModel, threads: int = 0) -> OnnxModel:
-    """``model`` when it is already loaded, else :meth:`OnnxModel.load` of the name or path: every
-    component takes either, so a caller (a test, a worker with its own providers) can hand one in."""
-    return model if isinstance(model, OnnxModel) else OnnxModel.load(model, threads=threads)
+def as_model(model: str | Path | OnnxModel, threads: int = 0, runtime: str = "auto") -> OnnxModel:
+    """``model`` when it is already loaded, else the shipped model of that name on ``runtime``
+    (:func:`openfer.runtime.litert.load`: ``"auto"`` takes LiteRT for the models that have a
+    ``.tflite`` twin when ``ai-edge-litert`` is installed) or the ``.onnx`` file at that path on ONNX
+    Runtime. Every component takes either, so a caller (a test, a worker with its own providers) can
+    hand one in."""
+    if isinstance(model, OnnxModel):
+        return model
+    from . import litert
+
+    if runtime not in litert.RUNTIMES:
+        raise ModelError(f"runtime {runtime!r}: choose one of {', '.join(litert.RUNTIMES)}")
+    if isinstance(model, str) and model in registry():
+        return litert.load(model, threads, runtime)
+    return OnnxModel.load(model, threads=threads)

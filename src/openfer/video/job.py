@@ -109,6 +109,7 @@ def _meta(video: VideoAnalyzer, source: str | os.PathLike[str]) -> dict:
         "video_options": dataclasses.asdict(video.options),
         "analyzer_options": dataclasses.asdict(video.analyzer.options),
         "expression_model": video.analyzer.expression.model.sha256,
+        "runtimes": video.analyzer.runtimes,
     }
 
 
