@@ -38,9 +38,18 @@ def body_nodes_to_exclude(model) -> list[str]:  # noqa: ANN001 - onnx.ModelProto
     return names[pool + 1 :]
 
 
-def quantize(src: Path, dst: Path, calib: np.ndarray, per_channel: bool = True) -> dict:
+def quantize(src: Path, dst: Path, calib: np.ndarray, per_channel: bool = True, method: str = "minmax",
+             float_convs: int = 0) -> dict:
+    """Static QDQ int8 of ``src`` into ``dst``; ``float_convs``: the first that many Conv nodes stay
+    float too (the first layers see raw pixels and are the usual source of int8 error)."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
@@ -55,8 +64,12 @@ def quantize(src: Path, dst: Path, calib: np.ndarray, per_channel: bool = True) 
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
     model = onnx.load(str(pre))
     exclude = body_nodes_to_exclude(model)
+    exclude += [n.name for n in model.graph.node if n.op_type == "Conv"][:float_convs]
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
     quantize_static(str(pre), str(dst), Reader(calib), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                    calibrate_method=methods[method])
     pre.unlink()
     q = onnx.load(str(dst))  # the spec metadata (classes, template, open-set calibration) is kept
     meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
@@ -65,7 +78,8 @@ def quantize(src: Path, dst: Path, calib: np.ndarray, per_channel: bool = True) 
         q.metadata_props.add(key=k, value=v)
     onnx.save(q, str(dst))
     return {"format": "QDQ", "weights": "int8 per-channel" if per_channel else "int8 per-tensor",
-            "activations": "uint8", "calibration_method": "MinMax", "excluded_nodes": exclude}
+            "activations": "uint8", "calibration_method": method, "float_convs": float_convs,
+            "excluded_nodes": exclude}
 
 
 def evaluate(classifier, crops: np.ndarray, labels: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -115,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib", type=int, default=512, help="FER2013Train images for calibration")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
+    p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax",
+                   help="activation range calibration (ONNX Runtime's CalibrationMethod)")
+    p.add_argument("--float-convs", type=int, default=0, metavar="N", help="keep the first N Conv nodes float")
     p.add_argument("--report", type=Path, default=None, help="default docs/models/<model>_int8.json")
     a = p.parse_args(argv)
 
@@ -129,14 +146,15 @@ def main(argv: list[str] | None = None) -> int:
 
     fp = OnnxModel.load(a.model, threads=1)
     ref = ExpressionClassifier(fp, threads=1)
-    train = relabel(read_dataset(a.ferplus, "ferplus", "FER2013Train"), tuple(ref.classes))
+    train = relabel(read_dataset(a.ferplus, "ferplus", "train"), tuple(ref.classes))
     train = train.subset(train.labels >= 0)
     pick = np.zeros(len(train), bool)
     pick[np.random.default_rng(a.seed).choice(len(train), min(a.calib, len(train)), replace=False)] = True
     calib = preprocess(load_gray_stack(train.subset(pick), ref.spec.size), ref.spec, flip=False).astype(np.float32)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    recipe = quantize(fp.path, a.out, calib, per_channel=not a.per_tensor)
+    recipe = quantize(fp.path, a.out, calib, per_channel=not a.per_tensor, method=a.method,
+                      float_convs=a.float_convs)
     recipe |= {"calibration_images": int(pick.sum()), "calibration_split": "FER2013Train", "seed": a.seed,
                "seconds": round(time.perf_counter() - t0, 1)}
     q = ExpressionClassifier(OnnxModel.load(a.out, threads=1), threads=1)
@@ -146,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                     "int8": {"file": str(a.out), "sha256": sha256_file(a.out), "size_bytes": a.out.stat().st_size},
                     "recipe": recipe, "onnxruntime": onnxruntime.__version__,
                     "protocol": "FER+ majority labels, 48x48 crops, mirror averaging (flip) as shipped", "splits": {}}
-    for split in ("FER2013Valid", "FER2013Test"):
-        data = relabel(read_dataset(a.ferplus, "ferplus", split), tuple(ref.classes))
+    for split, key in (("FER2013Valid", "valid"), ("FER2013Test", "test")):
+        data = relabel(read_dataset(a.ferplus, "ferplus", key), tuple(ref.classes))
         data = data.subset(data.labels >= 0)
         crops = load_gray_stack(data, ref.spec.size)
         rf, pf, uf = evaluate(ref, crops, data.labels)

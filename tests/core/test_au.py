@@ -239,3 +239,24 @@ def test_bad_inputs():
         pspi(np.zeros((2, 3)))
     with pytest.raises(InputError):
         neutral_baseline(np.zeros((0, 468, 3)), REF)
+
+
+def test_calibrated_intensities_equal_the_per_au_definition_on_both_evidence_paths():
+    """:meth:`AuCalibration.intensities` (one matrix product) against its definition, AU by AU:
+    :func:`knot_intensity` of :meth:`AuCalibration.changes`, on the reference face and expressive
+    variants, with blendshapes (random in [0, 1]) and without (NaN columns), rows mixed."""
+    from openfer.components.au import calibration, estimate_evidence
+    from openfer.core.au import knot_intensity, source_key
+
+    cal = calibration()
+    faces = np.stack([to_image(m, yaw=y) for m in (REF, smile(REF), open_jaw(REF), close_eyes(REF))
+                      for y in (0.0, 0.3)])
+    bs = np.random.default_rng(1).uniform(0, 1, (len(faces), 52))
+    ev = np.concatenate([estimate_evidence(faces, bs), estimate_evidence(faces, None)])
+    got = cal.intensities(ev)
+    base = np.broadcast_to(cal.neutral, ev.shape)
+    for rows, use_bs in ((slice(0, len(faces)), True), (slice(len(faces), None), False)):
+        d = cal.changes(ev[rows], base[rows], use_bs)
+        want = np.stack([knot_intensity(d[n], *cal.knots[source_key(n, use_bs)]) for n in AU_NAMES], 1)
+        np.testing.assert_allclose(got[rows], want, rtol=1e-12, atol=1e-12)
+    assert (got[: len(faces)] > 0).any() and (got[len(faces) :] > 0).any()

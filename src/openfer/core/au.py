@@ -54,6 +54,7 @@ AU6/AU7, AU25/AU26) are only approximated.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -241,16 +242,56 @@ def frontalize(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return out
 
 
-def _y(p: np.ndarray, idx: int | tuple[int, ...]) -> np.ndarray:
-    return p[:, np.atleast_1d(idx), 1].mean(1)
+def _key(idx: int | tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.atleast_1d(idx))
 
 
-def _z(p: np.ndarray, idx: int | tuple[int, ...]) -> np.ndarray:
-    return p[:, np.atleast_1d(idx), 2].mean(1)
+# Every landmark group whose mean y (or z) and every pair whose distance :func:`au_features` reads.
+# The means of all groups come out of one matrix product and the distances out of one norm (a
+# frame's features cost ~0.1 ms instead of ~1.5 ms as ~100 small numpy calls).
+_Y_GROUPS = tuple(dict.fromkeys(_key(g) for g in (
+    (13, 14), _NASAL_RIDGE, _SUBNASALE, _UPPER_LIP_TOP, _CHIN, 0, 13, 14, 17, _UPPER_LIP_INNER,
+    _LOWER_LIP_INNER,
+    *(g for s in (_R, _L) for g in (_EYE_CORNERS[s], *_EYE_CORNERS[s], _UPPER_LID[s], _LOWER_LID[s],
+                                    _INNER_BROW[s], _OUTER_BROW[s], _CHEEK[s], _NOSE_WING[s], _LIP_CORNER[s])),
+)))
+_Z_GROUPS = tuple(dict.fromkeys(_key(g) for g in ((0, 17, 13, 14), *_LIP_CORNER)))
+_PAIRS = tuple(dict.fromkeys((
+    *(_EYE_CORNERS[s] for s in (_R, _L)),
+    *((b, _EYE_CORNERS[s][1]) for s in (_R, _L) for b in _BROW_KNIT[s]),
+    _LIP_CORNER, (_NOSE_TIP, 17), (_NOSE_TIP, 152),
+)))
 
 
-def _dist(p: np.ndarray, a: int, b: int) -> np.ndarray:
-    return np.linalg.norm(p[:, a] - p[:, b], axis=-1)
+def _mean_matrix(groups: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    w = np.zeros((468, len(groups)))
+    for j, g in enumerate(groups):
+        w[list(g), j] = 1.0 / len(g)
+    return w
+
+
+_WY, _WZ = _mean_matrix(_Y_GROUPS), _mean_matrix(_Z_GROUPS)
+_PAIR_A, _PAIR_B = (np.array(x) for x in zip(*_PAIRS, strict=True))
+
+
+class _Reads:
+    """The group means and pair distances of ``(N, 468, 3)`` meshes, each computed once."""
+
+    def __init__(self, p: np.ndarray) -> None:
+        # einsum, not @: a row's result must not depend on the batch size (BLAS blocks by size)
+        self._y = dict(zip(_Y_GROUPS, np.einsum("nk,kg->gn", p[:, :, 1], _WY), strict=True))
+        self._z = dict(zip(_Z_GROUPS, np.einsum("nk,kg->gn", p[:, :, 2], _WZ), strict=True))
+        d = np.linalg.norm(p[:, _PAIR_A] - p[:, _PAIR_B], axis=-1)
+        self._d = dict(zip(_PAIRS, d.T, strict=True))
+
+    def y(self, idx: int | tuple[int, ...]) -> np.ndarray:
+        return self._y[_key(idx)]
+
+    def z(self, idx: int | tuple[int, ...]) -> np.ndarray:
+        return self._z[_key(idx)]
+
+    def dist(self, a: int, b: int) -> np.ndarray:
+        return self._d[(a, b)]
 
 
 def au_features(frontal: np.ndarray) -> np.ndarray:
@@ -259,33 +300,34 @@ def au_features(frontal: np.ndarray) -> np.ndarray:
     p = np.asarray(frontal, dtype=np.float64)
     if p.ndim != 3 or p.shape[1:] != (468, 3):
         raise ShapeError("frontal", "(N, 468, 3)", p.shape)
+    r = _Reads(p)
     side: dict[str, list[np.ndarray]] = {k: [] for k in _SIDED}
-    lip_mid_y = _y(p, (13, 14))
-    lip_mid_z = _z(p, (0, 17, 13, 14))
-    ridge_y = _y(p, _NASAL_RIDGE)
+    lip_mid_y = r.y((13, 14))
+    lip_mid_z = r.z((0, 17, 13, 14))
+    ridge_y = r.y(_NASAL_RIDGE)
     for s in (_R, _L):
         outer, inner = _EYE_CORNERS[s]
-        eye_y = _y(p, (outer, inner))
-        eye_w = _dist(p, outer, inner)
-        upper, lower = _y(p, _UPPER_LID[s]), _y(p, _LOWER_LID[s])
-        side["inner_brow_height"].append(_y(p, _INNER_BROW[s]) - _y(p, inner))
-        side["outer_brow_height"].append(_y(p, _OUTER_BROW[s]) - _y(p, outer))
-        side["brow_eye_distance"].append(np.mean([_dist(p, b, inner) for b in _BROW_KNIT[s]], 0))
+        eye_y = r.y((outer, inner))
+        eye_w = r.dist(outer, inner)
+        upper, lower = r.y(_UPPER_LID[s]), r.y(_LOWER_LID[s])
+        side["inner_brow_height"].append(r.y(_INNER_BROW[s]) - r.y(inner))
+        side["outer_brow_height"].append(r.y(_OUTER_BROW[s]) - r.y(outer))
+        side["brow_eye_distance"].append(sum(r.dist(b, inner) for b in _BROW_KNIT[s]) / len(_BROW_KNIT[s]))
         side["upper_lid_height"].append((upper - eye_y) / eye_w)
         side["lower_lid_height"].append((lower - eye_y) / eye_w)
         side["eye_aperture"].append((upper - lower) / eye_w)
-        side["cheek_height"].append(_y(p, _CHEEK[s]) - eye_y)
-        side["nose_wing_height"].append(_y(p, _NOSE_WING[s]) - ridge_y)
-        side["lip_corner_height"].append(_y(p, _LIP_CORNER[s]) - lip_mid_y)
-        side["lip_corner_depth"].append(_z(p, _LIP_CORNER[s]) - lip_mid_z)
+        side["cheek_height"].append(r.y(_CHEEK[s]) - eye_y)
+        side["nose_wing_height"].append(r.y(_NOSE_WING[s]) - ridge_y)
+        side["lip_corner_height"].append(r.y(_LIP_CORNER[s]) - lip_mid_y)
+        side["lip_corner_depth"].append(r.z(_LIP_CORNER[s]) - lip_mid_z)
     f = {k: (v[_R] + v[_L]) / 2 for k, v in side.items()}
-    f["nose_lip_distance"] = _y(p, _SUBNASALE) - _y(p, _UPPER_LIP_TOP)
-    f["chin_height"] = _y(p, _CHIN)
-    f["mouth_width"] = _dist(p, *_LIP_CORNER)
-    f["lip_red_height"] = (_y(p, 0) - _y(p, 13)) + (_y(p, 14) - _y(p, 17))
-    f["mouth_height"] = _y(p, 0) - _y(p, 17)
-    f["lip_aperture"] = _y(p, _UPPER_LIP_INNER) - _y(p, _LOWER_LIP_INNER)
-    f["lower_face_height"] = (_dist(p, _NOSE_TIP, 17) + _dist(p, _NOSE_TIP, 152)) / 2
+    f["nose_lip_distance"] = r.y(_SUBNASALE) - r.y(_UPPER_LIP_TOP)
+    f["chin_height"] = r.y(_CHIN)
+    f["mouth_width"] = r.dist(*_LIP_CORNER)
+    f["lip_red_height"] = (r.y(0) - r.y(13)) + (r.y(14) - r.y(17))
+    f["mouth_height"] = r.y(0) - r.y(17)
+    f["lip_aperture"] = r.y(_UPPER_LIP_INNER) - r.y(_LOWER_LIP_INNER)
+    f["lower_face_height"] = (r.dist(_NOSE_TIP, 17) + r.dist(_NOSE_TIP, 152)) / 2
     for k in ("lip_corner_height", "lip_corner_depth"):
         f[k + "_R"], f[k + "_L"] = side[k][_R], side[k][_L]
     return np.stack([f[k] for k in FEATURE_NAMES], 1)
@@ -555,7 +597,29 @@ class AuCalibration:
         gate = smile_gate(au12, self.smile_full)
         return {name: change(name) * gate if name in SMILE_GATED else change(name) for name in AU_NAMES}
 
+    @cached_property
+    def _linear(self) -> dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per evidence path, :meth:`changes` and the knots as arrays: the channels read, the
+        ``(channels, AUs)`` matrix of signed channel means, and each AU's k1 and k2."""
+        out = {}
+        for use_bs in (True, False):
+            srcs = [au_source(name, use_bs) for name in AU_NAMES]
+            used = sorted({self.names.index(c) for chans, _ in srcs for c in chans})
+            w = np.zeros((len(used), len(AU_NAMES)))
+            for j, (chans, sign) in enumerate(srcs):
+                for c in chans:
+                    w[used.index(self.names.index(c)), j] += sign / len(chans)
+            k = np.array([self.knots[source_key(name, use_bs)] for name in AU_NAMES])
+            out[use_bs] = (np.array(used), w, k[:, 0], k[:, 1])
+        return out
+
     def _intensities(self, ev: np.ndarray, base: np.ndarray, use_bs: bool) -> np.ndarray:
-        d = self.changes(ev, base, use_bs)
-        cols = [knot_intensity(d[name], *self.knots[source_key(name, use_bs)]) for name in AU_NAMES]
-        return np.stack(cols, 1)
+        """:func:`knot_intensity` of each AU's :meth:`changes`, as one matrix product (the same
+        numbers as the per-AU loop of :meth:`changes` up to rounding, ~0.05 ms instead of ~1.5 ms)."""
+        used, w, k1, k2 = self._linear[use_bs]
+        d = np.einsum("nc,ca->na", ev[:, used] - base[:, used], w)  # batch-independent rounding
+        gated = np.array([name in SMILE_GATED for name in AU_NAMES])
+        i12 = AU_NAMES.index("AU12")
+        au12 = knot_intensity(d[:, i12], k1[i12], k2[i12])
+        d[:, gated] *= smile_gate(au12, self.smile_full)[:, None]
+        return knot_intensity(d, k1, k2)
