@@ -37,6 +37,7 @@ from openfer.eval.datasets import load_gray_stack, read_ferplus
 from openfer.eval.evaluate import read_dataset
 from openfer.eval.metrics import classification_report
 from openfer.io.images import read_image
+from openfer.io.tables import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLIT_NAMES = {"valid": "FER2013Valid", "test": "FER2013Test"}
@@ -136,6 +137,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "framing")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/ alone")
+    ap.add_argument("--json", type=Path, help="also write the results to this file (with --no-doc: only there)")
     a = ap.parse_args()
     models = dict(m.split("=", 1) for m in a.models)
     data = read_ferplus(a.ferplus, a.split)
@@ -158,6 +160,8 @@ def main() -> None:
         out["results"][label] = res
         for c, r in res.items():
             print(f"{label:22s} {c:28s} acc {r['accuracy']:.4f} UAR {r['uar']:.4f} ECE {r['ece']:.4f}", flush=True)
+    if a.json is not None:
+        write_json(out, a.json)
     if a.no_doc:
         return
     (ROOT / "docs" / f"framing_robustness_{a.split}.json").write_text(json.dumps(out, indent=1) + "\n")

@@ -60,11 +60,16 @@ def peer_lines() -> list[str]:
     if not path.exists():
         return []
     peers = json.loads(path.read_text())
-    m, mp = peers["machine"], next(iter(peers["runs"].values())).get("mediapipe_worker") or {}
+    first = next(iter(peers["runs"].values()))
+    m, mp, of = peers["machine"], first.get("mediapipe_worker") or {}, first.get("openfer_worker") or {}
+    litert = of.get("ai-edge-litert")
+    runtime = (f"the MediaPipe models on LiteRT (ai-edge-litert {litert}, `openfer[litert]`), the expression model "
+               f"on ONNX Runtime {of.get('onnxruntime', '?')}" if litert else f"ONNX Runtime {of.get('onnxruntime', '?')}")
     lines = [
         f"Speed against MediaPipe, measured side by side (`benchmarks/bench_peers.py`: both sides as persistent "
         f"workers with their models loaded, timed runs alternating, decode included; {m['cpu']}, "
-        f"{m['logical_cores']} cores, commit {m['commit']}, MediaPipe {mp.get('mediapipe', '?')}). openfer runs its "
+        f"{m['logical_cores']} cores, commit {m['commit']}, MediaPipe {mp.get('mediapipe', '?')}; openfer with "
+        f"{runtime}). openfer runs its "
         "whole analysis, MediaPipe its face landmarks alone (FaceMesh in tracking mode for video, static "
         "image mode with 478 points for photos):",
         "",
@@ -73,7 +78,8 @@ def peer_lines() -> list[str]:
     ]
     for cores, run in peers["runs"].items():
         for name, r in run["ratios"].items():
-            lines.append(f"| {name} | {cores} | **{r['value']:.2f}** | {r['target']} | {'yes' if r['met'] else 'no'} | "
+            met = "–" if r["met"] is None else ("yes" if r["met"] else "no")
+            lines.append(f"| {name} | {cores} | **{r['value']:.2f}** | {r['target'] or '–'} | {met} | "
                          f"{r['pairs_min']:.2f}-{r['pairs_max']:.2f} |")
     lines += ["", "Absolute figures of the same machine and other runs follow.", ""]
     return lines

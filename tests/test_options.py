@@ -29,7 +29,7 @@ from openfer.runtime.onnx import list_models, registry, sha256_file
         ("mesh", "facemesh_v3", "mesh: expected 'facemesh' or 'facemesh_v2', got 'facemesh_v3'"),
         ("mesh_passes", 0, "mesh_passes: expected an integer >= 1, got 0"),
         ("detector", "fernet_s", r"detector: expected a shipped model \(blazeface_short, blazeface_full\) or an .onnx"),
-        ("expression_model", "facemesh", r"expression_model: expected a shipped model \(fernet_s\) or an .onnx"),
+        ("expression_model", "facemesh", r"expression_model: expected a shipped model \(fernet_s, fernet_s_int8\) or an .onnx"),
         ("expression_model", "missing.onnx", "expression_model: missing.onnx: model file not found"),
         ("va_model", "fernet_s", "va_model: expected the path of an .onnx file, got 'fernet_s'"),
     ],
@@ -44,7 +44,7 @@ def test_presets_and_overrides_resolve_to_validated_picklable_options():
         assert pickle.loads(pickle.dumps(opts)) == opts, name
     o = resolve_options("fast", threads=1)
     assert o == AnalyzerOptions(min_face=None, detector="blazeface_short", mesh_passes=1, iris=False, flip=False,
-                                threads=1)
+                                expression_model="fernet_s_int8", threads=1)
     assert resolve_options(o) == o
     with pytest.raises(InputError, match=r"unknown Analyzer option 'treads' \(did you mean 'threads'\?\)"):
         resolve_options("default", treads=2)
