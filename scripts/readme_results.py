@@ -81,6 +81,9 @@ def peer_lines() -> list[str]:
             met = "–" if r["met"] is None else ("yes" if r["met"] else "no")
             lines.append(f"| {name} | {cores} | **{r['value']:.2f}** | {r['target'] or '–'} | {met} | "
                          f"{r['pairs_min']:.2f}-{r['pairs_max']:.2f} |")
+    if any("onnxruntime" in name for run in peers["runs"].values() for name in run["ratios"]):
+        lines += ["", "`openfer onnxruntime`: the same openfer with `runtime=\"onnxruntime\"` in the same run, what a "
+                  "core install without the `litert` extra runs; its ratio is the gain of the LiteRT runtime."]
     lines += ["", "Absolute figures of the same machine and other runs follow.", ""]
     return lines
 
