@@ -227,3 +227,26 @@ def test_progress_line_on_a_terminal(tmp_path, monkeypatch, command):
     assert rc == EXIT_OK
     text = tty.getvalue()
     assert "images/s" in text and "\r" in text
+
+
+def test_expression_model_and_runtime_flags_reach_the_analyzer(tmp_path, capsys):
+    from openfer import Analyzer
+
+    classes = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+    got = {}
+    for model in ("fernet_s", "fernet_s_int8"):
+        out = tmp_path / f"{model}.json"
+        assert main(["analyze", str(PHOTOS / "multi_face.jpg"), "--preset", "fast", "--expression-model", model,
+                     "--runtime", "onnxruntime", "--json", str(out), "-q"]) == EXIT_OK
+        doc = json.loads(out.read_text())
+        assert doc["openfer"]
+        got[model] = [[f[c] for c in classes] for f in doc["images"][0]["faces"]]
+        ref = Analyzer("fast", expression_model=model, runtime="onnxruntime").analyze(PHOTOS / "multi_face.jpg").faces
+        assert len(got[model]) == len(ref) >= 2
+        for row, want in zip(got[model], ref.expressions, strict=True):
+            assert max(abs(a - b) for a, b in zip(row, want, strict=True)) < 1e-4
+    assert got["fernet_s"] != got["fernet_s_int8"]  # the flag changed the model
+    capsys.readouterr()
+    assert main(["analyze", str(PHOTOS / "single_face.jpg"), "--expression-model", "nope", "-q"]) == EXIT_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "AnalyzerOptions.expression_model" in err[0], err
