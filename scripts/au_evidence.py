@@ -28,6 +28,7 @@ from openfer.components.landmarks import FaceMesh, rois_from_detections
 from openfer.components.pose import reference_face
 from openfer.core import au
 from openfer.eval.datasets import load_gray_stack, read_ferplus
+from openfer.eval.subgroups import largest_box
 from openfer.io.images import read_image
 from openfer.train.template import mesh_on_crops
 
@@ -75,7 +76,7 @@ def photos(folder: Path) -> dict:
         d = det(rgb)
         if len(d.boxes) == 0:
             continue
-        i = int(np.argmax((d.boxes[:, 2] - d.boxes[:, 0]) * (d.boxes[:, 3] - d.boxes[:, 1])))
+        i = largest_box(d.boxes)
         c, s, a = rois_from_detections(d.boxes[i : i + 1], d.keypoints[i : i + 1])
         lm2, sc2 = m2(rgb, c, s, a)
         lm1, _ = m1(rgb, c, s, a)

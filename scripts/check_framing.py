@@ -21,6 +21,7 @@ from openfer.components.expression import ExpressionClassifier
 from openfer.errors import InputError
 from openfer.eval.evaluate import read_dataset
 from openfer.eval.metrics import classification_report
+from openfer.eval.subgroups import largest_face
 from openfer.io.images import read_image
 from openfer.pipeline import Analyzer
 
@@ -46,12 +47,12 @@ def main() -> None:
             rgb = read_image(path)
         except InputError:
             continue
-        f = an.analyze_rgb(rgb).faces
-        if not len(f):
+        res = an.analyze_rgb(rgb)
+        k = largest_face(res)
+        if k < 0:
             continue
-        k = int(np.argmax((f.boxes[:, 2] - f.boxes[:, 0]) * (f.boxes[:, 3] - f.boxes[:, 1])))
         images.append(rgb)
-        lms.append(f.landmarks[k : k + 1])
+        lms.append(res.faces.landmarks[k : k + 1])
         ys.append(y)
     clf: ExpressionClassifier = an.expression
     base = clf.spec

@@ -36,6 +36,7 @@ from openfer.errors import InputError
 from openfer.eval.datasets import load_gray_stack, read_ferplus
 from openfer.eval.evaluate import read_dataset
 from openfer.eval.metrics import classification_report
+from openfer.eval.subgroups import largest_face
 from openfer.io.images import read_image
 from openfer.io.tables import write_json
 
@@ -72,10 +73,10 @@ def photo_crops(photos: Path, clf: ExpressionClassifier, cache: Path) -> dict:
             rgb = read_image(p)
         except InputError:
             continue
-        f = an.analyze_rgb(rgb).faces
-        if len(f):
-            k = int(np.argmax((f.boxes[:, 2] - f.boxes[:, 0]) * (f.boxes[:, 3] - f.boxes[:, 1])))
-            crops[i] = clf.crops(rgb, f.landmarks[k : k + 1])[0]
+        res = an.analyze_rgb(rgb)
+        k = largest_face(res)
+        if k >= 0:
+            crops[i] = clf.crops(rgb, res.faces.landmarks[k : k + 1])[0]
             found[i] = True
     out = {"crops": crops, "found": found, "labels": data.labels}
     cache.mkdir(parents=True, exist_ok=True)

@@ -317,3 +317,18 @@ def test_markdown_names_classes_too_thin_for_uar():
     # that one image of b is missed: UAR = (1 + 0) / 2 while accuracy is 40/41
     m = audit.doc["groups"][0]["metrics"]
     assert m["uar"]["value"] == pytest.approx(0.5) and m["accuracy"]["value"] == pytest.approx(40 / 41)
+
+
+def test_largest_box_and_face_pick_the_largest_area_first_of_equals(analyzer):
+    from conftest import PHOTOS
+
+    from openfer.eval.subgroups import largest_box, largest_face
+
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 25, 15], [0, 0, 20, 10], [1, 1, 2, 2]], float)  # areas 100, 200, 200, 1
+    assert largest_box(boxes) == 1
+    assert largest_box(np.zeros((0, 4))) == -1
+    assert largest_face(None) == -1
+    res = analyzer.analyze(PHOTOS / "multi_face.jpg")
+    b = res.faces.boxes
+    areas = [(x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in b]
+    assert len(b) == 5 and largest_face(res) == areas.index(max(areas))

@@ -96,12 +96,17 @@ class ResultRecorder:
         return res
 
 
+def largest_box(boxes: np.ndarray) -> int:
+    """Index of the largest ``(x1, y1, x2, y2)`` box by area (the first of equals); -1: no boxes."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return int(np.argmax((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))) if len(b) else -1
+
+
 def largest_face(res) -> int:  # noqa: ANN001
     """Index of the largest face (box area) of a FrameResult, as ``score_detect`` picks it; -1: none."""
     if res is None or not len(res.faces):
         return -1
-    b = res.faces.boxes
-    return int(np.argmax((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))
+    return largest_box(res.faces.boxes)
 
 
 def sample_scores(data: LabeledImages, ev: Evaluation, recorder: ResultRecorder | None = None) -> SampleScores:
