@@ -233,6 +233,9 @@ class Located:
     landmark_scores: np.ndarray  # (F,)
     index: np.ndarray  # (F,) int64 ROI index of each face
     timings: dict[str, float]
+    # (F, 52) when the locate stage already ran the blendshape model (video does, to balance its two
+    # pipeline stages); None: describe runs it
+    blendshapes: np.ndarray | None = None
 
 
 class Analyzer:
@@ -491,7 +494,9 @@ class Analyzer:
             probs, unknown = self.expression.classify(rgb, lmk)
             t["expression"] = time.perf_counter() - t0
             bs = None
-            if self.blendshapes is not None:
+            if self.blendshapes is not None and located.blendshapes is not None and len(located.blendshapes) == len(lmk):
+                bs = located.blendshapes  # its time is in located.timings
+            elif self.blendshapes is not None:
                 t0 = time.perf_counter()
                 bs = self.blendshapes(lmk)
                 t["blendshapes"] = time.perf_counter() - t0

@@ -68,10 +68,39 @@ def test_pipelined_iteration_equals_frame_by_frame_steps(single_frames):
     assert len(stepped) == len(single_frames) == 72
     for a, b in zip(stepped, single_frames, strict=True):
         assert a.frame_index == b.frame_index and a.track_ids.tolist() == b.track_ids.tolist()
-        for name in ("boxes", "landmarks", "poses", "expressions", "aus", "pspi"):
+        for name in ("boxes", "landmarks", "poses", "expressions", "aus", "pspi", "blendshapes"):
             np.testing.assert_array_equal(getattr(a.faces, name), getattr(b.faces, name), err_msg=name)
         assert a.au_baseline.tolist() == b.au_baseline.tolist() and a.faces.reasons == b.faces.reasons
     assert sum(bool(f.au_baseline[0]) for f in single_frames) > 50  # the per-person baseline was used
+
+
+def test_video_blendshapes_come_from_the_tracking_stage_and_match_the_model_on_the_landmarks(single_frames):
+    """Video runs the blendshape model in the tracking stage (beside the mesh), not in the describe
+    worker thread; the numbers are the model's on each frame's landmarks (stored as float32, hence
+    the tolerance)."""
+    import threading
+
+    video = video_analyzer()
+    bs_model = video.analyzer.blendshapes
+    threads: list[str] = []
+    model_call = bs_model.__call__
+
+    class Spy:
+        def __call__(self, landmarks):
+            threads.append(threading.current_thread().name)
+            return model_call(landmarks)
+
+    video.analyzer.blendshapes = Spy()
+    try:
+        assert len(list(video.run(SINGLE_FACE))) == 72
+    finally:
+        video.analyzer.blendshapes = bs_model
+    assert len(threads) == 72 and not any(t.startswith("openfer-describe") for t in threads)
+    with_faces = [f for f in single_frames if len(f.faces)]
+    assert len(with_faces) == 72 and all("blendshapes" in f.result.timings for f in with_faces)
+    for f in with_faces[::9]:
+        want = bs_model(f.faces.landmarks.astype(np.float64))
+        np.testing.assert_allclose(f.faces.blendshapes, want, atol=1e-4)
 
 
 def test_tracked_frames_agree_with_per_frame_analysis(single_frames):

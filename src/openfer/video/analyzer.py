@@ -522,6 +522,14 @@ class VideoRun:
         self._since = 1 if detect else self._since + 1
         self._since_scan = 1 if scan else self._since_scan + 1
         self._index, self._done = index, self._done + 1
+        if an.blendshapes is not None and len(located.landmarks):
+            # in this stage, not in describe's: with the mesh on LiteRT the describe stage (expression,
+            # AUs, reasons) is the slower of the two, and the blendshapes need only the landmarks
+            t0 = time.perf_counter()
+            bs = an.blendshapes(located.landmarks)
+            located = dataclasses.replace(
+                located, blendshapes=bs, timings={**located.timings, "blendshapes": time.perf_counter() - t0}
+            )
         return located, ids
 
 
