@@ -10,16 +10,22 @@ End-to-end ``Analyzer.analyze_rgb`` on the 640x360 one-face frame and the five-f
 * ``saliency``: the occlusion-saliency overlay of ``--explain --annotate`` on top of the default
   (``openfer.explain.saliency.saliency_image``).
 
-Usage: python benchmarks/bench_outputs.py [--repeats 30] [--warmup 3] [--out benchmarks/results/outputs.json]
+The four analysis variants take turns: ``--rounds`` rounds of ``repeats / rounds`` calls each, the
+order reversed every other round, so that load which comes and goes falls on all of them alike (run
+one after the other, two runs on the shared AMD machine disagreed by up to 27 ms on the differences).
+
+Usage: python benchmarks/bench_outputs.py [--repeats 30] [--rounds 6] [--warmup 3] [--out benchmarks/results/outputs.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 from bench_pipeline import IMAGES, machine, timed
 
 from openfer.explain.saliency import saliency_image
@@ -28,7 +34,29 @@ from openfer.io.tables import write_json
 from openfer.pipeline import Analyzer
 
 
-def bench(threads: int, warmup: int, repeats: int) -> dict:
+def alternating(fns: dict, warmup: int, repeats: int, rounds: int) -> dict[str, dict]:
+    """:func:`bench_pipeline.timed`'s statistics for each of ``fns``, their calls interleaved."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    ts: dict[str, list[float]] = {k: [] for k in fns}
+    per = max(repeats // rounds, 1)
+    names = list(fns)
+    for r in range(rounds):
+        for k in names if r % 2 == 0 else names[::-1]:
+            for _ in range(per):
+                t = time.perf_counter()
+                fns[k]()
+                ts[k].append((time.perf_counter() - t) * 1000)
+    out = {}
+    for k, v in ts.items():
+        q25, med, q75 = np.percentile(v, [25, 50, 75])
+        out[k] = {"median_ms": round(float(med), 3), "iqr_ms": [round(float(q25), 3), round(float(q75), 3)],
+                  "per_second": round(1000.0 / float(med), 1), "repeats": len(v)}
+    return out
+
+
+def bench(threads: int, warmup: int, repeats: int, rounds: int) -> dict:
     cv2.setNumThreads(threads)
     variants = {
         "label_only": Analyzer(threads=threads, aus=False, explain=False, blendshapes=False),
@@ -39,9 +67,8 @@ def bench(threads: int, warmup: int, repeats: int) -> dict:
     out = {}
     for name, path in IMAGES.items():
         rgb = read_image(path)
-        row = {}
-        for v, an in variants.items():
-            row[v] = timed(lambda an=an: an.analyze_rgb(rgb), warmup, repeats)
+        row = alternating({v: (lambda an=an: an.analyze_rgb(rgb)) for v, an in variants.items()},
+                          warmup, repeats, rounds)
         an = variants["aus_explain"]
         faces = an.analyze_rgb(rgb).faces
         row["saliency"] = timed(lambda: saliency_image(an, rgb, faces), 1, max(repeats // 5, 3))
@@ -62,14 +89,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=6, help="alternating rounds of repeats/rounds calls per variant")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "outputs.json"))
     a = ap.parse_args()
     res = {
         "suite": "outputs",
         "machine": machine(),
-        "settings": {"warmup": a.warmup, "repeats": a.repeats, "preset": "default"},
-        "threads": {str(t): bench(t, a.warmup, a.repeats) for t in a.threads},
+        "settings": {"warmup": a.warmup, "repeats": a.repeats, "rounds": a.rounds, "order": "alternating",
+                     "preset": "default"},
+        "threads": {str(t): bench(t, a.warmup, a.repeats, a.rounds) for t in a.threads},
     }
     write_json(res, a.out)
     for t, r in res["threads"].items():
