@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
-from bench_pipeline import IMAGES, machine, timed
+from bench_pipeline import IMAGES, machine, timed, timing_stats
 
 from openfer.explain.saliency import saliency_image
 from openfer.io.images import read_image
@@ -48,12 +47,7 @@ def alternating(fns: dict, warmup: int, repeats: int, rounds: int) -> dict[str, 
                 t = time.perf_counter()
                 fns[k]()
                 ts[k].append((time.perf_counter() - t) * 1000)
-    out = {}
-    for k, v in ts.items():
-        q25, med, q75 = np.percentile(v, [25, 50, 75])
-        out[k] = {"median_ms": round(float(med), 3), "iqr_ms": [round(float(q25), 3), round(float(q75), 3)],
-                  "per_second": round(1000.0 / float(med), 1), "repeats": len(v)}
-    return out
+    return {k: timing_stats(v) for k, v in ts.items()}
 
 
 def bench(threads: int, warmup: int, repeats: int, rounds: int) -> dict:

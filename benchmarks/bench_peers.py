@@ -381,14 +381,13 @@ def bench(a: argparse.Namespace, cores: int, peer: str | None, clips: dict[str, 
             for k, d in dec.items():
                 row[k]["decode_only_frames_per_second"] = round(d["frames"] * 1000 / d["ms"], 1)
             out["video"][name] = row
+            fps = {k: [r["frames"] * 1000 / r["ms"] for r in v] for k, v in runs.items()}
             if ortw:
-                fps = {k: [r["frames"] * 1000 / r["ms"] for r in v] for k, v in runs.items()}
                 value = row["openfer"]["frames_per_second"] / row["openfer_onnxruntime"]["frames_per_second"]
                 out["ratios"][f"video {name}: openfer fps / openfer onnxruntime fps"] = ratio(
                     fps["openfer"], fps["openfer_onnxruntime"], value, None, True
                 )
             if mp:
-                fps = {k: [r["frames"] * 1000 / r["ms"] for r in v] for k, v in runs.items()}
                 value = row["openfer"]["frames_per_second"] / row["mediapipe"]["frames_per_second"]
                 out["ratios"][f"video {name}: openfer fps / mediapipe fps"] = ratio(
                     fps["openfer"], fps["mediapipe"], value, TARGETS["video"], True

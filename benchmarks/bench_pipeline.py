@@ -32,6 +32,17 @@ IMAGES = {
 }
 
 
+def timing_stats(ts: list[float]) -> dict:
+    """Median, IQR and throughput of call times in ms (the suites' common result row)."""
+    q25, med, q75 = np.percentile(ts, [25, 50, 75])
+    return {
+        "median_ms": round(float(med), 3),
+        "iqr_ms": [round(float(q25), 3), round(float(q75), 3)],
+        "per_second": round(1000.0 / float(med), 1),
+        "repeats": len(ts),
+    }
+
+
 def timed(fn, warmup: int, repeats: int) -> dict:
     for _ in range(warmup):
         fn()
@@ -40,13 +51,7 @@ def timed(fn, warmup: int, repeats: int) -> dict:
         t = time.perf_counter()
         fn()
         ts.append((time.perf_counter() - t) * 1000)
-    q25, med, q75 = np.percentile(ts, [25, 50, 75])
-    return {
-        "median_ms": round(float(med), 3),
-        "iqr_ms": [round(float(q25), 3), round(float(q75), 3)],
-        "per_second": round(1000.0 / float(med), 1),
-        "repeats": repeats,
-    }
+    return timing_stats(ts)
 
 
 def machine() -> dict:

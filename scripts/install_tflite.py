@@ -68,23 +68,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class Lite:
-    """One ``.tflite`` on LiteRT, one thread, outputs by tensor name."""
-
-    def __init__(self, path: Path) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interp = Interpreter(model_path=str(path), num_threads=1)
-        self.interp.allocate_tensors()
-        (self.inp,) = self.interp.get_input_details()
-        self.outs = self.interp.get_output_details()
-
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        self.interp.set_tensor(self.inp["index"], np.ascontiguousarray(x, np.float32))
-        self.interp.invoke()
-        return {d["name"]: self.interp.get_tensor(d["index"]).copy() for d in self.outs}
-
-
 def photos_rgb() -> dict[str, np.ndarray]:
     out = {}
     for p in sorted(PHOTOS.glob("*.jpg")):
@@ -135,19 +118,24 @@ def points_cases(n_random: int) -> dict[str, np.ndarray]:
 
 
 def parity(name: str, tflite: Path, cases: dict[str, np.ndarray], atol: float, rtol: float) -> dict:
-    """max |LiteRT - ONNX Runtime| per output over ``cases``; ``ok`` by the tolerance rule."""
+    """max |LiteRT - ONNX Runtime| per output over ``cases``; ``ok`` by the tolerance rule. The
+    LiteRT side is openfer's own :class:`~openfer.runtime.litert.LiteRTSession` (which refuses a
+    file whose outputs are not the ONNX model's), one thread."""
+    from openfer.errors import ModelError
     from openfer.runtime import OnnxModel
+    from openfer.runtime.litert import LiteRTSession
 
     ort_model = OnnxModel.load(name, threads=1)
     names = [o.name for o in ort_model.session.get_outputs()]
-    lite = Lite(tflite)
+    try:
+        lite = LiteRTSession(str(tflite), 1, names, dynamic_batch=False)
+    except ModelError as e:
+        raise SystemExit(f"{name}: {e}") from None
     worst = dict.fromkeys(names, 0.0)
     scale = dict.fromkeys(names, 0.0)
     for x in cases.values():
         ref = dict(zip(names, ort_model.run(x), strict=True))
-        got = lite(x)
-        if set(got) != set(names):
-            raise SystemExit(f"{name}: LiteRT outputs {sorted(got)} are not the ONNX model's {sorted(names)}")
+        got = dict(zip(names, lite.run(None, {"x": x}), strict=True))
         for n in names:
             a, b = np.asarray(ref[n], np.float64), np.asarray(got[n], np.float64).reshape(np.shape(ref[n]))
             worst[n] = max(worst[n], float(np.max(np.abs(a - b))))

@@ -243,7 +243,7 @@ def frontalize(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def _key(idx: int | tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.atleast_1d(idx))
+    return idx if isinstance(idx, tuple) else (int(idx),)  # on the hot path: no numpy call
 
 
 # Every landmark group whose mean y (or z) and every pair whose distance :func:`au_features` reads.
@@ -479,6 +479,8 @@ AU_SOURCES: dict[str, tuple[tuple[str, ...], int]] = {
 # the fitted faces, see scripts/calibrate_aus.py); SMILE_FULL (B, slight) is the default.
 SMILE_GATED: tuple[str, ...] = ("AU9", "AU10", "AU20", "AU23")
 SMILE_FULL = 2.0
+_GATED = np.array([name in SMILE_GATED for name in AU_NAMES])  # AU_NAMES columns the smile gate scales
+_I12 = AU_NAMES.index("AU12")
 
 
 def smile_gate(au12: np.ndarray, full: float = SMILE_FULL) -> np.ndarray:
@@ -600,7 +602,8 @@ class AuCalibration:
     @cached_property
     def _linear(self) -> dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Per evidence path, :meth:`changes` and the knots as arrays: the channels read, the
-        ``(channels, AUs)`` matrix of signed channel means, and each AU's k1 and k2."""
+        ``(channels, AUs)`` matrix of signed channel means, and each AU's k1 and k2 (the smile gate's
+        columns are :data:`_GATED` and :data:`_I12`)."""
         out = {}
         for use_bs in (True, False):
             srcs = [au_source(name, use_bs) for name in AU_NAMES]
@@ -618,8 +621,6 @@ class AuCalibration:
         numbers as the per-AU loop of :meth:`changes` up to rounding, ~0.05 ms instead of ~1.5 ms)."""
         used, w, k1, k2 = self._linear[use_bs]
         d = np.einsum("nc,ca->na", ev[:, used] - base[:, used], w)  # batch-independent rounding
-        gated = np.array([name in SMILE_GATED for name in AU_NAMES])
-        i12 = AU_NAMES.index("AU12")
-        au12 = knot_intensity(d[:, i12], k1[i12], k2[i12])
-        d[:, gated] *= smile_gate(au12, self.smile_full)[:, None]
+        au12 = knot_intensity(d[:, _I12], k1[_I12], k2[_I12])
+        d[:, _GATED] *= smile_gate(au12, self.smile_full)[:, None]
         return knot_intensity(d, k1, k2)

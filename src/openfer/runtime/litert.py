@@ -33,6 +33,12 @@ TFLITE_SUFFIX = "_tflite"
 RUNTIMES = ("auto", "onnxruntime", "litert")
 
 
+def check_runtime(runtime: str) -> None:
+    """A :class:`ModelError` unless ``runtime`` is one of :data:`RUNTIMES`."""
+    if runtime not in RUNTIMES:
+        raise ModelError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+
+
 def available() -> bool:
     """Whether the optional LiteRT runtime (``ai-edge-litert``) can be imported."""
     return importlib.util.find_spec("ai_edge_litert") is not None
@@ -122,11 +128,11 @@ class LiteRTModel(OnnxModel):
             raise ModelError(f"model {name!r} has no LiteRT (.tflite) file; it runs on ONNX Runtime only")
         if not available():
             raise ModelError('runtime "litert" needs the ai-edge-litert package: pip install "openfer[litert]"')
-        entry = registry()[name]
+        entry, twin_entry = registry()[name], registry()[twin]
         path, digest = verified_file(twin)
         shape = entry.get("input_shape", [])
         session = LiteRTSession(str(path), threads, list(entry["outputs"]), bool(shape) and shape[0] == "N")
-        spec = json.loads(registry()[twin].get("spec", "{}"))
+        spec = json.loads(twin_entry.get("spec", "{}"))
         return cls(name=name, path=path, session=session, sha256=digest, spec=spec)
 
 
@@ -134,8 +140,7 @@ def load(name: str, threads: int = 0, runtime: str = "auto") -> OnnxModel:
     """Shipped model ``name`` on ``runtime``: ``"onnxruntime"``; ``"litert"`` (its ``.tflite`` twin;
     a :class:`ModelError` when LiteRT is not installed; models without a twin run on ONNX Runtime);
     ``"auto"`` (LiteRT when installed and the model has a twin, else ONNX Runtime)."""
-    if runtime not in RUNTIMES:
-        raise ModelError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    check_runtime(runtime)
     if runtime != "onnxruntime" and tflite_name(name) is not None and (runtime == "litert" or available()):
         return LiteRTModel.load_twin(name, threads)
     return OnnxModel.load(name, threads=threads)

@@ -212,8 +212,7 @@ def as_model(model: str | Path | OnnxModel, threads: int = 0, runtime: str = "au
         return model
     from . import litert
 
-    if runtime not in litert.RUNTIMES:
-        raise ModelError(f"runtime {runtime!r}: choose one of {', '.join(litert.RUNTIMES)}")
+    litert.check_runtime(runtime)  # also for paths, which always run on ONNX Runtime
     if isinstance(model, str) and model in registry():
         return litert.load(model, threads, runtime)
     return OnnxModel.load(model, threads=threads)
