@@ -4,23 +4,27 @@ The five-person fixture photo is scaled so that its faces are H pixels high (H i
 into a 3x3 mosaic (45 faces, real faces at realistic group-photo sizes); recall = faces found / 45,
 where a face counts as found when a detection's box centre lies inside its (scaled) reference box;
 "extra_detections" counts detections beyond one per found face (duplicates or false positives).
-Reference boxes come from the full-resolution photo (today's default analyzer). Faces are counted
+Reference boxes come from the full-resolution photo (:data:`REFERENCE_BOXES`, fixed). Faces are counted
 after the whole analyzer (the mesh's presence check drops detector false hits), as a user sees them.
 
     python benchmarks/detection_recall.py [--heights 20 25 30 40 60] [--min-face 30]
     python benchmarks/detection_recall.py --detector full [--tiling fitted] [--min-rel 0.10]
     python benchmarks/detection_recall.py --compare [--rounds 5] [--repeats 10]
 
-``--detector short`` (the default preset's BlazeFace short range, 128x128) writes
-results/detection_recall.json; ``--detector full`` (dense full range, 192x192) writes
-results/detection_recall_full.json. ``--compare`` runs today's detector and the full-range
-strategies of :data:`VARIANTS` in turns (A B C.., then .. C B A) and writes
-results/detection_fullrange.json: recall and extra detections per height, windows per image, ms per
-detector call (median and IQR over the rounds; one ONNX Runtime thread; decoding not included) on
-single_face.jpg, multi_face.jpg and a 1920x1080 frame (frame_640x360.jpg upscaled 3x, bicubic),
-faces found on multi_face.jpg by the analyzer, the box and keypoint differences of each variant
-from today's detector on the fixture faces, and ms per default-preset analysis of the two photos
-with today's detector and the full-range one (:data:`ANALYZER_VARIANTS`).
+``--detector short`` (BlazeFace short range, 128x128: the fast and video presets') writes
+results/detection_recall.json; ``--detector full`` (dense full range, 192x192: the default preset's) writes
+results/detection_recall_full.json. ``--compare`` runs the detector strategies of :data:`VARIANTS`
+(``--variants``: some of them, the first the reference) in turns (A B C.., then .. C B A) and writes
+results/detection_fullrange.json (``--out``): recall and extra detections per height, windows and dense
+passes per image (with their input pixels in 192x192 windows' worth), ms per detector call (median and
+IQR over the rounds; one ONNX Runtime thread; decoding not included) on single_face.jpg, multi_face.jpg
+and a 1920x1080 frame (frame_640x360.jpg upscaled 3x, bicubic), faces found on multi_face.jpg by the
+analyzer, the box and keypoint differences of each variant from the first on the fixture faces, and
+ms per default-preset analysis of the two photos with two of them (``--analyzer-variants``; default
+the first and the last).
+
+    python benchmarks/detection_recall.py --compare --variants "full, fitted tiles 0.10" \
+        "full, dense passes 0.10" --out benchmarks/results/detection_dense.json
 """
 
 from __future__ import annotations
@@ -58,9 +62,10 @@ class Variant:
     min_rel: float | None = None  # None: the model's default
     score: float = 0.5  # AnalyzerOptions.detect_threshold's default
     whole_only: bool = False  # one pass over the whole image, no tiles
+    dense_rel: float | None = None  # dense tiling: a min_face face's height in a pass (None: the default)
 
     def build(self, min_face: float | None, threads: int = 1) -> FaceDetector:
-        return FaceDetector(
+        det = FaceDetector(
             min_face=None if self.whole_only else min_face,
             score_threshold=self.score,
             threads=threads,
@@ -68,17 +73,34 @@ class Variant:
             min_rel_face=self.min_rel,
             tiling=self.tiling,
         )
+        if self.dense_rel is not None:
+            det.dense_min_rel = self.dense_rel
+        return det
 
 
 VARIANTS = (
-    Variant("short (today)", "short"),
+    Variant("short, halving tiles", "short"),
     Variant("short, fitted tiles", "short", tiling="fitted"),
     Variant("full, whole image", "full", whole_only=True),
     Variant("full, halving tiles 0.10", "full", tiling="halving", min_rel=0.10),
     Variant("full, fitted tiles 0.10", "full", tiling="fitted", min_rel=0.10),
     Variant("full, fitted tiles 0.09", "full", tiling="fitted", min_rel=0.09),
     Variant("full, fitted tiles 0.08, score 0.3", "full", tiling="fitted", min_rel=0.08, score=0.3),
+    Variant("full, dense passes 0.10", "full", tiling="dense", dense_rel=0.10),
+    Variant("full, dense passes 0.12", "full", tiling="dense", dense_rel=0.12),
 )
+# --compare also counts faces found on the mosaic shifted by these (x, y) pixels (black bands left
+# and top): a pass samples each face at one phase, so one placement can hide a weakness
+OFFSETS = ((0, 0), (7, 3), (13, 11), (21, 17))
+
+
+def cost(det: FaceDetector, height: int, width: int, whole_only: bool = False) -> dict:
+    """Windows and dense passes of one call, and its input pixels in 192x192 windows' worth."""
+    wins = det.windows(height, width, whole_only)
+    passes = det.dense_passes(height, width, whole_only)
+    pixels = len(wins) * det.input_size**2 + sum(p.width * p.height for p in passes)
+    return {"windows": len(wins), "dense_passes": len(passes),
+            "window_equivalents": round(pixels / 192**2, 2)}
 
 
 def mosaic(rgb: np.ndarray, ref: np.ndarray, ref_h: float, h: float) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +127,7 @@ def recall_row(an: Analyzer, image: np.ndarray, truth: np.ndarray) -> dict:
     hit = hits(faces.boxes, truth)
     return {
         "image": f"{image.shape[1]}x{image.shape[0]}",
-        "windows": len(an.detector.windows(*image.shape[:2])),
+        **cost(an.detector, *image.shape[:2]),
         "faces": len(truth),
         "found": int(hit.sum()),
         "recall": round(float(hit.mean()), 3),
@@ -124,16 +146,26 @@ def analyzer_with(base: Analyzer, detector: FaceDetector) -> Analyzer:
     )
 
 
-def reference(rgb: np.ndarray) -> tuple[np.ndarray, float]:
-    ref = Analyzer().analyze_rgb(rgb).faces
-    if len(ref) != 5:
-        raise SystemExit(f"expected 5 reference faces, found {len(ref)}")
-    return ref.boxes, float(np.median(ref.boxes[:, 3] - ref.boxes[:, 1]))
+# The five faces of multi_face.jpg as the default analyzer found them at commit d304335 (full-range
+# model, fitted tiles; detector boxes, xyxy px): the reference of every committed recall figure. Fixed,
+# because a reference taken from the detector under test moves the face sizes with it (the median box
+# height is 108.8 px here, 107.1 from the dense passes: the "25 px" mosaic 1.5% smaller).
+REFERENCE_BOXES = np.array([
+    [213.3, 71.0, 318.1, 175.9],
+    [308.4, 244.2, 422.5, 358.3],
+    [434.8, 221.5, 522.0, 308.7],
+    [523.1, 322.3, 631.8, 431.1],
+    [677.6, 305.1, 791.7, 419.2],
+])
+
+
+def reference() -> tuple[np.ndarray, float]:
+    return REFERENCE_BOXES, float(np.median(REFERENCE_BOXES[:, 3] - REFERENCE_BOXES[:, 1]))
 
 
 def single(a: argparse.Namespace) -> None:
     rgb = read_image(PHOTO)
-    ref, ref_h = reference(rgb)
+    ref, ref_h = reference()
     v = Variant(a.detector, a.detector, tiling=a.tiling, min_rel=a.min_rel, score=a.score)
     out = {"photo": PHOTO.name, "reference_faces": 5, "mosaic": "3x3", "results": []}
     if a.detector != "short" or a.tiling or a.min_rel or a.score != 0.5:
@@ -203,7 +235,7 @@ def agreement(raw: dict[str, dict], base: str) -> dict[str, dict]:
 
 def compare(a: argparse.Namespace) -> None:
     rgb = read_image(PHOTO)
-    ref, ref_h = reference(rgb)
+    ref, ref_h = reference()
     base = Analyzer(min_face=a.min_face[0], threads=1)
     frame = cv2.resize(read_image(PHOTOS / "frame_640x360.jpg"), (1920, 1080), interpolation=cv2.INTER_CUBIC)
     speed_images = {
@@ -211,7 +243,10 @@ def compare(a: argparse.Namespace) -> None:
         "multi_face.jpg": rgb,
         "frame_1920x1080": frame,
     }
-    dets = {v.name: v.build(a.min_face[0]) for v in VARIANTS}
+    variants = [v for v in VARIANTS if not a.variants or v.name in a.variants]
+    if a.variants and len(variants) != len(a.variants):
+        raise SystemExit(f"--variants: choose from {', '.join(v.name for v in VARIANTS)}")
+    dets = {v.name: v.build(a.min_face[0]) for v in variants}
     result: dict = {
         "machine": machine(),
         "load_average_start": os.getloadavg(),
@@ -229,24 +264,31 @@ def compare(a: argparse.Namespace) -> None:
                 "model": MODELS[v.detector],
                 "tiling": "whole image only" if v.whole_only else dets[v.name].tiling,
                 "min_rel_face": dets[v.name].min_rel_face,
+                **({"dense_min_rel": dets[v.name].dense_min_rel} if dets[v.name].tiling == "dense" else {}),
                 "score_threshold": v.score,
             }
-            for v in VARIANTS
+            for v in variants
         ],
     }
     # recall: deterministic, so one pass each (the analyzer's mesh and expression are shared)
-    recall: dict[str, list] = {v.name: [] for v in VARIANTS}
+    recall: dict[str, list] = {v.name: [] for v in variants}
     for h in a.heights:
         image, truth = mosaic(rgb, ref, ref_h, h)
-        for v in VARIANTS:
+        for v in variants:
             row = {"face_height_px": h, **recall_row(analyzer_with(base, dets[v.name]), image, truth)}
+            found = []
+            for dx, dy in OFFSETS[1:]:
+                shifted = np.pad(image, ((dy, 0), (dx, 0), (0, 0)))
+                found.append(recall_row(analyzer_with(base, dets[v.name]), shifted, truth + [dx, dy, dx, dy])["found"])
+            row["found_shifted"] = {"offsets": OFFSETS, "found": [row["found"], *found],
+                                    "total": row["found"] + sum(found), "of": len(truth) * len(OFFSETS)}
             recall[v.name].append(row)
             print(v.name, json.dumps(row), flush=True)
     result["recall"] = recall
     # faces the analyzer keeps on the fixtures, and the detector boxes behind them
     fixture: dict[str, dict] = {}
     raw: dict[str, dict] = {}
-    for v in VARIANTS:
+    for v in variants:
         an = analyzer_with(base, dets[v.name])
         fixture[v.name], raw[v.name] = {}, {}
         for name in ("single_face.jpg", "multi_face.jpg"):
@@ -256,15 +298,15 @@ def compare(a: argparse.Namespace) -> None:
             fixture[v.name][name] = {"faces": len(faces), "detections": len(det)}
             raw[v.name][name] = (det, faces.boxes)
     result["fixture_faces"] = fixture
-    result["agreement_with_today"] = agreement(raw, VARIANTS[0].name)
+    result["agreement_with_first"] = agreement(raw, variants[0].name)
     result["large_faces"] = large_faces(dets, speed_images["single_face.jpg"])
     # speed: ms per detector call, alternating variants
-    times: dict[str, dict[str, list[float]]] = {v.name: {k: [] for k in speed_images} for v in VARIANTS}
-    for v in VARIANTS:  # warm-up
+    times: dict[str, dict[str, list[float]]] = {v.name: {k: [] for k in speed_images} for v in variants}
+    for v in variants:  # warm-up
         for img in speed_images.values():
             dets[v.name](img)
     for r in range(a.rounds):
-        order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]
+        order = variants if r % 2 == 0 else variants[::-1]
         for v in order:
             for key, img in speed_images.items():
                 for _ in range(a.repeats):
@@ -275,7 +317,7 @@ def compare(a: argparse.Namespace) -> None:
     result["speed_ms"] = {
         v.name: {
             key: {
-                "windows": len(dets[v.name].windows(*img.shape[:2])) if not v.whole_only else 1,
+                **cost(dets[v.name], *img.shape[:2], v.whole_only),
                 "median": round(statistics.median(times[v.name][key]), 2),
                 "p25": round(float(np.percentile(times[v.name][key], 25)), 2),
                 "p75": round(float(np.percentile(times[v.name][key], 75)), 2),
@@ -283,24 +325,22 @@ def compare(a: argparse.Namespace) -> None:
             }
             for key, img in speed_images.items()
         }
-        for v in VARIANTS
+        for v in variants
     }
-    result["analyzer_ms"] = analyzer_speed(base, dets, speed_images, a)
+    names = a.analyzer_variants or [variants[0].name, variants[-1].name]
+    result["analyzer_ms"] = analyzer_speed(base, dets, speed_images, a, names)
     result["load_average_end"] = os.getloadavg()
-    for v in VARIANTS:
+    for v in variants:
         print(v.name, json.dumps(result["speed_ms"][v.name]))
     write_json(result, a.out or RESULTS / "detection_fullrange.json")
 
 
-ANALYZER_VARIANTS = ("short (today)", "full, fitted tiles 0.10")
-
-
 def analyzer_speed(
-    base: Analyzer, dets: dict[str, FaceDetector], images: dict, a: argparse.Namespace
+    base: Analyzer, dets: dict[str, FaceDetector], images: dict, a: argparse.Namespace, names: list[str]
 ) -> dict:
     """ms per ``Analyzer.analyze_rgb`` (the default preset, decoding not included) on the two fixture
-    photos with today's detector and with the full-range one, alternating; with the stage timings."""
-    ans = {name: analyzer_with(base, dets[name]) for name in ANALYZER_VARIANTS}
+    photos with the detectors ``names``, alternating; with the stage timings."""
+    ans = {name: analyzer_with(base, dets[name]) for name in names}
     keys = ("single_face.jpg", "multi_face.jpg")
     times = {name: {k: [] for k in keys} for name in ans}
     stages: dict[str, dict[str, list]] = {name: {k: [] for k in keys} for name in ans}
@@ -308,7 +348,7 @@ def analyzer_speed(
         for k in keys:
             an.analyze_rgb(images[k])
     for r in range(a.rounds):
-        for name in ANALYZER_VARIANTS if r % 2 == 0 else ANALYZER_VARIANTS[::-1]:
+        for name in names if r % 2 == 0 else names[::-1]:
             for k in keys:
                 for _ in range(a.repeats):
                     t0 = time.perf_counter()
@@ -328,14 +368,14 @@ def analyzer_speed(
             }
             for k in keys
         }
-        for name in ANALYZER_VARIANTS
+        for name in names
     }
 
 
 def large_faces(dets: dict[str, FaceDetector], rgb: np.ndarray) -> dict[str, dict[str, int]]:
     """Faces found (detector alone) in square crops of single_face.jpg where its face fills a given
     fraction of the crop side: the upper end of the size range."""
-    d0 = dets[VARIANTS[0].name](rgb)
+    d0 = next(iter(dets.values()))(rgb)
     box = d0.boxes[int(np.argmax(d0.scores))]
     c, side = (box[:2] + box[2:]) / 2, float(box[3] - box[1])
     out: dict[str, dict[str, int]] = {}
@@ -353,10 +393,13 @@ def main() -> None:
     ap.add_argument("--heights", type=float, nargs="+", default=[20, 25, 30, 40, 60])
     ap.add_argument("--min-face", type=float, nargs="+", default=[30.0])
     ap.add_argument("--detector", choices=sorted(MODELS), default="short")
-    ap.add_argument("--tiling", choices=("halving", "fitted"), help="window scheme (default: the model's)")
+    ap.add_argument("--tiling", choices=("halving", "fitted", "dense"), help="window scheme (default: the model's)")
     ap.add_argument("--min-rel", type=float, help="trusted relative face size (default: the model's)")
     ap.add_argument("--score", type=float, default=0.5, help="detector score threshold")
-    ap.add_argument("--compare", action="store_true", help="today's detector and the full-range variants")
+    ap.add_argument("--compare", action="store_true", help="the detector variants side by side")
+    ap.add_argument("--variants", nargs="+", help="--compare: these VARIANTS only (the first is the reference)")
+    ap.add_argument("--analyzer-variants", nargs=2, help="--compare: the two timed through the analyzer "
+                    "(default: the first and last compared)")
     ap.add_argument("--rounds", type=int, default=5, help="--compare: alternating timing rounds")
     ap.add_argument("--repeats", type=int, default=10, help="--compare: timed calls per image per round")
     ap.add_argument("--out", help="result JSON (default under benchmarks/results/)")

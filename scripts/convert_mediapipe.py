@@ -12,6 +12,9 @@ What it does, rerunnably:
    also from the repository and checked against its pinned sha256; the wheel ships only the sparse twin);
 2. converts each ``.tflite`` with tf2onnx (opset 17) and makes the batch dimension dynamic (``"N"``)
    where the graph's constant Reshape shapes can be proven to carry the batch, else keeps batch 1;
+   the full-range detector, fully convolutional, also takes any input size that is a multiple of 32
+   (``make_size_dynamic``: checked on the graph, equal to the fixed-size graph at 192 px), which
+   openfer's dense detection passes use;
 3. runs TFLite and ONNX Runtime (CPU, one thread) on random inputs in the model's input range and on
    the fixture photo (the blendshape model: on Face Mesh v2's landmarks of the fixture, jittered and
    scaled copies, random point clouds and MediaPipe's own test vector), checks a batch of 3 against 3 single runs, and fails before installing anything
@@ -102,6 +105,9 @@ class ModelSpec:
     # "file": a lone .tflite from MediaPipe's repository (REPO_FILES: path option, commit, sha256)
     kind: str = "image"  # "image": NHWC image tensor; "points": (1, size, 2) landmark tensor
     task: str = ""  # written as the registry table's ``task`` when set (openfer's MODEL_TASKS lacks it)
+    # a fully convolutional image model made to take any input size that is a multiple of this
+    # (make_size_dynamic); 0: the input size stays fixed
+    size_multiple: int = 0
 
 
 MODELS: tuple[ModelSpec, ...] = (
@@ -138,7 +144,8 @@ MODELS: tuple[ModelSpec, ...] = (
         "mediapipe/modules/face_detection/face_detection_full_range.tflite", 192, (-1.0, 1.0),
         "BlazeFace full-range detector (dense): 2304 SSD anchors (48x48 grid, stride 4, one per cell) x "
         "(16 regressors: box + 6 keypoints, in input pixels relative to the anchor) and 1 score logit",
-        origin="file", task="face detection (BlazeFace full range, 192x192)",
+        origin="file", task="face detection (BlazeFace full range, 192x192; any size a multiple of 32)",
+        size_multiple=32,
     ),
 )
 KEYS = tuple(m.key for m in MODELS)
@@ -353,6 +360,98 @@ def make_batch_dynamic(model: Any) -> tuple[Any, list[str], list[str]]:
     return m, patched, pinned
 
 
+def make_size_dynamic(model: Any, multiple: int) -> tuple[Any, dict[str, Any]]:
+    """Copy of a fully convolutional NHWC detector whose input is ``(N, H, W, C)`` for any ``H`` and
+    ``W`` that are multiples of ``multiple`` (and outputs ``(N, A, k)``), or ``SystemExit`` when the
+    graph cannot be shown to compute the same function at other sizes.
+
+    What must hold, checked on the graph: every Resize takes ``scales`` (not output ``sizes``); every
+    strided Conv or MaxPool has the explicit padding that equals TensorFlow's ``'SAME'`` on an input
+    divisible by its stride (kernel 3, stride 2: ``(0, 0, 1, 1)``; kernel 2, stride 2: none), and
+    every unstrided one pads ``(k - 1) / 2`` on each side (SAME at any size); Pad only pads channels;
+    the two output Reshapes flatten ``(N, h, w, k)`` and get target ``(0, -1, k)`` (batch copied,
+    anchors counted). TFLite itself cannot run the graph at another size (its resize ops carry fixed
+    output sizes), so the larger inputs are checked by the caller against the fixed-size graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    del g.value_info[:]
+    inits = {t.name: t for t in g.initializer}
+    seen: dict[str, int] = collections.Counter()
+    for node in g.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Resize":
+            if len(node.input) > 3 and node.input[3] or len(node.input) < 3 or node.input[2] not in inits:
+                raise SystemExit(f"{node.name}: Resize without constant scales: the output size is fixed")
+        elif node.op_type in ("Conv", "MaxPool"):
+            k, st = list(attrs.get("kernel_shape", [])), list(attrs.get("strides", [1, 1]))
+            pads = list(attrs.get("pads", [0, 0, 0, 0]))
+            if "auto_pad" in attrs and attrs["auto_pad"] not in (b"NOTSET", b""):
+                raise SystemExit(f"{node.name}: auto_pad {attrs['auto_pad']!r}")
+            if st == [1, 1]:
+                want = [(k[0] - 1) // 2, (k[1] - 1) // 2] * 2
+                same = all(x % 2 == 1 for x in k) and pads == want
+            elif st == [2, 2] and multiple % 2 == 0:
+                same = pads == [0, 0, max(k[0] - 2, 0), max(k[1] - 2, 0)]
+            else:
+                same = False
+            if not same:
+                raise SystemExit(f"{node.name}: kernel {k} stride {st} pads {pads} is not 'SAME' at every size")
+        elif node.op_type == "Pad":
+            pads = numpy_helper.to_array(inits[node.input[1]]) if node.input[1] in inits else None
+            # (begin, end) x (N, C, H, W) after the graph's input transpose: only C may be padded
+            if pads is None or pads.size != 8 or np.delete(pads.reshape(2, 4), 1, axis=1).any():
+                raise SystemExit(f"{node.name}: Pad beyond the channel axis")
+        elif node.op_type == "Reshape":
+            target = numpy_helper.to_array(inits[node.input[1]])
+            if target.ndim != 1 or target.size != 3 or target[0] != 1 or target[1] != -1:
+                raise SystemExit(f"{node.name}: Reshape to {target.tolist()}, expected (1, -1, k)")
+            name = f"{node.input[1]}__any"
+            if name not in inits:
+                inits[name] = numpy_helper.from_array(np.array([0, -1, target[2]], np.int64), name)
+                g.initializer.append(inits[name])
+            node.input[1] = name
+        seen[node.op_type] += 1
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    for vi, names in [(g.input[0], ("N", "H", "W"))] + [(o, ("N", "A")) for o in g.output]:
+        for d, name in zip(vi.type.tensor_type.shape.dim, names, strict=False):
+            d.ClearField("dim_value")
+            d.dim_param = name
+    onnx.checker.check_model(m, full_check=True)
+    return m, {"size_multiple": multiple, "checked_ops": dict(sorted(seen.items()))}
+
+
+def check_sizes(fixed: Any, model: Any, spec: ModelSpec, atol: float) -> dict[str, Any]:
+    """The size-dynamic model against the fixed-size one: equal at the model's size (random inputs
+    and a batch of 3), and at other sizes one anchor per cell of the output grid."""
+    sf, sd = ort_session(fixed), ort_session(model)
+    name = sd.get_inputs()[0].name
+    xs = [random_input(spec, 200 + i) for i in range(3)]
+    diff = max(max_abs_diff(a, b) for x in xs for a, b in zip(sf.run(None, {name: x}), sd.run(None, {name: x}),
+                                                               strict=True))
+    batch_diff, _ = check_batch(sd, xs, atol)
+    n_anchors = sf.run(None, {name: xs[0]})[0].shape[1]
+    stride = int(round(spec.size / np.sqrt(n_anchors)))
+    sizes = {}
+    for h, w in ((384, 384), (448, 640), (224, 160)):
+        x = np.random.default_rng(h * w).uniform(*spec.input_range, size=(1, h, w, 3)).astype(np.float32)
+        outs = sd.run(None, {name: x})
+        sizes[f"{h}x{w}"] = [list(o.shape) for o in outs]
+        if any(o.shape[1] != (h // stride) * (w // stride) for o in outs):
+            raise SystemExit(f"{spec.key}: a {h}x{w} input gives {sizes[f'{h}x{w}']}, not a {stride}-px grid")
+    rep = {"max_abs_diff_vs_fixed_at_size": diff, "max_abs_diff_batch3_vs_single": batch_diff,
+           "grid_stride": stride, "output_shapes": sizes}
+    if diff > 0 or batch_diff > atol:
+        raise SystemExit(f"{spec.key}: the size-dynamic graph differs from the fixed one ({rep})")
+    return rep
+
+
 def static_copy(model: Any) -> Any:
     import onnx
 
@@ -362,9 +461,12 @@ def static_copy(model: Any) -> Any:
     return m
 
 
-def annotate(model: Any, spec: ModelSpec, source: str, dynamic: bool) -> None:
-    """Doc string and the ``openfer.spec`` metadata that openfer's runtime reads."""
+def annotate(model: Any, spec: ModelSpec, source: str, dynamic: bool, size_multiple: int = 0) -> None:
+    """Doc string and the ``openfer.spec`` metadata that openfer's runtime reads (``size``: the
+    model's own input side; ``size_multiple``: other sides it takes, when its input size is free)."""
     image = {"size": spec.size, "layout": "NHWC", "colour": "RGB", "input_range": list(spec.input_range)}
+    if size_multiple:
+        image["size_multiple"] = size_multiple
     points = {"points": spec.size, "layout": "points", "units": "image pixels (x * width, y * height)"}
     meta = {
         "arch": f"mediapipe.{Path(spec.inner).stem}",
@@ -677,8 +779,9 @@ Files (in openfer/models/ <- repository@commit:path):
 {rows}
 
 Modifications by openfer: converted to ONNX (opset {OPSET}) by scripts/convert_mediapipe.py, with
-the same "{SPEC_KEY}" metadata entry; weight values unchanged; outputs checked against TFLite
-(docs/models/mediapipe_parity.json).
+the same "{SPEC_KEY}" metadata entry; weight values unchanged; the input's height and width made
+free (any multiple of 32) and the two output Reshapes made to count the anchors, so the graph runs
+on larger images; outputs checked against TFLite at 192x192 (docs/models/mediapipe_parity.json).
 """
 
 
@@ -745,7 +848,14 @@ def process_model(spec: ModelSpec, tflite: Path, source: str, face_rgb: np.ndarr
 
     batch: dict[str, Any] = {"patched_reshapes": patched, "reshapes_pinning_batch": pinned}
     model = dyn
-    if spec.kind == "points":
+    sizes: dict[str, Any] | None = None
+    if spec.size_multiple:  # any input size (and batch), or nothing installed
+        model, sizes = make_size_dynamic(base, spec.size_multiple)
+        sizes |= check_sizes(static_copy(base), model, spec, args.atol)
+        batch = {"patched_reshapes": [n.name for n in model.graph.node if n.op_type == "Reshape"],
+                 "reshapes_pinning_batch": [], "max_abs_diff_batch3_vs_single": sizes["max_abs_diff_batch3_vs_single"]}
+        dyn = model
+    elif spec.kind == "points":
         batch["why_static"] = "the output [52] has no batch axis"
     elif pinned:
         batch["why_static"] = "constant Reshape shapes pin batch 1 and could not be proven safe to free"
@@ -761,9 +871,9 @@ def process_model(spec: ModelSpec, tflite: Path, source: str, face_rgb: np.ndarr
     dynamic = model is dyn
     batch["dynamic"] = dynamic
     log.info("%s: batch %s (patched Reshapes: %s)", spec.key, "dynamic N" if dynamic else "fixed 1",
-             ", ".join(patched) or "none")
+             ", ".join(batch["patched_reshapes"]) or "none")
 
-    annotate(model, spec, source, dynamic)
+    annotate(model, spec, source, dynamic, spec.size_multiple if sizes else 0)
     sess = ort_session(model)  # the model as shipped: CPU EP, one thread
     parity = check_parity(tfl, sess, cases, args.atol, args.rtol)
     ops = op_types(model)
@@ -777,6 +887,8 @@ def process_model(spec: ModelSpec, tflite: Path, source: str, face_rgb: np.ndarr
         "inputs": io_summary(model.graph.input), "outputs": io_summary(model.graph.output),
         "op_types": ops, "batch": batch, "parity": parity,
     }
+    if sizes:
+        report["any_size"] = sizes
     if spec.kind == "points":
         report["input_convention"] = ("146 of the 478 Face Mesh v2 landmarks (openfer.core.blendshapes."
                                       "BLENDSHAPE_LANDMARKS), x * image width, y * image height")

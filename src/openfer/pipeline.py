@@ -41,9 +41,9 @@ class AnalyzerOptions:
         min_face: smallest face (pixels, roughly the face height) searched for with tiling;
             ``None``: one detector pass over the whole image (fast, faces > ~15% of the image side).
         detector: the face detector: ``"blazeface_full"`` (MediaPipe's dense full-range BlazeFace,
-            192x192, fitted tiles: the photo default; 2.0-2.8x faster than the short-range tiling
-            at the same recall, 45/45 faces of the fixture mosaic from 25 px, ``docs/speed.md``
-            "Detection: full-range BlazeFace") or ``"blazeface_short"`` (short range, 128x128,
+            192x192, the photo default: the whole image, a context window and dense passes over the
+            scaled image for small faces, 45/45 faces of the fixture mosaic from 25 px, ``docs/speed.md``
+            "Dense detection passes") or ``"blazeface_short"`` (short range, 128x128,
             halving tiles: ``fast`` and ``video``, whose one pass or tracking sees large faces);
             or the path of a BlazeFace ``.onnx`` of either input size.
         detect_threshold: detector confidence to keep a candidate face.

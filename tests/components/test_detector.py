@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 from conftest import PHOTOS
@@ -5,12 +6,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openfer.components.detector import (
+    DENSE_MIN_REL,
+    DENSE_OVERLAP,
     FULL_RANGE_CONTEXT,
     INPUT_SIZE,
     MIN_REL_FACE,
+    DensePass,
     FaceDetector,
     context_window,
+    decode_window,
+    dense_anchors,
+    dense_input,
+    dense_matrix,
+    dense_passes,
+    fitted_sides,
     fitted_windows,
+    merge,
     postprocess,
     preprocess,
     tile_windows,
@@ -118,9 +129,10 @@ def test_registry_pins_the_full_range_model():
     assert digest == entry["sha256"] == sha256_file(path)
     assert entry["license"] == "Apache-2.0" and entry["task"]
     assert entry["source"].endswith("mediapipe/modules/face_detection/face_detection_full_range.tflite")
-    assert entry["input_shape"] == [1, 192, 192, 3] and entry["input_range"] == [-1.0, 1.0]
+    assert entry["input_shape"] == ["N", "H", "W", 3] and entry["input_range"] == [-1.0, 1.0]
     model = OnnxModel.load("blazeface_full")
     assert model.spec["size"] == 192 and model.spec["input_range"] == [-1.0, 1.0]
+    assert model.spec["size_multiple"] == 32
 
 
 @settings(max_examples=40, deadline=None)
@@ -165,8 +177,9 @@ def test_postprocess_maps_a_full_range_tile_detection_back():
 
 
 def test_detector_tells_the_variant_by_its_input_and_refuses_other_models():
-    full = FaceDetector(model="blazeface_full", threads=1)
-    assert full.input_size == 192 and full.tiling == "fitted" and len(full.anchors) == 2304
+    full = FaceDetector(model="blazeface_full", threads=1)  # its graph takes any size: dense passes
+    assert full.input_size == 192 and full.tiling == "dense" and len(full.anchors) == 2304 and full.any_size
+    assert FaceDetector(model="blazeface_full", tiling="fitted", threads=1).tiling == "fitted"
     short = FaceDetector(threads=1)
     assert short.input_size == INPUT_SIZE and short.tiling == "halving" and short.min_rel_face == MIN_REL_FACE
     assert short.windows(562, 572) == tile_windows(562, 572, 30)
@@ -174,6 +187,8 @@ def test_detector_tells_the_variant_by_its_input_and_refuses_other_models():
         FaceDetector(model="facemesh")  # a 192x192 NHWC input, but not a detector's outputs
     with pytest.raises(ValueError, match="tiling"):
         FaceDetector(tiling="spiral")
+    with pytest.raises(ValueError, match="any input size"):  # the short-range graph's input is fixed
+        FaceDetector(tiling="dense")
 
 
 # Tolerance of the full-range boxes against the short-range ones on the fixture faces: the two
@@ -258,3 +273,90 @@ def test_postprocess_keeps_a_detection_scored_at_the_threshold_and_drops_one_jus
         if found:
             np.testing.assert_allclose(det.boxes[0], [57.6, 57.6, 115.2, 115.2], atol=1e-6)
             assert det.scores[0] >= threshold - 1e-12
+
+
+# --- dense passes (the full-range graph at any input size) ------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(64, 5000), st.integers(64, 5000), st.floats(10, 60), st.sampled_from([256, 512, 1024]))
+def test_dense_passes_cover_each_scaled_image_in_overlapping_crops(h, w, min_face, max_side):
+    sides = fitted_sides(h, w, min_face, min_rel=DENSE_MIN_REL)
+    passes = dense_passes(h, w, sides, 192, max_side)
+    assert sorted({p.scale for p in passes}) == sorted(192 / s for s in sides)
+    for scale in {p.scale for p in passes}:
+        level = [p for p in passes if p.scale == scale]
+        sw, sh = level[0].scaled
+        assert (sw, sh) == (max(round(w * scale), 1), max(round(h * scale), 1))
+        covered = np.zeros((sh, sw), bool)
+        for p in level:
+            assert p.width % 32 == 0 and p.height % 32 == 0 and p.width <= max_side and p.height <= max_side
+            assert p.inner == (p.x0 > 0, p.y0 > 0, p.x0 + p.width < sw, p.y0 + p.height < sh)
+            covered[p.y0 : p.y0 + p.height, p.x0 : p.x0 + p.width] = True
+        assert covered.all()
+        for axis in (0, 1):  # neighbouring crops overlap by at least DENSE_OVERLAP input pixels
+            starts = sorted({(p.x0, p.y0)[axis] for p in level})
+            length = (level[0].width, level[0].height)[axis]
+            assert all(b - a <= length - DENSE_OVERLAP for a, b in zip(starts, starts[1:], strict=False))
+
+
+def test_dense_anchors_at_the_model_side_are_its_own_grid():
+    p = DensePass(1.0, (192, 192), 0, 0, 192, 192, (False,) * 4)
+    np.testing.assert_allclose(dense_anchors(p, FULL_RANGE), ssd_anchor_centers(FULL_RANGE), atol=1e-12)
+    wide = dense_anchors(DensePass(1.0, (384, 192), 0, 0, 384, 192, (False,) * 4), FULL_RANGE)
+    assert wide.shape == (96 * 48, 2) and wide[:, 0].max() == pytest.approx(383.0 / 192 - 1.0 / 192)
+
+
+def test_a_dense_pass_of_a_model_sized_image_is_its_whole_image_window():
+    # same input, same graph: the dense decoding (grid anchors, pixel offsets) gives the window's boxes
+    rgb = cv2.resize(read_image(PHOTOS / "single_face.jpg"), (192, 192), interpolation=cv2.INTER_AREA)
+    det = FaceDetector(model="blazeface_full", threads=1)
+    win = preprocess(rgb, [(0, 0, 192)], 192)
+    p = DensePass(1.0, (192, 192), 0, 0, 192, 192, (False,) * 4)
+    dense = dense_input(rgb, [p])[0]
+    np.testing.assert_array_equal(win, dense)
+    out = det.model.run(dense)
+    ref = postprocess(out[det._box_idx], out[det._score_idx], window_matrices(192, 192, [(0, 0, 192)], 192),
+                      det.anchors, 0.5, 0.3, size=192)
+    got = decode_window(out[det._box_idx][0], out[det._score_idx][0], dense_matrix(192, 192, p),
+                        dense_anchors(p, FULL_RANGE), 0.5, 192)
+    assert len(ref) >= 1 and got is not None
+    d = merge([got], 0.3)
+    np.testing.assert_allclose(d.boxes, ref.boxes, atol=1e-9)
+    np.testing.assert_allclose(d.keypoints, ref.keypoints, atol=1e-9)
+
+
+# Dense passes against fitted tiles on the fixture faces: the same faces, boxes that agree closely
+# (measured: IoU 0.95-0.99, benchmarks/results/detection_dense.json)
+MIN_DENSE_IOU = 0.9
+
+
+@pytest.mark.parametrize(("photo", "n"), [("single_face.jpg", 1), ("multi_face.jpg", 5)])
+def test_dense_passes_find_the_fixture_faces_fitted_tiles_find_with_fewer_pixels(photo, n):
+    rgb = read_image(PHOTOS / photo)
+    dense = FaceDetector(model="blazeface_full", threads=1)
+    fitted = FaceDetector(model="blazeface_full", tiling="fitted", threads=1)
+    a, b = dense(rgb), fitted(rgb)
+    assert len(a) == len(b) == n
+    for box in a.boxes:
+        assert max(_iou(box, other) for other in b.boxes) >= MIN_DENSE_IOU
+    h, w = rgb.shape[:2]
+    passes = dense.dense_passes(h, w)
+    assert passes and len(dense.windows(h, w)) == 2  # the whole image and the context window
+    pixels = 2 * 192**2 + sum(p.width * p.height for p in passes)
+    assert pixels < len(fitted.windows(h, w)) * 192**2 * 0.8
+
+
+def test_a_level_in_crops_finds_the_faces_one_pass_finds():
+    # crops of 256 px overlap by 128: a face cut by an inner crop edge is dropped there and kept whole
+    # by the neighbouring crop, so the faces (and no duplicates) are those of the unsplit pass
+    rgb = read_image(PHOTOS / "multi_face.jpg")
+    one = FaceDetector(model="blazeface_full", threads=1)
+    split = FaceDetector(model="blazeface_full", threads=1)
+    split.dense_max_side = 256
+    h, w = rgb.shape[:2]
+    assert len(split.dense_passes(h, w)) > len(one.dense_passes(h, w))
+    a, b = one(rgb), split(rgb)
+    assert len(a) == len(b) == 5
+    for box in b.boxes:
+        assert max(_iou(box, other) for other in a.boxes) >= MIN_DENSE_IOU

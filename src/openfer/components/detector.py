@@ -61,7 +61,26 @@ DETECTOR_MODELS: dict[int, DetectorModel] = {
     128: DetectorModel(SHORT_RANGE, MIN_REL_FACE, "halving"),
     192: DetectorModel(FULL_RANGE, 0.10, "fitted", FULL_RANGE_CONTEXT),
 }
-TILINGS = ("halving", "fitted")
+TILINGS = ("halving", "fitted", "dense")
+
+# Dense passes (tiling "dense", a full-range model whose graph takes any input size): each level of
+# fitted_windows becomes one pass over the whole image scaled so that the level's tile side maps onto
+# the model's 192 px, instead of overlapping 192 px tiles. The graph halves its input five times, so
+# input sides are multiples of 32 (the scaled image padded black on the right and bottom), where each
+# stage's explicit padding equals TensorFlow's 'SAME' that the model was trained with. A level wider
+# than DENSE_MAX_SIDE runs in equal crops that overlap by DENSE_OVERLAP input pixels, more than the
+# largest face a level holds (0.3 of 192 px; the next level or the whole-image window takes larger
+# ones), so each face lies wholly in some crop.
+#
+# A dense pass sees each face once, at one sampling phase, where overlapping tiles see most faces
+# two to four times. At the tiles' scale (a min_face face at 0.10 of 192) the fixture mosaic
+# (benchmarks/detection_recall.py, counted at four offsets) gives 161 of 180 faces at 25 px and 174 at
+# 28 px, against 178 and 180 for fitted tiles; scaled so a min_face face is 0.12 of 192, 176 and 180,
+# and 45/45 from 25 px on the unshifted mosaic as the tiles (docs/speed.md, "Dense detection passes").
+DENSE_MIN_REL = 0.12
+DENSE_STRIDE = 32
+DENSE_MAX_SIDE = 1024
+DENSE_OVERLAP = 128
 
 
 @dataclass(frozen=True)
@@ -118,21 +137,129 @@ def fitted_windows(
     face at ``min_rel``: sides grow by ``overlap / min_rel`` (2x for the short-range model, as
     :func:`tile_windows` halves; 3x for the full-range one). Tiles stay within the short side and
     at least 64 px."""
+    wins = [(0, 0, max(height, width))]
+    for side in reversed(fitted_sides(height, width, min_face, overlap, min_rel)):
+        wins += _level(height, width, side, overlap)
+    return wins
+
+
+def fitted_sides(
+    height: int,
+    width: int,
+    min_face: float | None,
+    overlap: float = 0.3,
+    min_rel: float = MIN_REL_FACE,
+    whole_rel: float | None = None,
+) -> list[int]:
+    """The tile side of each level of :func:`fitted_windows`, finest first (none without ``min_face``);
+    levels stop where the whole-image window trusts faces (``whole_rel`` of the long side, default
+    ``min_rel``)."""
     long, short = max(height, width), min(height, width)
-    wins = [(0, 0, long)]
-    if not min_face:
-        return wins
     sides: list[int] = []
+    if not min_face:
+        return sides
     need = float(min_face)  # the smallest face not yet held by a level
-    while need < long * min_rel:
+    while need < long * (min_rel if whole_rel is None else whole_rel):
         side = min(max(int(need / min_rel), 64), short)
         if sides and side <= sides[-1]:  # clamped to the short side (a panorama): nothing larger fits
             break
         sides.append(side)
         need = overlap * side
-    for side in reversed(sides):
-        wins += _level(height, width, side, overlap)
-    return wins
+    return sides
+
+
+@dataclass(frozen=True)
+class DensePass:
+    """One pass of a fully convolutional detector over (a crop of) the image scaled by ``scale``."""
+
+    scale: float  # input pixels per image pixel
+    scaled: tuple[int, int]  # the whole scaled image, (width, height)
+    x0: int  # the crop's origin in the scaled image
+    y0: int
+    width: int  # the input's size (multiples of DENSE_STRIDE)
+    height: int
+    # which crop edges (left, top, right, bottom) lie inside the scaled image: a detection touching
+    # one is a face cut by the crop, which a neighbouring crop holds whole
+    inner: tuple[bool, bool, bool, bool]
+
+
+def _crop_side(length: int, max_side: int, overlap: int, stride: int) -> int:
+    """The whole ``length`` rounded up to ``stride`` when that fits in ``max_side``; else the side of
+    the fewest equal crops of at most ``max_side`` that cover it overlapping by ``overlap``."""
+    whole = -(-length // stride) * stride
+    if whole <= max_side:
+        return whole
+    n = -(-(length - overlap) // (max_side - overlap))
+    need = -(-(length + (n - 1) * overlap) // n)  # n crops of this side, overlapping, span the length
+    return min(-(-need // stride) * stride, max_side)
+
+
+def _crop_starts(length: int, crop: int, overlap: int) -> list[int]:
+    if length <= crop:
+        return [0]
+    step = crop - overlap
+    starts = list(range(0, length - crop, step))
+    return starts + [length - crop]
+
+
+def dense_passes(
+    height: int,
+    width: int,
+    sides: list[int],
+    size: int,
+    max_side: int = DENSE_MAX_SIDE,
+    overlap: int = DENSE_OVERLAP,
+    stride: int = DENSE_STRIDE,
+) -> list[DensePass]:
+    """The passes that stand for fitted tiles of each side in ``sides``: the image scaled by
+    ``size / side``, whole when it fits in ``max_side`` (rounded up to ``stride``), else in the fewest
+    equal crops of at most ``max_side`` overlapping by at least ``overlap``."""
+    out = []
+    for side in sides:
+        scale = size / side
+        sw, sh = max(int(round(width * scale)), 1), max(int(round(height * scale)), 1)
+        cw, ch = _crop_side(sw, max_side, overlap, stride), _crop_side(sh, max_side, overlap, stride)
+        for y0 in _crop_starts(sh, ch, overlap):
+            for x0 in _crop_starts(sw, cw, overlap):
+                inner = (x0 > 0, y0 > 0, x0 + cw < sw, y0 + ch < sh)
+                out.append(DensePass(scale, (sw, sh), x0, y0, cw, ch, inner))
+    return out
+
+
+def dense_input(image_rgb: np.ndarray, passes: list[DensePass]) -> list[np.ndarray]:
+    """Each pass's input ``(1, height, width, 3)`` float32 in [-1, 1], black beyond the image; the
+    passes of one scale share one ``cv2.resize`` (INTER_AREA when shrinking)."""
+    h, w = image_rgb.shape[:2]
+    out, scaled = [], {}
+    for p in passes:
+        if p.scaled not in scaled:
+            sw, sh = p.scaled
+            interp = cv2.INTER_AREA if sh < h else cv2.INTER_LINEAR
+            scaled[p.scaled] = cv2.resize(image_rgb, (sw, sh), interpolation=interp)
+        src = scaled[p.scaled][p.y0 : p.y0 + p.height, p.x0 : p.x0 + p.width]
+        x = np.full((1, p.height, p.width, 3), -1.0, np.float32)
+        part = x[0, : src.shape[0], : src.shape[1]]
+        part[...] = src  # then scaled in float32, as preprocess does
+        part *= 2.0 / 255.0
+        part -= 1.0
+        out.append(x)
+    return out
+
+
+def dense_matrix(height: int, width: int, p: DensePass) -> np.ndarray:
+    """``(2, 3)`` image -> input matrix of a dense pass, matching :func:`dense_input`."""
+    sw, sh = p.scaled
+    return np.array([[sw / width, 0.0, -p.x0], [0.0, sh / height, -p.y0]])
+
+
+def dense_anchors(p: DensePass, spec: AnchorSpec) -> np.ndarray:
+    """Anchor centres of a dense pass's grid, in units of the model's nominal input side (as
+    :func:`~openfer.core.anchors.decode_blazeface` expects them for a ``spec.input_size`` input)."""
+    stride = spec.strides[0]
+    gh, gw = p.height // stride, p.width // stride
+    ys, xs = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+    c = np.stack([xs + spec.anchor_offset, ys + spec.anchor_offset], -1).reshape(-1, 2)
+    return c * (stride / spec.input_size)
 
 
 def context_window(height: int, width: int, context: float) -> tuple[int, int, int]:
@@ -210,34 +337,56 @@ def postprocess(
     ``min_height``: per window, the smallest box height (fraction of the window) kept from it (the
     context window's small, coarse detections would pull the merged box of a face another window
     sees sharply)."""
-    all_b, all_s, all_k = [], [], []
+    parts = []
+    for w in range(len(mats)):
+        # tiles: a box touching the tile border is a partial face
+        edges = None if w == 0 else (edge_margin, edge_margin, 1 - edge_margin, 1 - edge_margin)
+        mh = float(min_height[w]) if min_height is not None else 0.0
+        parts.append(decode_window(raw_boxes[w], raw_scores[w], mats[w], anchors, score_threshold, size, mh, edges))
+    return merge(parts, nms_iou)
+
+
+def decode_window(
+    raw_boxes: np.ndarray,
+    raw_scores: np.ndarray,
+    mat: np.ndarray,
+    anchors: np.ndarray,
+    score_threshold: float,
+    size: int = INPUT_SIZE,
+    min_height: float = 0.0,
+    edges: tuple[float, float, float, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """One window's detections in image pixels (boxes, scores, keypoints), or ``None``.
+    ``anchors`` and ``edges`` (x0, y0, x1, y1: a box must lie strictly inside) are in units of ``size``;
+    ``mat`` maps image pixels to the window's input pixels."""
     # the score test on the logits first, so only the few candidate anchors of each window are decoded
     # (2,304 per full-range window, almost all far below the threshold); the same detections result
     p = min(max(float(score_threshold), 1e-12), 1 - 1e-12)
     min_logit = math.log(p / (1 - p)) - 1e-6  # a superset: the exact test on the scores follows
-    for w in range(len(mats)):
-        cand = np.flatnonzero(np.asarray(raw_scores[w]).reshape(-1) >= min_logit)
-        if len(cand) == 0:
-            continue
-        b, s, k = decode_blazeface(np.asarray(raw_boxes[w]).reshape(len(anchors), -1)[cand],
-                                   np.asarray(raw_scores[w]).reshape(-1)[cand], anchors[cand], size)
-        keep = s >= score_threshold
-        if min_height is not None and min_height[w] > 0:
-            keep &= (b[:, 3] - b[:, 1]) >= min_height[w]
-        if w > 0:  # tiles: a box touching the tile border is a partial face unless that is the image border
-            keep &= (b[:, 0] > edge_margin) & (b[:, 1] > edge_margin)
-            keep &= (b[:, 2] < 1 - edge_margin) & (b[:, 3] < 1 - edge_margin)
-        if not keep.any():
-            continue
-        inv = invert_affine(mats[w])
-        b, s, k = b[keep] * size, s[keep], k[keep] * size
-        corners = apply_affine(inv, b.reshape(-1, 2, 2).reshape(-1, 2)).reshape(-1, 4)
-        all_b.append(corners)
-        all_s.append(s)
-        all_k.append(apply_affine(inv, k.reshape(-1, 2)).reshape(-1, 6, 2))
-    if not all_s:
+    scores = np.asarray(raw_scores).reshape(-1)
+    cand = np.flatnonzero(scores >= min_logit)
+    if len(cand) == 0:
+        return None
+    b, s, k = decode_blazeface(np.asarray(raw_boxes).reshape(len(anchors), -1)[cand], scores[cand], anchors[cand], size)
+    keep = s >= score_threshold
+    if min_height > 0:
+        keep &= (b[:, 3] - b[:, 1]) >= min_height
+    if edges is not None:
+        keep &= (b[:, 0] > edges[0]) & (b[:, 1] > edges[1]) & (b[:, 2] < edges[2]) & (b[:, 3] < edges[3])
+    if not keep.any():
+        return None
+    inv = invert_affine(mat)
+    b, s, k = b[keep] * size, s[keep], k[keep] * size
+    corners = apply_affine(inv, b.reshape(-1, 2)).reshape(-1, 4)
+    return corners, s, apply_affine(inv, k.reshape(-1, 2)).reshape(-1, 6, 2)
+
+
+def merge(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None], nms_iou: float) -> Detections:
+    """The windows' detections (:func:`decode_window`) merged by weighted NMS."""
+    found = [q for q in parts if q is not None]
+    if not found:
         return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 6, 2)))
-    b, s, k = weighted_nms(np.concatenate(all_b), np.concatenate(all_s), np.concatenate(all_k), nms_iou)
+    b, s, k = weighted_nms(*(np.concatenate(x) for x in zip(*found, strict=True)), nms_iou)
     return Detections(b, s, k)
 
 
@@ -275,7 +424,15 @@ class FaceDetector:
         self.model = as_model(model, threads, runtime)
         shape = self.model.session.get_inputs()[0].shape
         side = shape[1] if len(shape) == 4 else None
-        if side not in DETECTOR_MODELS or shape[2] != side or shape[3] != 3:
+        # a graph that takes any input size (symbolic H and W) names its nominal side in its spec
+        self.any_size = len(shape) == 4 and not isinstance(shape[1], int) and not isinstance(shape[2], int)
+        # (spec "size"; "size_multiple": the sides it takes, DENSE_STRIDE unless it says otherwise)
+        self.size_multiple = int(self.model.spec.get("size_multiple", DENSE_STRIDE))
+        if self.any_size:
+            side = self.model.spec.get("size")
+        elif len(shape) == 4 and shape[2] != side:
+            side = None
+        if side not in DETECTOR_MODELS or len(shape) != 4 or shape[3] != 3:
             raise ModelError(
                 f"{self.model.name}: input {shape} is not a BlazeFace detector's "
                 f"(N, S, S, 3) with S in {sorted(DETECTOR_MODELS)}"
@@ -283,13 +440,20 @@ class FaceDetector:
         self.variant = DETECTOR_MODELS[side]
         self.input_size = side
         self.min_rel_face = self.variant.min_rel_face if min_rel_face is None else float(min_rel_face)
-        self.tiling = self.variant.tiling if tiling is None else tiling
+        dense = self.any_size and self.variant.tiling == "fitted"
+        self.tiling = ("dense" if dense else self.variant.tiling) if tiling is None else tiling
+        if self.tiling == "dense" and not (self.any_size and len(self.variant.anchors.strides) == 1):
+            raise ValueError(
+                f"tiling 'dense': {self.model.name} is not a one-layer detector whose graph takes any input size"
+            )
         self.context = self.variant.context if context is None else float(context)
         if not self.context >= 1.0:
             raise ValueError(f"context: expected a number >= 1, got {context!r}")
         if self.tiling not in TILINGS:
             raise ValueError(f"tiling: expected one of {', '.join(TILINGS)}, got {self.tiling!r}")
-        self._tile = tile_windows if self.tiling == "halving" else fitted_windows
+        self._tile = tile_windows if self.tiling == "halving" else fitted_windows  # dense: counted as fitted
+        self.dense_max_side = DENSE_MAX_SIDE
+        self.dense_min_rel = DENSE_MIN_REL  # a min_face face's height in a dense pass, of the model's side
         self.anchors = ssd_anchor_centers(self.variant.anchors)
         self.min_face = min_face
         self.score_threshold = score_threshold
@@ -298,7 +462,9 @@ class FaceDetector:
         outs = self.model.session.get_outputs()
         # regressors (1, A, 16) and classificators (1, A, 1), in whatever order the graph has them
         shapes = sorted(tuple(o.shape[1:]) for o in outs)
-        if shapes != [(len(self.anchors), 1), (len(self.anchors), 16)]:
+        counts = [x[0] for x in shapes if len(x) == 2]  # any input size: the anchor count is symbolic
+        fits = len(counts) == 2 and [x[1] for x in shapes] == [1, 16]
+        if not fits or not all(isinstance(c, str) if self.any_size else c == len(self.anchors) for c in counts):
             raise ModelError(
                 f"{self.model.name}: outputs {shapes} are not BlazeFace's (A, 1) scores and (A, 16) "
                 f"regressors for the {len(self.anchors)} anchors of a {side}x{side} input"
@@ -307,17 +473,32 @@ class FaceDetector:
         self._score_idx = 1 - self._box_idx
 
     def windows(self, height: int, width: int, whole_only: bool = False) -> list[tuple[int, int, int]]:
-        """Tiling for this image size (the whole image, the context window when the variant has one,
-        then the tiles); on very large images ``min_face`` is raised until at most ``max_windows``
-        windows remain (logged), so time and memory stay bounded."""
+        """Square windows for this image size (the whole image, the context window when the variant
+        has one, then the tiles; ``"dense"`` tiling: no tiles, see :meth:`dense_passes`); on very
+        large images ``min_face`` is raised until at most ``max_windows`` windows of fitted tiling
+        remain (logged), so time and memory stay bounded."""
         wins = self._tiles(height, width, whole_only)
+        if self.tiling == "dense":
+            wins = wins[:1]
         if self.context > 1:
             wins.insert(1, context_window(height, width, self.context))
         return wins
 
+    def dense_passes(self, height: int, width: int, whole_only: bool = False) -> list[DensePass]:
+        """``"dense"`` tiling: the passes over the scaled image that stand for fitted tiling's levels
+        (none for other tilings or ``whole_only``)."""
+        if self.tiling != "dense" or whole_only:
+            return []
+        min_face = self._search_min_face(height, width)
+        sides = fitted_sides(height, width, min_face, min_rel=self.dense_min_rel, whole_rel=self.min_rel_face)
+        return dense_passes(height, width, sides, self.input_size, self.dense_max_side, stride=self.size_multiple)
+
     def _tiles(self, height: int, width: int, whole_only: bool) -> list[tuple[int, int, int]]:
         if whole_only:
             return tile_windows(height, width, None)
+        return self._tile(height, width, self._search_min_face(height, width), min_rel=self.min_rel_face)
+
+    def _search_min_face(self, height: int, width: int) -> float | None:
         min_face = self.min_face
         wins = self._tile(height, width, min_face, min_rel=self.min_rel_face)
         while len(wins) > self.max_windows and min_face:
@@ -332,7 +513,7 @@ class FaceDetector:
                 min_face,
                 len(wins),
             )
-        return wins
+        return min_face
 
     def __call__(self, image_rgb: np.ndarray, whole_only: bool = False) -> Detections:
         """Faces in an RGB image; ``whole_only``: one pass over the whole image, no tiling (video
@@ -342,17 +523,21 @@ class FaceDetector:
         mats = window_matrices(h, w, wins, self.input_size)
         x = preprocess(image_rgb, wins, self.input_size)
         outs = self.model.run_batched(x)
-        min_height = None
-        if self.context > 1:  # the context window (index 1) keeps only faces it is trusted with
-            min_height = np.zeros(len(wins))
-            min_height[1] = self.min_rel_face
-        return postprocess(
-            outs[self._box_idx],
-            outs[self._score_idx],
-            mats,
-            self.anchors,
-            self.score_threshold,
-            self.nms_iou,
-            size=self.input_size,
-            min_height=min_height,
-        )
+        size, m = self.input_size, 0.02  # a tile's edge margin (postprocess's), of the input side
+        parts = []
+        for i in range(len(wins)):
+            # the context window (index 1) keeps only faces it is trusted with; tiles drop cut faces
+            mh = self.min_rel_face if self.context > 1 and i == 1 else 0.0
+            edges = None if i == 0 else (m, m, 1 - m, 1 - m)
+            parts.append(decode_window(outs[self._box_idx][i], outs[self._score_idx][i], mats[i], self.anchors,
+                                       self.score_threshold, size, mh, edges))
+        passes = self.dense_passes(h, w, whole_only)
+        for p, xp in zip(passes, dense_input(image_rgb, passes), strict=True):
+            out = self.model.run(xp)
+            inf = math.inf
+            right, bottom = p.width / size - m, p.height / size - m
+            edges = (m if p.inner[0] else -inf, m if p.inner[1] else -inf,
+                     right if p.inner[2] else inf, bottom if p.inner[3] else inf)
+            parts.append(decode_window(out[self._box_idx][0], out[self._score_idx][0], dense_matrix(h, w, p),
+                                       dense_anchors(p, self.variant.anchors), self.score_threshold, size, 0.0, edges))
+        return merge(parts, self.nms_iou)
