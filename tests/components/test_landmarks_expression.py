@@ -80,3 +80,26 @@ def test_postprocess_averages_mirror_logits_and_applies_temperature():
     np.testing.assert_allclose(p, [[0.5, 0.5]])
     p2 = postprocess(np.array([[2.0, 0.0]]), 1, flip=False, temperature=2.0)
     np.testing.assert_allclose(p2, [[np.e / (np.e + 1), 1 / (np.e + 1)]])
+
+
+def test_a_shrunk_crop_reads_block_means_of_its_region_only():
+    # a face shrunk ~5x (scale 0.2 < 0.5: pre-blurred by 3x3 block means): averaging only the region
+    # the crop reads must give exactly the crop of the whole image averaged in blocks (dimensions cut
+    # to multiples of 3, so both are OpenCV's integer-ratio area resize of the same blocks)
+    import cv2
+    from conftest import PHOTOS
+
+    from openfer.core.align import cv2_matrix
+    from openfer.io.images import read_image
+
+    gray = cv2.cvtColor(read_image(PHOTOS / "multi_face.jpg"), cv2.COLOR_RGB2GRAY)[:666, :999]
+    a = 0.2
+    mats = np.array([[[a, 0.0, -a * 380], [0.0, a, -a * 250]],  # a 240 px patch inside the image
+                     [[a * np.cos(0.3), -a * np.sin(0.3), -50.0], [a * np.sin(0.3), a * np.cos(0.3), -20.0]],
+                     [[a, 0.0, 10.0], [0.0, a, 5.0]]])  # reaches beyond the top-left corner
+    got = crop_faces(gray, mats, 48)
+    blocks = cv2.resize(gray, (333, 222), interpolation=cv2.INTER_AREA)
+    for m, crop in zip(mats, got, strict=True):
+        want = cv2.warpAffine(blocks, cv2_matrix(m @ np.diag([3.0, 3.0, 1.0])), (48, 48), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+        np.testing.assert_array_equal(crop, want)
