@@ -226,11 +226,15 @@ def dense_passes(
     return out
 
 
-def dense_input(image_rgb: np.ndarray, passes: list[DensePass]) -> list[np.ndarray]:
+def dense_input(
+    image_rgb: np.ndarray, passes: list[DensePass], scaled: dict[tuple[int, int], np.ndarray] | None = None
+) -> list[np.ndarray]:
     """Each pass's input ``(1, height, width, 3)`` float32 in [-1, 1], black beyond the image; the
-    passes of one scale share one ``cv2.resize`` (INTER_AREA when shrinking)."""
+    passes of one scale share one ``cv2.resize`` (INTER_AREA when shrinking), kept in ``scaled``
+    (by ``(width, height)``) when a dict is given."""
     h, w = image_rgb.shape[:2]
-    out, scaled = [], {}
+    out = []
+    scaled = {} if scaled is None else scaled
     for p in passes:
         if p.scaled not in scaled:
             sw, sh = p.scaled
@@ -276,12 +280,17 @@ def letterbox_geometry(height: int, width: int, size: int = INPUT_SIZE) -> tuple
     return nw, nh, (size - nw) // 2, (size - nh) // 2
 
 
-def preprocess(image_rgb: np.ndarray, wins: list[tuple[int, int, int]], size: int = INPUT_SIZE) -> np.ndarray:
+def preprocess(
+    image_rgb: np.ndarray, wins: list[tuple[int, int, int]], size: int = INPUT_SIZE, whole: np.ndarray | None = None
+) -> np.ndarray:
     """Resize each window into a ``size`` square scaled to [-1, 1]: ``(W, size, size, 3)`` float32.
 
     The first window is the whole image letterboxed (centred, black padding); the others are square
     crops, black where they reach beyond the image (:func:`context_window`). Windows are
-    axis-aligned, so slicing + ``cv2.resize`` (INTER_AREA when shrinking) suffices.
+    axis-aligned, so slicing + ``cv2.resize`` (INTER_AREA when shrinking) suffices. ``whole``: the
+    image already shrunk (its full extent, e.g. a dense pass's scaled image), read instead of it by
+    the windows that hold the whole image when they shrink it further (the same geometry, a
+    cheaper resize).
     """
     h, w = image_rgb.shape[:2]
     out = np.zeros((len(wins), size, size, 3), np.uint8)
@@ -301,6 +310,8 @@ def preprocess(image_rgb: np.ndarray, wins: list[tuple[int, int, int]], size: in
             nw = nh = size
             px = py = 0
             src = image_rgb[y0 : y0 + side, x0 : x0 + side]
+        if whole is not None and src.shape[:2] == (h, w) and whole.shape[0] > nh:
+            src = whole
         interp = cv2.INTER_AREA if src.shape[0] > nh else cv2.INTER_LINEAR
         out[i, py : py + nh, px : px + nw] = cv2.resize(src, (nw, nh), interpolation=interp)
     x = out.astype(np.float32)
@@ -521,7 +532,14 @@ class FaceDetector:
         h, w = image_rgb.shape[:2]
         wins = self.windows(h, w, whole_only)
         mats = window_matrices(h, w, wins, self.input_size)
-        x = preprocess(image_rgb, wins, self.input_size)
+        passes = self.dense_passes(h, w, whole_only)
+        scaled: dict[tuple[int, int], np.ndarray] = {}
+        dense = dense_input(image_rgb, passes, scaled)
+        # the windows over the whole image shrink the finest pass's scaled image (when it is smaller
+        # than the image), not the image
+        finest = max(scaled, key=lambda wh: wh[0]) if scaled else None
+        whole = scaled[finest] if finest and finest[1] < h else None
+        x = preprocess(image_rgb, wins, self.input_size, whole)
         outs = self.model.run_batched(x)
         size, m = self.input_size, 0.02  # a tile's edge margin (postprocess's), of the input side
         parts = []
@@ -531,8 +549,7 @@ class FaceDetector:
             edges = None if i == 0 else (m, m, 1 - m, 1 - m)
             parts.append(decode_window(outs[self._box_idx][i], outs[self._score_idx][i], mats[i], self.anchors,
                                        self.score_threshold, size, mh, edges))
-        passes = self.dense_passes(h, w, whole_only)
-        for p, xp in zip(passes, dense_input(image_rgb, passes), strict=True):
+        for p, xp in zip(passes, dense, strict=True):
             out = self.model.run(xp)
             inf = math.inf
             right, bottom = p.width / size - m, p.height / size - m
