@@ -360,3 +360,20 @@ def test_a_level_in_crops_finds_the_faces_one_pass_finds():
     assert len(a) == len(b) == 5
     for box in b.boxes:
         assert max(_iou(box, other) for other in a.boxes) >= MIN_DENSE_IOU
+
+
+def test_the_whole_image_windows_read_the_dense_pass_image_with_the_same_geometry():
+    # shrinking the already scaled image instead of the photo changes the filter, not where things are
+    rgb = read_image(PHOTOS / "multi_face.jpg")
+    h, w = rgb.shape[:2]
+    det = FaceDetector(model="blazeface_full", threads=1)
+    scaled = {}
+    dense_input(rgb, det.dense_passes(h, w), scaled)
+    finest = scaled[max(scaled)]
+    wins = det.windows(h, w)
+    direct, via = preprocess(rgb, wins, 192), preprocess(rgb, wins, 192, finest)
+    assert finest.shape[0] < h and not np.array_equal(direct, via)
+    for k in range(len(wins)):
+        assert np.abs(direct[k] - via[k]).mean() < 0.02  # of the [-1, 1] range: ~2.5 grey levels
+        shifted = np.abs(direct[k][:, 1:] - via[k][:, :-1]).mean()  # one pixel off would read like this
+        assert np.abs(direct[k] - via[k]).mean() < shifted / 2
