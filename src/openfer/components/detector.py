@@ -62,6 +62,9 @@ DETECTOR_MODELS: dict[int, DetectorModel] = {
     192: DetectorModel(FULL_RANGE, 0.10, "fitted", FULL_RANGE_CONTEXT),
 }
 TILINGS = ("halving", "fitted", "dense")
+# A detection this close to a tile's (or an inner crop's) edge, as a fraction of the input side, is
+# a face the edge cuts: a neighbouring tile or crop holds it whole.
+EDGE_MARGIN = 0.02
 
 # Dense passes (tiling "dense", a full-range model whose graph takes any input size): each level of
 # fitted_windows becomes one pass over the whole image scaled so that the level's tile side maps onto
@@ -339,22 +342,37 @@ def postprocess(
     anchors: np.ndarray,
     score_threshold: float,
     nms_iou: float,
-    edge_margin: float = 0.02,
+    edge_margin: float = EDGE_MARGIN,
     size: int = INPUT_SIZE,
     min_height: np.ndarray | None = None,
 ) -> Detections:
-    """Decode every window, drop detections cut by an inner tile edge, map to image pixels, merge.
-    ``size``: the detector's input side (the scale of its box and keypoint offsets);
-    ``min_height``: per window, the smallest box height (fraction of the window) kept from it (the
-    context window's small, coarse detections would pull the merged box of a face another window
-    sees sharply)."""
+    """Decode every window, drop detections cut by an inner tile edge, map to image pixels, merge
+    (:func:`decode_windows`, then :func:`merge`)."""
+    parts = decode_windows(raw_boxes, raw_scores, mats, anchors, score_threshold, edge_margin, size, min_height)
+    return merge(parts, nms_iou)
+
+
+def decode_windows(
+    raw_boxes: np.ndarray,
+    raw_scores: np.ndarray,
+    mats: np.ndarray,
+    anchors: np.ndarray,
+    score_threshold: float,
+    edge_margin: float = EDGE_MARGIN,
+    size: int = INPUT_SIZE,
+    min_height: np.ndarray | None = None,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """:func:`decode_window` of each square window, the first the whole image, the others tiles
+    (detections within ``edge_margin`` of a tile's edge dropped). ``size``: the detector's input
+    side (the scale of its box and keypoint offsets); ``min_height``: per window, the smallest box
+    height (fraction of the window) kept from it (the context window's small, coarse detections
+    would pull the merged box of a face another window sees sharply)."""
     parts = []
     for w in range(len(mats)):
-        # tiles: a box touching the tile border is a partial face
         edges = None if w == 0 else (edge_margin, edge_margin, 1 - edge_margin, 1 - edge_margin)
         mh = float(min_height[w]) if min_height is not None else 0.0
         parts.append(decode_window(raw_boxes[w], raw_scores[w], mats[w], anchors, score_threshold, size, mh, edges))
-    return merge(parts, nms_iou)
+    return parts
 
 
 def decode_window(
@@ -411,8 +429,9 @@ class FaceDetector:
             path or a loaded :class:`~openfer.runtime.OnnxModel`; the variant is told by its input side.
         min_rel_face: smallest face height a window is trusted with, as a fraction of its side;
             ``None``: the variant's (:data:`DETECTOR_MODELS`). Smaller values mean fewer, larger tiles.
-        tiling: ``"halving"`` (:func:`tile_windows`, the short-range default) or ``"fitted"``
-            (:func:`fitted_windows`, the full-range default); ``None``: the variant's.
+        tiling: ``"halving"`` (:func:`tile_windows`, the short-range default), ``"fitted"``
+            (:func:`fitted_windows`) or ``"dense"`` (:meth:`dense_passes`: the full-range default
+            when its graph takes any input size, as the shipped one does); ``None``: the variant's.
         context: > 1 adds a window of this many times the image's long side, the image centred in
             it (:func:`context_window`), for faces too large for the model in the whole-image window;
             ``None``: the variant's (1, none, for short range; :data:`FULL_RANGE_CONTEXT` for full range).
@@ -488,9 +507,7 @@ class FaceDetector:
         has one, then the tiles; ``"dense"`` tiling: no tiles, see :meth:`dense_passes`); on very
         large images ``min_face`` is raised until at most ``max_windows`` windows of fitted tiling
         remain (logged), so time and memory stay bounded."""
-        wins = self._tiles(height, width, whole_only)
-        if self.tiling == "dense":
-            wins = wins[:1]
+        wins = self._tiles(height, width, whole_only or self.tiling == "dense")
         if self.context > 1:
             wins.insert(1, context_window(height, width, self.context))
         return wins
@@ -541,14 +558,13 @@ class FaceDetector:
         whole = scaled[finest] if finest and finest[1] < h else None
         x = preprocess(image_rgb, wins, self.input_size, whole)
         outs = self.model.run_batched(x)
-        size, m = self.input_size, 0.02  # a tile's edge margin (postprocess's), of the input side
-        parts = []
-        for i in range(len(wins)):
-            # the context window (index 1) keeps only faces it is trusted with; tiles drop cut faces
-            mh = self.min_rel_face if self.context > 1 and i == 1 else 0.0
-            edges = None if i == 0 else (m, m, 1 - m, 1 - m)
-            parts.append(decode_window(outs[self._box_idx][i], outs[self._score_idx][i], mats[i], self.anchors,
-                                       self.score_threshold, size, mh, edges))
+        min_height = None
+        if self.context > 1:  # the context window (index 1) keeps only faces it is trusted with
+            min_height = np.zeros(len(wins))
+            min_height[1] = self.min_rel_face
+        size, m = self.input_size, EDGE_MARGIN
+        parts = decode_windows(outs[self._box_idx], outs[self._score_idx], mats, self.anchors, self.score_threshold,
+                               m, size, min_height)
         for p, xp in zip(passes, dense, strict=True):
             out = self.model.run(xp)
             inf = math.inf
