@@ -836,27 +836,28 @@ def process_model(spec: ModelSpec, tflite: Path, source: str, face_rgb: np.ndarr
     log.info("%s: converting %s", spec.key, spec.inner)
     base = convert(tflite, args.opset)
     tfl = TfliteRunner(tflite)
+    sizes: dict[str, Any] | None = None
     if spec.kind == "points":
         # the output has no batch axis ([52]): the model stays batch 1 and is run once per face
         dyn, patched, pinned = base, [], []
         cases = points_cases(converted["facemesh_v2"], face_rgb, args.random_cases)
         real = cases["fixture_mesh_v2"]
     else:
-        dyn, patched, pinned = make_batch_dynamic(base)
         real = to_input(face_rgb, spec)
         cases = {f"random_{i}": random_input(spec, i) for i in range(args.random_cases)} | {"fixture": real}
+        if spec.size_multiple:  # any input size (and batch), or nothing installed
+            dyn, sizes = make_size_dynamic(base, spec.size_multiple)
+            sizes |= check_sizes(static_copy(base), dyn, spec, args.atol)
+            patched, pinned = [n.name for n in dyn.graph.node if n.op_type == "Reshape"], []
+        else:
+            dyn, patched, pinned = make_batch_dynamic(base)
 
     batch: dict[str, Any] = {"patched_reshapes": patched, "reshapes_pinning_batch": pinned}
     model = dyn
-    sizes: dict[str, Any] | None = None
-    if spec.size_multiple:  # any input size (and batch), or nothing installed
-        model, sizes = make_size_dynamic(base, spec.size_multiple)
-        sizes |= check_sizes(static_copy(base), model, spec, args.atol)
-        batch = {"patched_reshapes": [n.name for n in model.graph.node if n.op_type == "Reshape"],
-                 "reshapes_pinning_batch": [], "max_abs_diff_batch3_vs_single": sizes["max_abs_diff_batch3_vs_single"]}
-        dyn = model
-    elif spec.kind == "points":
+    if spec.kind == "points":
         batch["why_static"] = "the output [52] has no batch axis"
+    elif sizes:  # check_sizes compared a batch of 3 with single runs
+        batch["max_abs_diff_batch3_vs_single"] = sizes["max_abs_diff_batch3_vs_single"]
     elif pinned:
         batch["why_static"] = "constant Reshape shapes pin batch 1 and could not be proven safe to free"
     else:
@@ -873,7 +874,7 @@ def process_model(spec: ModelSpec, tflite: Path, source: str, face_rgb: np.ndarr
     log.info("%s: batch %s (patched Reshapes: %s)", spec.key, "dynamic N" if dynamic else "fixed 1",
              ", ".join(batch["patched_reshapes"]) or "none")
 
-    annotate(model, spec, source, dynamic, spec.size_multiple if sizes else 0)
+    annotate(model, spec, source, dynamic, spec.size_multiple)
     sess = ort_session(model)  # the model as shipped: CPU EP, one thread
     parity = check_parity(tfl, sess, cases, args.atol, args.rtol)
     ops = op_types(model)
