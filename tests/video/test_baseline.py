@@ -55,6 +55,23 @@ def test_collects_the_first_frames_per_track_and_uses_their_median():
         b.tracks[3] = rows  # read-only
 
 
+def test_medians_kept_from_one_state_to_the_next_are_those_of_the_unchanged_tracks():
+    """neutral() is asked every frame and computes each track's median once; add() and keep() hand
+    the medians on, but never that of a track they changed (it would be a stale baseline)."""
+    rng = np.random.default_rng(1)
+    b = AuBaselines.empty().add(np.array([0] * 3 + [1] * 3), rng.normal(size=(6, F)))
+    ids = np.array([0, 1])
+    first, _ = b.neutral(ids, min_frames=1)
+    b2 = b.add(np.array([1]), rng.normal(size=(1, F)) + 5.0)  # track 1 changes, track 0 does not
+    again, _ = b2.neutral(ids, min_frames=1)
+    np.testing.assert_array_equal(again[0], first[0])
+    np.testing.assert_array_equal(again[1], np.median(b2.tracks[1], 0))
+    assert not np.array_equal(again[1], first[1])
+    kept, _ = b2.keep(np.array([1])).neutral(np.array([1]), min_frames=1)
+    np.testing.assert_array_equal(kept[0], again[1])
+    assert AuBaselines.from_json(b2.to_json()).neutral(ids, min_frames=1)[0].tolist() == again.tolist()
+
+
 def test_state_round_trips_json_exactly_and_none_is_empty():
     rng = np.random.default_rng(0)
     b = AuBaselines.empty().add(np.array([4, 4, 9]), rng.normal(size=(3, F)) / 3)

@@ -21,7 +21,7 @@ features round-trip through JSON), so a checkpointed run resumes with the same b
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
@@ -54,10 +54,13 @@ class AuBaselines:
     blendshapes, NaN where not computed), in collection order.
 
     Immutable: :meth:`add` and :meth:`keep` return new objects, so a snapshot can be handed from the
-    thread that updates it to another.
+    thread that updates it to another. Each track's median (:meth:`neutral`, asked every frame) is
+    computed once per object and handed on to the objects :meth:`add` and :meth:`keep` make for the
+    tracks they leave unchanged (a track stops changing once it has :data:`BASELINE_FRAMES`).
     """
 
     tracks: Mapping[int, np.ndarray]
+    _medians: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         tracks = {int(k): _features(v, f"track {k} features") for k, v in sorted(self.tracks.items())}
@@ -85,8 +88,20 @@ class AuBaselines:
         out = np.full((len(ids), _F), np.nan)
         ready = self.counts(ids) >= max(int(min_frames), 1)
         for i in np.flatnonzero(ready):
-            out[i] = estimate_baseline(self.tracks[int(ids[i])])
+            out[i] = self._median(int(ids[i]))
         return out, ready
+
+    def _median(self, track: int) -> np.ndarray:
+        m = self._medians.get(track)
+        if m is None:
+            m = estimate_baseline(self.tracks[track])
+            m.setflags(write=False)
+            self._medians[track] = m
+        return m
+
+    def _with_medians(self, new: AuBaselines, changed: Mapping[int, None]) -> AuBaselines:
+        new._medians.update({k: m for k, m in self._medians.items() if k in new.tracks and k not in changed})
+        return new
 
     def add(
         self, track_ids: np.ndarray, features: np.ndarray, max_frames: int = BASELINE_FRAMES
@@ -98,18 +113,19 @@ class AuBaselines:
         if len(feats) != len(ids):
             raise ShapeError("features", f"(M={len(ids)}, {_F})", np.shape(features))
         tracks = dict(self.tracks)
-        for k in dict.fromkeys(ids.tolist()):
+        changed = dict.fromkeys(ids.tolist())
+        for k in changed:
             new = feats[ids == k]
             have = tracks.get(k, np.zeros((0, _F)))
             tracks[k] = np.concatenate([have, new])[: max(int(max_frames), len(have))]
-        return AuBaselines(tracks)
+        return self._with_medians(AuBaselines(tracks), changed)
 
     def keep(self, live_ids: np.ndarray) -> AuBaselines:
         """Only the tracks in ``live_ids`` (those the tracker still knows)."""
         live = set(np.asarray(live_ids, dtype=np.int64).reshape(-1).tolist())
         if set(self.tracks) <= live:
             return self
-        return AuBaselines({k: v for k, v in self.tracks.items() if k in live})
+        return self._with_medians(AuBaselines({k: v for k, v in self.tracks.items() if k in live}), {})
 
     def to_json(self) -> dict:
         """JSON-able state (exact); blendshape channels not computed (NaN) as ``null``."""
