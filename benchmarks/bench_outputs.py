@@ -10,6 +10,10 @@ End-to-end ``Analyzer.analyze_rgb`` on the 640x360 one-face frame and the five-f
 * ``saliency``: the occlusion-saliency overlay of ``--explain --annotate`` on top of the default
   (``openfer.explain.saliency.saliency_image``).
 
+Each variant also reports the median of every stage timer (``FrameResult.timings``); ``stage_ms``
+gives the blendshape and AU stages of the default directly, beside ``added_ms`` (differences of
+the variants' totals, which carry the noise of two totals).
+
 The four analysis variants take turns: ``--rounds`` rounds of ``repeats / rounds`` calls each, the
 order reversed every other round, so that load which comes and goes falls on all of them alike (run
 one after the other, two runs on the shared AMD machine disagreed by up to 27 ms on the differences).
@@ -25,6 +29,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 from bench_pipeline import IMAGES, machine, timed, timing_stats
 
 from openfer.explain.saliency import saliency_image
@@ -34,20 +39,28 @@ from openfer.pipeline import Analyzer
 
 
 def alternating(fns: dict, warmup: int, repeats: int, rounds: int) -> dict[str, dict]:
-    """:func:`bench_pipeline.timed`'s statistics for each of ``fns``, their calls interleaved."""
+    """:func:`bench_pipeline.timed`'s statistics for each of ``fns``, their calls interleaved, and the
+    median of each stage timer (``FrameResult.timings``: detect, landmarks, expression, blendshapes,
+    aus, ...) as ``stages_median_ms``."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     ts: dict[str, list[float]] = {k: [] for k in fns}
+    stages: dict[str, dict[str, list[float]]] = {k: {} for k in fns}
     per = max(repeats // rounds, 1)
     names = list(fns)
     for r in range(rounds):
         for k in names if r % 2 == 0 else names[::-1]:
             for _ in range(per):
                 t = time.perf_counter()
-                fns[k]()
+                res = fns[k]()
                 ts[k].append((time.perf_counter() - t) * 1000)
-    return {k: timing_stats(v) for k, v in ts.items()}
+                for stage, sec in res.timings.items():
+                    stages[k].setdefault(stage, []).append(sec * 1000)
+    return {
+        k: {**timing_stats(v), "stages_median_ms": {s: round(float(np.median(x)), 2) for s, x in stages[k].items()}}
+        for k, v in ts.items()
+    }
 
 
 def bench(threads: int, warmup: int, repeats: int, rounds: int) -> dict:
@@ -75,6 +88,10 @@ def bench(threads: int, warmup: int, repeats: int, rounds: int) -> dict:
             "explain": round(row["aus_explain"]["median_ms"] - row["aus"]["median_ms"], 2),
             "saliency": row["saliency"]["median_ms"],
         }
+        # the same costs from the stage timers of the default: less noisy than differences of totals
+        # (explain and valence/arousal have no timer of their own: they are the rest of describe)
+        st = row["aus_explain"]["stages_median_ms"]
+        row["stage_ms"] = {"blendshapes": st.get("blendshapes"), "aus": st.get("aus")}
         out[name] = row
     return out
 
@@ -98,7 +115,8 @@ def main() -> None:
     for t, r in res["threads"].items():
         for name, row in r.items():
             print(
-                f"threads={t} {name}: label only {row['label_only']['median_ms']:.1f} ms, added {row['added_ms']}"
+                f"threads={t} {name}: label only {row['label_only']['median_ms']:.1f} ms, added {row['added_ms']}, "
+                f"stage timers {row['stage_ms']}"
             )
     print(json.dumps({k: v for k, v in res.items() if k != "threads"}, indent=1))
 
