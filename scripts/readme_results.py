@@ -84,6 +84,18 @@ def peer_lines() -> list[str]:
     if any("onnxruntime" in name for run in peers["runs"].values() for name in run["ratios"]):
         lines += ["", "`openfer onnxruntime`: the same openfer with `runtime=\"onnxruntime\"` in the same run, what a "
                   "core install without the `litert` extra runs; its ratio is the gain of the LiteRT runtime."]
+    floors = {name: f for run in peers["runs"].values() for name, f in run.get("floors", {}).items()}
+    if floors:
+        lines += ["", "Model floors (one core, same run): the best ratio openfer's models allow, were everything around "
+                  "them free (the CPU time inside the models' runs plus decoding, against MediaPipe's whole run). "
+                  "Below a target, no work around the models reaches it; cheaper models must:", "",
+                  "| path | openfer models + decode | MediaPipe | best ratio | target |", "|---|---|---|---|---|"]
+        for name, f in floors.items():
+            ours = f.get("openfer_models_plus_decode_ms_per_frame", f.get("openfer_models_plus_read_ms"))
+            theirs = f.get("mediapipe_ms_per_frame", f.get("mediapipe_ms"))
+            unit = " / frame" if name.startswith("video") else ""
+            lines.append(f"| {name} | {ours:.1f} ms{unit} | {theirs:.1f} ms{unit} | **{f['best_ratio']:.2f}** | "
+                         f"{f['target']} |")
     lines += ["", "Absolute figures of the same machine and other runs follow.", ""]
     return lines
 
