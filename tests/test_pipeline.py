@@ -299,3 +299,36 @@ def test_faces_come_left_to_right(analyzer):
     assert len(faces) == 5 and (np.diff(cx) > 0).all()
     recs = analyzer.analyze(PHOTOS / "multi_face.jpg").to_records()
     assert [r["face"] for r in recs] == [0, 1, 2, 3, 4] and [r["x1"] for r in recs] == list(faces.boxes[:, 0])
+
+
+def test_video_preset_search_adds_the_full_range_faces_the_whole_frame_pass_misses():
+    """AnalyzerOptions.search_detector: the video preset's search is the dense full-range search plus
+    the faces only the short-range whole-frame pass finds. A face both find is located by the
+    full-range box and framed by the short-range one (search_faces), so a video track keeps the
+    whole-frame pass's framing from one search to the next; faces of 36-46 px that the whole-frame
+    pass cannot see come from the search alone."""
+    from openfer.io.images import read_image
+    from openfer.pipeline import Analyzer
+
+    big, group = read_image(PHOTOS / "single_face.jpg"), read_image(PHOTOS / "multi_face.jpg")
+    canvas = np.full((720, 1280, 3), 128, np.uint8)
+    b = cv2.resize(big, (round(big.shape[1] * 420 / big.shape[0]), 420), interpolation=cv2.INTER_AREA)
+    canvas[150:570, 40 : 40 + b.shape[1]] = b
+    g = cv2.resize(group, (420, round(group.shape[0] * 420 / group.shape[1])), interpolation=cv2.INTER_AREA)
+    canvas[200 : 200 + g.shape[0], 800:1220] = g
+    an = Analyzer("video")
+    assert an.runtimes.keys() >= {"detector", "search_detector"}
+    whole, search = an.detector(canvas, whole_only=True), an.search(canvas)
+    both, framing = an.search_faces(canvas)
+    assert len(whole) == 1 and len(search) == 6 and len(both) == 6 and framing.shape == (6, 4)
+    np.testing.assert_array_equal(both.boxes, search.boxes)  # located by the full-range boxes
+    large = int(np.argmax(search.boxes[:, 3] - search.boxes[:, 1]))
+    np.testing.assert_array_equal(framing[large], whole.boxes[0])  # the large face framed by the short-range box
+    assert not np.allclose(search.boxes[large], whole.boxes[0], atol=5)  # which differs from the full-range one
+    small = np.delete(framing, large, 0)
+    np.testing.assert_array_equal(small, np.delete(search.boxes, large, 0))  # the group: the search's own
+    assert (small[:, 0] > 800).all() and ((small[:, 3] - small[:, 1]) < 50).all()
+    assert len(an.analyze_rgb(canvas).faces) == 6
+    # the default preset has no second detector: its search is the full-range detector's alone
+    default = Analyzer()
+    assert default.search is default.detector and "search_detector" not in default.runtimes

@@ -87,7 +87,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    help=f"smallest face height in pixels to search for (default {d.min_face:g}; 0: whole image only)")
     p.add_argument("--detector", default=None, metavar="MODEL",
                    help="face detector: blazeface_full (the default preset's) or blazeface_short (fast's), "
-                   "or a BlazeFace .onnx; default: the preset's")
+                   "or a BlazeFace .onnx, for the whole search; default: the preset's (video's: short range for "
+                   "the whole image, full range for the small-face search)")
     p.add_argument("--recursive", "-r", action="store_true", help="recurse into folders")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted batch (its finished images are kept in <first output>.openfer-work/)")
@@ -163,8 +164,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         overrides["va_model"] = args.va_model
     if args.min_face is not None:
         overrides["min_face"] = args.min_face or None
-    if args.detector is not None:
-        overrides["detector"] = args.detector
+    if args.detector is not None:  # the given detector does the whole search (no second search detector)
+        overrides["detector"], overrides["search_detector"] = args.detector, None
     overrides |= _model_overrides(args)
     analyzer = Analyzer(args.preset, **overrides)
     table = not args.quiet and STDOUT not in (args.json, args.csv)  # stdout carries the data then

@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from video_assets import FACE_NOFACE, NO_FACE, SINGLE_FACE, video_analyzer
+from video_assets import FACE_NOFACE, NO_FACE, SINGLE_FACE, VIDEOS, video_analyzer
 
 from openfer.components.landmarks import rois_from_landmarks
 from openfer.core.boxes import iou_matrix
@@ -49,15 +49,18 @@ def test_full_search_every_scan_every_frames_whole_frame_pass_between(monkeypatc
     detect = type(video.analyzer.detector).__call__
 
     def spy(self, rgb, whole_only=False):
-        calls.append(whole_only)
+        calls.append((self.model.name, whole_only))
         return detect(self, rgb, whole_only=whole_only)
 
     monkeypatch.setattr(type(video.analyzer.detector), "__call__", spy)
     frames = list(video.run(SINGLE_FACE))[:20]
     detected = [f.frame_index for f in frames if "detect" in f.result.timings]
     assert detected == [0, 2, 4, 5, 7, 9, 10, 12, 14, 15, 17, 19]
-    # full searches at frames 0, 5, 10, 15 (scan_every), whole-frame passes at the others
-    assert [not w for w in calls[: len(detected)]] == [f in (0, 5, 10, 15) for f in detected]
+    # every detection is the short-range whole-frame pass; at frames 0, 5, 10, 15 (scan_every) the
+    # search adds the dense full-range detector's full search (AnalyzerOptions.search_detector)
+    whole, search = ("blazeface_short", True), ("blazeface_full", False)
+    expected = [c for f in detected for c in ([whole, search] if f in (0, 5, 10, 15) else [whole])]
+    assert calls[: len(expected)] == expected
 
 
 def test_pipelined_iteration_equals_frame_by_frame_steps(single_frames):
@@ -228,3 +231,26 @@ def test_options_are_checked():
         VideoAnalyzer(analyzer=an, threads=2)
     with pytest.raises(InputError, match="no such file"):
         video_analyzer().run("missing.mp4")
+
+
+def test_five_faces_kept_in_every_frame_of_a_pan_over_the_group_photo(tmp_path):
+    """The five-face pan of benchmarks/bench_video.py (the real group photo shifted by up to 40 px, 60
+    frames at 1000x667): five tracks, five faces in every frame. A search that located these ~110 px
+    faces by the short-range whole-frame boxes (180 px for a 106 px face) lost one in half the frames."""
+    import cv2
+
+    from openfer.io.images import read_image
+
+    img = cv2.cvtColor(read_image(VIDEOS.parent / "photos" / "multi_face.jpg"), cv2.COLOR_RGB2BGR)
+    h, w = img.shape[:2]
+    path = tmp_path / "five.mp4"
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+    for i in range(60):
+        m = np.float32([[1, 0, 40.0 * i / 59 - 20], [0, 1, 0]])
+        out.write(cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT))
+    out.release()
+    frames = list(video_analyzer().run(path))
+    assert len(frames) == 60
+    assert [len(f.faces) for f in frames] == [5] * 60
+    assert len({int(t) for f in frames for t in f.track_ids}) == 5
+

@@ -68,3 +68,21 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     b[:, [0, 2]] = b[:, [0, 2]].clip(0, width)
     b[:, [1, 3]] = b[:, [1, 3]].clip(0, height)
     return b
+
+
+def greedy_pairs(score: np.ndarray, ok: np.ndarray, descending: bool) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching: pairs ``(row, col)`` taken best ``score`` first among ``ok`` pairs;
+    ties break by row then column, so the result is deterministic."""
+    rows, cols = np.nonzero(ok)
+    if rows.size == 0:
+        return []
+    s = score[rows, cols]
+    order = np.lexsort((cols, rows, -s if descending else s))
+    used_r, used_c, out = set(), set(), []
+    for k in order:
+        r, c = int(rows[k]), int(cols[k])
+        if r not in used_r and c not in used_c:
+            used_r.add(r)
+            used_c.add(c)
+            out.append((r, c))
+    return out

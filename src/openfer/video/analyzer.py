@@ -53,8 +53,9 @@ class VideoOptions:
         detect_every: run the face detector every N analysed frames (and whenever no face is
             followed); in between, faces are followed by the face mesh alone. These runs are one
             detector pass over the whole frame (faces larger than ~15% of the frame side).
-        scan_every: every N analysed frames the detection is the Analyzer's full search instead,
-            with small-face tiling down to its ``min_face`` (about 30x the cost of one pass); so a
+        scan_every: every N analysed frames the detection is the Analyzer's full search instead
+            (:meth:`~openfer.pipeline.Analyzer.search_faces`: the ``video`` preset adds the dense full-range
+            detector's faces down to its ``min_face``, ~15x the cost of a whole-frame pass at 640x360); so a
             new small face is found within ``scan_every`` frames, a new large one within
             ``detect_every``.
         pipeline: when iterating a run, analyse the expression of frame t in a worker thread
@@ -475,21 +476,27 @@ class VideoRun:
         scores = self._scores.copy()
         det_box = np.full((nf, 4), np.nan)  # a detection paired with a followed face
         new_boxes, new_kps = np.zeros((0, 4)), np.zeros((0, 6, 2))
+        new_framing = new_boxes
         scan = self._since_scan >= o.scan_every
         detect = scan or nf == 0 or self._since >= o.detect_every
         if detect:
             t0 = time.perf_counter()
-            det = an.detector(rgb, whole_only=not scan)
+            if scan:  # framing: the box a face's output box is kept relative to (Analyzer.search_faces)
+                det, framing = an.search_faces(rgb)
+            else:
+                det = an.detector(rgb, whole_only=True)
+                framing = np.asarray(det.boxes, dtype=np.float64).reshape(-1, 4)
             timings["detect"] = time.perf_counter() - t0
             boxes = np.asarray(det.boxes, dtype=np.float64).reshape(-1, 4)
             is_new = np.ones(len(boxes), bool)
             if nf and len(boxes):
-                iou = iou_matrix(boxes, self._boxes)
+                iou = iou_matrix(framing, self._boxes)
                 for r, c in greedy_pairs(iou, iou >= _ASSOCIATE_IOU, descending=True):
-                    det_box[c], scores[c] = boxes[r], float(det.scores[r])
+                    det_box[c], scores[c] = framing[r], float(det.scores[r])
                     is_new[r] = False
-                is_new &= ~_inside((boxes[:, :2] + boxes[:, 2:]) / 2, self._boxes).any(1)
+                is_new &= ~_inside((framing[:, :2] + framing[:, 2:]) / 2, self._boxes).any(1)
             new_boxes, new_kps = boxes[is_new], np.asarray(det.keypoints, dtype=np.float64)[is_new]
+            new_framing = framing[is_new]
             dc, ds, da = rois_from_detections(new_boxes, new_kps)
             center, side, angle = (
                 np.concatenate([center, dc]),
@@ -503,7 +510,7 @@ class VideoRun:
         fi, ni = np.flatnonzero(src < nf), np.flatnonzero(src >= nf)
         ref = np.full((len(src), 4), np.nan)  # this frame's detector box of each face, if any
         ref[fi] = det_box[src[fi]]
-        ref[ni] = new_boxes[src[ni] - nf]
+        ref[ni] = new_framing[src[ni] - nf]
         has_ref = ~np.isnan(ref).any(1)
         offsets = np.empty((len(src), 4))
         offsets[has_ref] = box_offsets(ref[has_ref], extent[has_ref])

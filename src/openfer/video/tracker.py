@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.boxes import iou_matrix
+from ..core.boxes import greedy_pairs, iou_matrix
 from ..errors import ShapeError
 
 # Velocity extrapolation is capped at this many frames: beyond that a constant-velocity guess is
@@ -67,24 +67,6 @@ def _centres(b: np.ndarray) -> np.ndarray:
 
 def _sizes(b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(b[:, 2] - b[:, 0], 1e-6, None) * np.clip(b[:, 3] - b[:, 1], 1e-6, None))
-
-
-def greedy_pairs(score: np.ndarray, ok: np.ndarray, descending: bool) -> list[tuple[int, int]]:
-    """Greedy one-to-one matching: pairs ``(row, col)`` taken best ``score`` first among ``ok`` pairs;
-    ties break by row then column, so the result is deterministic."""
-    rows, cols = np.nonzero(ok)
-    if rows.size == 0:
-        return []
-    s = score[rows, cols]
-    order = np.lexsort((cols, rows, -s if descending else s))
-    used_r, used_c, out = set(), set(), []
-    for k in order:
-        r, c = int(rows[k]), int(cols[k])
-        if r not in used_r and c not in used_c:
-            used_r.add(r)
-            used_c.add(c)
-            out.append((r, c))
-    return out
 
 
 class FaceTracker:
