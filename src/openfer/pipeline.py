@@ -196,6 +196,7 @@ def _model_name(field: str, value: object, task: str) -> None:
 
 LANDMARK_THRESHOLDS: dict[str, float] = {"facemesh": 0.9, "facemesh_v2": 0.5}
 SEARCH_SAME_IOU = 0.3  # a search detection is a face the whole-image pass found (Analyzer.search_faces)
+SEARCH_FRAME_IOU = 0.5  # ...and is framed by the whole pass's box from this IoU (below: that box is loose)
 REFINE_MIN = 0.01  # Face Mesh v2 presence from which a rejected face gets a refined ROI (Analyzer._refine)
 REFINE_PASSES = 2
 REFINED_ACCEPT = 0.9  # presence a refined face needs
@@ -349,9 +350,11 @@ class Analyzer:
         only the detector's whole-image pass finds; a face both find (IoU >= :data:`SEARCH_SAME_IOU`)
         is located by the search's box (the short-range model's whole-frame box of a face of ~10% of
         the frame side is loose: in the five-face pan, 180 px for a 106 px face, and a face mesh
-        started from it can slide onto the neighbour) but framed by the whole-image pass's box: the
-        box reported for it (:meth:`analyze_rgb`) and, in video, the one its output box is kept
-        relative to, so a face keeps one detector's framing from a whole-frame pass to a search."""
+        started from it can slide onto the neighbour). Where the two boxes agree (IoU >=
+        :data:`SEARCH_FRAME_IOU`) the face is framed by the whole-image pass's box: the box reported
+        for it (:meth:`analyze_rgb`) and, in video, the one its output box is kept relative to, so a
+        face keeps one detector's framing from a whole-frame pass to a search; where they do not, the
+        whole-image pass's box is the loose one and the search's frames it."""
         if self.search is self.detector:
             det = self.detector(rgb)
             return det, np.asarray(det.boxes, dtype=np.float64).reshape(-1, 4)
@@ -363,7 +366,9 @@ class Analyzer:
         if len(wb) and len(fb):
             iou = iou_matrix(fb, wb)
             for r, c in greedy_pairs(iou, iou >= SEARCH_SAME_IOU, descending=True):
-                frame[r], only[c] = wb[c], False
+                only[c] = False
+                if iou[r, c] >= SEARCH_FRAME_IOU:  # framed by the whole pass where the two boxes agree
+                    frame[r] = wb[c]
         det = Detections(
             np.concatenate([fb, wb[only]]),
             np.concatenate([np.asarray(found.scores, dtype=np.float64).reshape(-1),

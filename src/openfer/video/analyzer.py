@@ -40,6 +40,9 @@ from .tracker import FaceTracker, TrackerState, greedy_pairs
 
 # A detection and a followed face are the same face from this IoU with the face's previous box.
 _ASSOCIATE_IOU = 0.3
+# ...and a whole-frame pass re-frames it (its output box follows the detection's) from this IoU with
+# the box it has: below it, the detection's box is the loose one (see Analyzer.search_faces)
+_REFRAME_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -492,7 +495,11 @@ class VideoRun:
             if nf and len(boxes):
                 iou = iou_matrix(framing, self._boxes)
                 for r, c in greedy_pairs(iou, iou >= _ASSOCIATE_IOU, descending=True):
-                    det_box[c], scores[c] = framing[r], float(det.scores[r])
+                    # a whole-frame box that disagrees with the track's framing leaves it (a search's
+                    # framing has settled that disagreement already: Analyzer.search_faces)
+                    if scan or iou[r, c] >= _REFRAME_IOU:
+                        det_box[c] = framing[r]
+                    scores[c] = float(det.scores[r])
                     is_new[r] = False
                 is_new &= ~_inside((framing[:, :2] + framing[:, 2:]) / 2, self._boxes).any(1)
             new_boxes, new_kps = boxes[is_new], np.asarray(det.keypoints, dtype=np.float64)[is_new]
