@@ -114,6 +114,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "have seen the validation or test images",
     )
     p.add_argument(
+        "--teacher-run",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="distill online: run folders of this command (best.pt + config.json, trained on the same "
+        "training set) whose networks see every augmented batch the student sees; their mean posterior "
+        "is blended into its targets with --teacher-weight. Runs the teachers on --device",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="where to train: cpu, cuda, cuda:N, or auto (default: cuda where PyTorch sees a GPU, else cpu)",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="fit the run into SECONDS: after the first epoch the epoch count is lowered to what fits "
+        "(recorded in config.json; rerun with that --epochs to repeat it)",
+    )
+    stage = p.add_mutually_exclusive_group()
+    stage.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train and stop (best.pt, last.pt, log.csv, config.json in --out): e.g. on a GPU machine "
+        "without the face-mesh models; export later with --export-only",
+    )
+    stage.add_argument(
+        "--export-only",
+        action="store_true",
+        help="export the finished run in --out (its best.pt, config.json and log.csv) to ONNX without "
+        "training: crop template, temperature and open-set head fitted on DATA here",
+    )
+    p.add_argument(
         "--teacher-weight",
         type=_unit_float,
         default=0.5,
@@ -160,6 +195,7 @@ def _config(args: argparse.Namespace, **extra: object):  # noqa: ANN202
     from .config import TrainConfig
 
     names = {f.name for f in fields(TrainConfig)}
+    device = _device(getattr(args, "device", "cpu"))
     given = dict(
         arch=args.arch,
         epochs=args.epochs,
@@ -170,9 +206,13 @@ def _config(args: argparse.Namespace, **extra: object):  # noqa: ANN202
         init_from=args.init_from,
         degrade_p=args.degrade_p,
         logit_adjust=getattr(args, "logit_adjust", 0.0),
-        bf16=_bf16(getattr(args, "bf16", "auto")),
+        bf16=_bf16(getattr(args, "bf16", "auto"), device),
         freeze=getattr(args, "freeze", ""),
         scale=tuple(getattr(args, "scale", TrainConfig.scale)),
+        device=device,
+        time_budget=getattr(args, "time_budget", 0.0),
+        teacher_runs=tuple(str(t) for t in getattr(args, "teacher_run", None) or ()),
+        teacher_weight=getattr(args, "teacher_weight", 0.5),
         **extra,
     )
     return TrainConfig(**{k: v for k, v in given.items() if k in names})
@@ -190,8 +230,57 @@ def _init_sha256(init_from: str) -> str:
     return sha256_file(Path(init_from))
 
 
-def _bf16(choice: str) -> bool:
+def _device(choice: str) -> str:
+    """``auto``: ``cuda`` where PyTorch sees a GPU, else ``cpu``; anything else as given (checked)."""
+    import torch
+
+    from ..errors import InputError
+
     if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(choice)
+    except RuntimeError:
+        raise InputError(f"--device {choice}: not a device (cpu, cuda, cuda:N or auto)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {choice}: PyTorch sees no CUDA GPU here")
+    return choice
+
+
+def _run_config(out: Path):  # noqa: ANN202
+    """The :class:`TrainConfig` a finished run in ``out`` recorded (``config.json``), for the CPU."""
+    from ..errors import InputError
+    from .config import TrainConfig
+
+    for name in ("config.json", "best.pt"):
+        if not (out / name).is_file():
+            raise InputError(f"{out / name}: not found (--export-only exports a run folder of `openfer train`)")
+    raw = json.loads((out / "config.json").read_text())
+    known = {f.name: f for f in fields(TrainConfig)}
+    vals = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known}
+    return TrainConfig(**{**vals, "device": "cpu"})
+
+
+def _run_summary(out: Path, metric: str) -> dict:
+    """What :func:`~openfer.train.recipe.train` returns, read back from a finished run folder."""
+    import csv
+
+    import torch
+
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    history = []
+    if (out / "log.csv").is_file():
+        with open(out / "log.csv", newline="") as fh:
+            history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    return {f"best_{metric}": float(best[metric]), "epochs": len(history), "history": history}
+
+
+def _bf16(choice: str, device: str = "cpu") -> bool:
+    if choice == "auto":
+        if device.startswith("cuda"):
+            import torch
+
+            return bool(torch.cuda.is_bf16_supported())
         from .recipe import bf16_supported
 
         return bf16_supported()
@@ -277,8 +366,20 @@ def run(args: argparse.Namespace) -> int:
         notes = {"teachers": [str(t) for t in teachers], "teacher_weight": args.teacher_weight}
     if args.init_from:  # which file it was: a shipped name changes meaning with the next release
         notes["init_sha256"] = _init_sha256(args.init_from)
-    cfg: TrainConfig = _config(args, classes=tr.classes, notes=notes)
     out = Path(args.out)
+    if getattr(args, "export_only", False):
+        cfg: TrainConfig = _run_config(out)
+        if tuple(cfg.classes) != tuple(tr.classes):
+            from ..errors import InputError
+
+            raise InputError(f"{out}: the run's classes {list(cfg.classes)} are not {args.data}'s {list(tr.classes)}")
+        if cfg.notes.get("teachers"):  # the offline teachers' blend, as the run trained on it
+            from .distill import load_teachers
+
+            teacher_models = load_teachers(cfg.notes["teachers"], tr.classes, args.threads)
+            teachers, args.teacher_weight = cfg.notes["teachers"], cfg.notes["teacher_weight"]
+    else:
+        cfg = _config(args, classes=tr.classes, notes=notes)
     out.mkdir(parents=True, exist_ok=True)
     log.info("train %d images, valid %d, classes %s", len(tr), len(va), tr.classes)
     xt = _load(tr, cfg.size)
@@ -291,7 +392,17 @@ def run(args: argparse.Namespace) -> int:
         agree = float((teach.argmax(1) == soft.argmax(1)).mean())
         log.info("teachers agree with the training targets on %.1f%% of images", 100 * agree)
         soft = blend_targets(soft, teach, args.teacher_weight)
-    summary = train(cfg, xt, soft, xv, va.labels, out)
+    if getattr(args, "export_only", False):
+        summary = _run_summary(out, "valid_acc")
+        log.info("exporting %s (trained elsewhere: %d epochs, best valid acc %.4f)", out, summary["epochs"],
+                 summary["best_valid_acc"])
+    else:
+        summary = train(cfg, xt, soft, xv, va.labels, out)
+    if getattr(args, "train_only", False):
+        with atomic_open(out / "summary.json") as fh:
+            json.dump({**summary, "config": asdict(cfg)}, fh, indent=1, default=str)
+        print(f"trained {out} (valid accuracy {summary['best_valid_acc']:.4f}); export with --export-only")
+        return 0
 
     # crop template: where the face mesh lands on the training crops
     template = ensure_template(out / "template.json", xt, cfg.seed, args.template_images)

@@ -38,6 +38,16 @@ class TrainConfig:
     bf16: bool = True
     channels_last: bool = True
     threads: int = 0  # 0: torch default
+    # "cpu" or a torch device ("cuda", "cuda:1"): where the network, the batches and their
+    # augmentation live (random draws stay on CPU generators, so the augmentations are the same)
+    device: str = "cpu"
+    # seconds for the whole run (0: none): after epoch 1 the epoch count is lowered to what fits
+    # (warm-up is 2 epochs, so epoch 1 does not depend on it); config.json records the count used
+    time_budget: float = 0.0
+    # online distillation: run folders (best.pt + config.json, trained on the same training set)
+    # whose networks see each augmented batch; target = (1 - w) * own target + w * their mean posterior
+    teacher_runs: tuple[str, ...] = ()
+    teacher_weight: float = 0.5
     seed: int = 0
     mean: float = 0.5
     std: float = 0.25

@@ -79,7 +79,7 @@ class Classification:
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.tau and self.log_prior:
-            out = out.float() + self.tau * torch.tensor(self.log_prior, dtype=torch.float32)
+            out = out.float() + self.tau * torch.tensor(self.log_prior, dtype=torch.float32, device=out.device)
         return soft_cross_entropy(out, target)
 
     def score(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, dict[str, float]]:

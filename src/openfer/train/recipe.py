@@ -73,8 +73,10 @@ def degrade(x_u8: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch
 
 
 def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random affine (rotation, scale, translation, flip) and random erasing on a normalised batch."""
-    n = x.shape[0]
+    """Random affine (rotation, scale, translation, flip) and random erasing on a normalised batch.
+    The random draws come from ``gen`` (a CPU generator) whatever ``x``'s device, so a batch gets the
+    same augmentation on a GPU as on the CPU."""
+    n, dev = x.shape[0], x.device
     ang = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(cfg.rotate_deg)
     lo, hi = cfg.scale
     s = lo + torch.rand(n, generator=gen) * (hi - lo)
@@ -84,7 +86,7 @@ def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Te
     theta = torch.stack(
         [torch.stack([cos * flip, -sin, t[:, 0]], 1), torch.stack([sin * flip, cos, t[:, 1]], 1)], 1
     )
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(dev, x.dtype), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if cfg.erase_p > 0:
         h, w = x.shape[-2:]
@@ -105,7 +107,7 @@ def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Te
             & do.view(n, 1, 1)
         )
         noise = torch.randn(x.shape, generator=gen)
-        x = torch.where(m.unsqueeze(1), noise, x)
+        x = torch.where(m.unsqueeze(1).to(dev), noise.to(dev, x.dtype), x)
     return x
 
 
@@ -120,7 +122,7 @@ def mix(
             cfg.mix_alpha, cfg.mix_alpha
         )
     )
-    perm = torch.randperm(x.shape[0], generator=gen)
+    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
     if float(torch.rand(1, generator=gen)) < 0.5:
         return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
     h, w = x.shape[-2:]
@@ -141,16 +143,17 @@ def predict_logits(
     """Outputs (logits, or the regression head's values) for ``(N, H, W)`` uint8 images; averages
     with the mirrored image when ``flip_tta``."""
     model.eval()
+    dev = next(model.parameters()).device
     outs = []
     for i in range(0, len(x_u8), batch):
-        xb = _normalize(torch.from_numpy(x_u8[i : i + batch]).unsqueeze(1), cfg)
+        xb = _normalize(torch.from_numpy(x_u8[i : i + batch]).unsqueeze(1).to(dev), cfg)
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             lo = model(xb).float()
             if flip_tta:
                 lo = (lo + model(torch.flip(xb, dims=[3])).float()) / 2
-        outs.append(lo.numpy())
+        outs.append(lo.cpu().numpy())
     return np.concatenate(outs) if outs else np.zeros((0, len(cfg.classes)), np.float32)
 
 
@@ -203,15 +206,21 @@ def train(
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    dev = torch.device(cfg.device)
     model = obj.build(cfg, cfg.dropout)
     if cfg.init_from:
         _load_init(model, cfg.init_from, _normalize(torch.from_numpy(train_x[:1024]).unsqueeze(1), cfg))
     frozen = freeze_modules(model, cfg.freeze)
+    model = model.to(dev)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    teachers, teacher_shift = _load_teachers(cfg, train_y, dev)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
+    # the EMA follows the trained weights (frozen ones stay exactly as loaded)
+    pairs = [(pe, pm) for pe, pm in zip(ema.parameters(), model.parameters(), strict=True) if pm.requires_grad]
+    ema_p, live_p = [pe for pe, _ in pairs], [pm.detach() for _, pm in pairs]
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -235,16 +244,25 @@ def train(
     start_epoch, best_acc, history = 0, -1.0, []
     last = out / "last.pt"
     if last.exists():
-        st = torch.load(last, map_location="cpu", weights_only=False)
+        st = torch.load(last, map_location=dev, weights_only=False)
         model.load_state_dict(st["model"])
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"])
         start_epoch, best_acc, history = st["epoch"] + 1, st["best_acc"], st["history"]
+        if cfg.time_budget and "epochs" in st:  # the count fixed after epoch 1 of this run
+            cfg.epochs = int(st["epochs"])
+            total = steps_per_epoch * cfg.epochs
         log.info("resumed from %s at epoch %d", last, start_epoch)
     write_json(asdict(cfg), out / "config.json")
     xt = torch.from_numpy(train_x).unsqueeze(1)
-    yt = torch.from_numpy(train_y.astype(np.float32))
-    for epoch in range(start_epoch, cfg.epochs):
+    if dev.type == "cpu" or cfg.degrade_p > 0:  # degrade() runs OpenCV on CPU images
+        xt_dev = None
+    else:
+        xt_dev = xt.to(dev)
+    yt = torch.from_numpy(train_y.astype(np.float32)).to(dev)
+    t_start = time.time()
+    epoch = start_epoch
+    while epoch < cfg.epochs:
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
         torch.manual_seed(cfg.seed * 100003 + epoch)  # dropout draws from the global generator
         model.train()
@@ -258,21 +276,26 @@ def train(
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            xb = augment(_normalize(degrade(xt[idx], cfg, gen), cfg), cfg, gen)
-            xb, yb = mix(xb, yt[idx], cfg, gen)
+            if xt_dev is not None:
+                xb = _normalize(xt_dev[idx.to(dev)], cfg)
+            else:
+                xb = _normalize(degrade(xt[idx], cfg, gen).to(dev), cfg)
+            xb = augment(xb, cfg, gen)
+            xb, yb = mix(xb, yt[idx.to(dev)], cfg, gen)
             if cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            if teachers:
+                yb = _teach(teachers, teacher_shift, xb, yb, cfg)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(xb)
             loss = obj.loss(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            with torch.no_grad():
+            with torch.no_grad():  # one fused call per list: on a GPU, hundreds of launches fewer
                 d = min(cfg.ema_decay, (1 + step) / (10 + step))
-                for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-                    if pm.requires_grad:  # frozen weights stay exactly as loaded
-                        pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+                torch._foreach_mul_(ema_p, d)
+                torch._foreach_add_(ema_p, live_p, alpha=1 - d)
                 for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
                     be.copy_(bm)
             loss_sum += loss.item()
@@ -289,6 +312,15 @@ def train(
             "seconds": time.time() - t0,
         }
         history.append(row)
+        if cfg.time_budget and epoch == 0:  # fix the epoch count to what the budget holds
+            left = cfg.time_budget - (time.time() - t_start)
+            fits = max(int(left // row["seconds"]) + 1, 2)
+            if fits < cfg.epochs:
+                log.info("time budget %.0fs: %d epochs of %.1fs fit, not %d", cfg.time_budget, fits,
+                         row["seconds"], cfg.epochs)
+                cfg.epochs = fits
+                total = steps_per_epoch * cfg.epochs
+                write_json(asdict(cfg), out / "config.json")
         log.info(
             "epoch %d: loss %.4f valid %.4f (%.0fs)", epoch + 1, row["train_loss"], val_acc, row["seconds"]
         )
@@ -305,11 +337,57 @@ def train(
                 "epoch": epoch,
                 "best_acc": best_acc,
                 "history": history,
+                "epochs": cfg.epochs,
             },
             last,
         )
         _write_log(history, out / "log.csv")
+        epoch += 1
     return {f"best_{obj.metric}": best_acc, "epochs": len(history), "history": history}
+
+
+def _load_teachers(cfg: TrainConfig, train_y: np.ndarray, dev: torch.device) -> tuple[list[nn.Module], list[torch.Tensor]]:
+    """The online teachers of ``cfg.teacher_runs`` (each a run folder's ``best.pt`` EMA weights and
+    ``config.json``), in eval mode on ``dev``, with the logit shift that turns each one's outputs into
+    the ordinary posterior: ``tau * log prior`` of ``train_y`` for a teacher trained with the
+    logit-adjusted loss (its own logits are the balanced ones), zero otherwise."""
+    import json
+
+    from .nets import build
+    from .objectives import log_prior
+
+    models, shifts = [], []
+    for run in cfg.teacher_runs:
+        folder = Path(run)
+        tcfg = json.loads((folder / "config.json").read_text())
+        if tuple(tcfg["classes"]) != tuple(cfg.classes):
+            raise ValueError(f"teacher {run}: classes {tcfg['classes']} differ from {list(cfg.classes)}")
+        net = build(tcfg["arch"], len(cfg.classes), 0.0)
+        net.load_state_dict(torch.load(folder / "best.pt", map_location="cpu", weights_only=False)["model"])
+        net = net.to(dev).eval()
+        if cfg.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        tau = float(tcfg.get("logit_adjust", 0.0))
+        shifts.append(torch.as_tensor(tau * log_prior(train_y), dtype=torch.float32, device=dev))
+        models.append(net)
+    return models, shifts
+
+
+@torch.no_grad()
+def _teach(
+    teachers: list[nn.Module], shifts: list[torch.Tensor], xb: torch.Tensor, yb: torch.Tensor, cfg: TrainConfig
+) -> torch.Tensor:
+    """``(1 - w) * yb + w * p``: ``p`` the teachers' mean posterior on the batch the student sees
+    (augmented and mixed; each teacher averages it with its mirror image)."""
+    p = torch.zeros_like(yb)
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        for net, shift in zip(teachers, shifts, strict=True):
+            lo = (net(xb).float() + net(torch.flip(xb, dims=[3])).float()) / 2 + shift
+            p += torch.softmax(lo, dim=1)
+    w = cfg.teacher_weight
+    return (1 - w) * yb + w * p / len(teachers)
 
 
 def freeze_modules(model: nn.Module, prefixes: str) -> list[nn.Module]:

@@ -1,0 +1,203 @@
+"""Several expression-model runs in one short GPU lease (``openfer train --device cuda --train-only``).
+
+The lent GPU machine has no FER+ folder and a 64 MiB limit on what travels, so the campaign reads
+the compact pack ``ferplus_trainvalid_jpeg95.npz`` (FER2013Train + FER2013Valid as JPEG q95, see
+``../shared/README.md``), unpacks it into the FER+ layout, and runs ``openfer train`` on it:
+
+* phase 1, in parallel: ``fernet_s`` with the default recipe (the control: the shipped network's
+  recipe on a longer schedule), ``fernet_s`` / ``fernet_m`` / ``fernet_xs`` with the logit-adjusted
+  loss and the wide zoom range, and a second ``fernet_m`` (plain loss, zoom) as a second teacher;
+* phase 2, in parallel: ``fernet_s`` and ``fernet_xs`` distilled online (``--teacher-run``) from the
+  two ``fernet_m`` runs, with the logit-adjusted loss and zoom.
+
+Each run gets a time budget (``--time-budget``: the epoch count is fixed after epoch 1 to what fits)
+so that the whole campaign ends by ``--deadline`` seconds. While the runs train, their best weights
+(``best.pt``, EMA) and logs are copied into ``--out`` every few seconds, so a lease cut short still
+returns what was done: ``<run>.pt`` (a state dict over 15 MiB is split into ``<run>.a.pt`` and
+``<run>.b.pt``, keys in order), and ``logs.tar`` with every run's ``config.json``, ``log.csv``,
+``summary.json``, console log and the small runs' ``best.pt``. Bring them home with
+``scripts/gpu_campaign.py --unpack OUT_FILES --runs runs/gpu``, then export each run on the lossless
+PNGs with ``openfer train ../shared/datasets/ferplus --out runs/gpu/<run> --export-only``.
+
+Validation during training (epoch selection) reads the JPEG-q95 FER2013Valid of the pack; every
+reported figure is measured here afterwards on the PNGs. ``--smoke`` runs the same campaign on a few
+hundred images and a short deadline (on the CPU, to check it before a lease).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ZOOM = ["--scale", "0.75", "1.35"]
+LA = ["--logit-adjust", "1"]
+# name -> (phase, arguments of openfer train)
+RUNS: dict[str, tuple[int, list[str]]] = {
+    "s_plain": (1, ["--arch", "fernet_s"]),
+    "s_la": (1, ["--arch", "fernet_s", *LA, *ZOOM]),
+    "m_la": (1, ["--arch", "fernet_m", *LA, *ZOOM]),
+    "m_plain": (1, ["--arch", "fernet_m", *ZOOM, "--seed", "1"]),
+    "xs_la": (1, ["--arch", "fernet_xs", *LA, *ZOOM]),
+    "s_kd": (2, ["--arch", "fernet_s", *LA, *ZOOM]),
+    "xs_kd": (2, ["--arch", "fernet_xs", *LA, *ZOOM]),
+}
+TEACHERS = ("m_la", "m_plain")  # phase 2's online teachers
+SPLIT_BYTES = 15 * 2**20
+SMALL_IN_TAR = ("xs_la", "xs_kd")
+SPLITS = {0: "FER2013Train", 1: "FER2013Valid"}
+
+
+def unpack(pack: Path, root: Path, limit: int = 0) -> None:
+    """The pack as ``root/FER2013{Train,Valid}/`` PNGs with their ``label.csv``."""
+    import cv2
+
+    d = np.load(pack)
+    offs, data, votes, split, names = d["offsets"], d["jpeg_bytes"], d["votes"], d["split"], d["names"]
+    for code, folder in SPLITS.items():
+        idx = np.flatnonzero(split == code)
+        if limit:
+            idx = idx[: limit if code == 0 else max(limit // 2, 64)]
+        out = root / folder
+        out.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for i in idx:
+            img = cv2.imdecode(data[offs[i] : offs[i + 1]], cv2.IMREAD_GRAYSCALE)
+            cv2.imwrite(str(out / names[i]), img)
+            rows.append(f'{names[i]},"(0, 0, 48, 48)",' + ",".join(str(int(v)) for v in votes[i]))
+        (out / "label.csv").write_text("\n".join(rows) + "\n")
+
+
+def _replace(src_bytes_writer, dst: Path) -> None:  # noqa: ANN001
+    tmp = dst.with_name(dst.name + ".partial")
+    src_bytes_writer(tmp)
+    os.replace(tmp, dst)
+
+
+def sync(runs: Path, out: Path, seen: dict) -> None:
+    """Copy each run's newest best weights and the logs into ``out`` (at most 8 files)."""
+    import torch
+
+    for name in RUNS:
+        best = runs / name / "best.pt"
+        if name in SMALL_IN_TAR or not best.is_file():
+            continue
+        stamp = best.stat().st_mtime_ns
+        if seen.get(name) == stamp:
+            continue
+        seen[name] = stamp
+        if best.stat().st_size <= SPLIT_BYTES:
+            _replace(lambda t, b=best: shutil.copyfile(b, t), out / f"{name}.pt")
+            continue
+        st = torch.load(best, map_location="cpu", weights_only=False)
+        keys = list(st["model"])
+        sizes = np.cumsum([t.numel() * t.element_size() for t in st["model"].values()])
+        half = int(np.searchsorted(sizes, sizes[-1] / 2)) + 1  # about half the bytes in each
+        for part, ks in (("a", keys[:half]), ("b", keys[half:])):
+            piece = {**{k: v for k, v in st.items() if k != "model"}, "model": {k: st["model"][k] for k in ks}}
+            _replace(lambda t, p=piece: torch.save(p, t), out / f"{name}.{part}.pt")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path in sorted(runs.rglob("*")):
+            keep = path.suffix in (".json", ".csv", ".log") or (
+                path.name == "best.pt" and path.parent.name in SMALL_IN_TAR
+            )
+            if path.is_file() and keep:
+                tar.add(path, arcname=str(path.relative_to(runs)))
+    _replace(lambda t: t.write_bytes(buf.getvalue()), out / "logs.tar")
+
+
+def launch(name: str, data: Path, runs: Path, budget: float, device: str, epochs: int,
+           extra: list[str]) -> subprocess.Popen:
+    args = [sys.executable, "-m", "openfer.cli", "train", str(data), "--out", str(runs / name),
+            "--train-only", "--device", device, "--epochs", str(epochs), "--time-budget", f"{budget:.0f}",
+            "--threads", "2", *RUNS[name][1], *extra]
+    (runs / name).mkdir(parents=True, exist_ok=True)
+    logf = open(runs / name / "console.log", "w")  # noqa: SIM115 - closed with the process
+    print(f"[{time.strftime('%H:%M:%S')}] start {name}: budget {budget:.0f}s: {' '.join(args[3:])}", flush=True)
+    return subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT)
+
+
+def wait_all(procs: dict, runs: Path, out: Path, seen: dict, every: float) -> None:
+    while any(p.poll() is None for p in procs.values()):
+        time.sleep(every)
+        sync(runs, out, seen)
+    for name, p in procs.items():
+        print(f"[{time.strftime('%H:%M:%S')}] {name} exit {p.returncode}", flush=True)
+        tail = (runs / name / "console.log").read_text().strip().splitlines()[-3:]
+        print("   " + "\n   ".join(tail), flush=True)
+
+
+def bring_home(files: Path, runs: Path) -> None:
+    """``--unpack``: the returned files as run folders under ``runs`` (split weights joined)."""
+    import torch
+
+    runs.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(files / "logs.tar") as tar:
+        tar.extractall(runs, filter="data")
+    for name in RUNS:
+        whole, a, b = files / f"{name}.pt", files / f"{name}.a.pt", files / f"{name}.b.pt"
+        dst = runs / name / "best.pt"
+        if whole.is_file():
+            shutil.copyfile(whole, dst)
+        elif a.is_file() and b.is_file():
+            pa, pb = (torch.load(p, map_location="cpu", weights_only=False) for p in (a, b))
+            torch.save({**pa, "model": {**pa["model"], **pb["model"]}}, dst)
+        if dst.is_file():
+            print(f"{runs / name}: best.pt", json.loads((runs / name / "config.json").read_text())["epochs"],
+                  "epochs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pack", type=Path, default=Path("gpu/ferplus_trainvalid_jpeg95.npz"))
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "runs/gpu_out")))
+    ap.add_argument("--work", type=Path, default=Path("/tmp/campaign"))
+    ap.add_argument("--deadline", type=float, default=500.0, help="seconds for the whole campaign")
+    ap.add_argument("--phase1", type=float, default=0.5, help="fraction of the deadline for phase 1")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--epochs", type=int, default=150, help="most epochs per run (the budget lowers it)")
+    ap.add_argument("--smoke", action="store_true", help="a few hundred images (a check before a lease)")
+    ap.add_argument("--unpack", type=Path, help="bring home: the files a lease returned")
+    ap.add_argument("--runs", type=Path, default=Path("runs/gpu"), help="with --unpack: where the run folders go")
+    a = ap.parse_args(argv)
+    if a.unpack:
+        bring_home(a.unpack, a.runs)
+        return 0
+    t0 = time.time()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    data, runs = a.work / "ferplus", a.work / "runs"
+    a.out.mkdir(parents=True, exist_ok=True)
+    unpack(a.pack, data, limit=512 if a.smoke else 0)
+    print(f"unpacked in {time.time() - t0:.0f}s", flush=True)
+    extra = ["--batch-size", "32"] if a.smoke else []
+    seen: dict = {}
+    every = 2.0 if a.smoke else 10.0
+    end1 = a.deadline * a.phase1
+    p1 = {n: launch(n, data, runs, end1 - (time.time() - t0), a.device, a.epochs, extra)
+          for n, (ph, _) in RUNS.items() if ph == 1}
+    wait_all(p1, runs, a.out, seen, every)
+    teachers = [str(runs / t) for t in TEACHERS if (runs / t / "best.pt").is_file() and p1[t].returncode == 0]
+    if teachers:
+        budget = a.deadline - (time.time() - t0) - 15
+        p2 = {n: launch(n, data, runs, budget, a.device, a.epochs, [*extra, "--teacher-run", *teachers])
+              for n, (ph, _) in RUNS.items() if ph == 2}
+        wait_all(p2, runs, a.out, seen, every)
+    else:
+        print("no teacher finished: phase 2 skipped", flush=True)
+    sync(runs, a.out, seen)
+    print(f"campaign done in {time.time() - t0:.0f}s; out: {sorted(p.name for p in a.out.iterdir())}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
