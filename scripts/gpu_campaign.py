@@ -14,8 +14,9 @@ Each run gets a time budget (``--time-budget``: the epoch count is fixed after e
 so that the whole campaign ends by ``--deadline`` seconds. While the runs train, their best weights
 (``best.pt``, EMA) and logs are copied into ``--out`` every few seconds, so a lease cut short still
 returns what was done: ``<run>.pt`` (a state dict over 15 MiB is split into ``<run>.a.pt`` and
-``<run>.b.pt``, keys in order), and ``logs.tar`` with every run's ``config.json``, ``log.csv``,
-``summary.json``, console log and the small runs' ``best.pt``. Bring them home with
+``<run>.b.pt``, keys in order; weights beyond 63 MiB together with the logs, and the second teacher's, stay behind:
+the tool returns at most 8 files and 64 MiB), and ``logs.tar`` with every run's ``config.json``,
+``log.csv``, ``summary.json``, console log, the small runs' ``best.pt`` and the GPU load every 5 s. Bring them home with
 ``scripts/gpu_campaign.py --unpack OUT_FILES --runs runs/gpu``, then export each run on the lossless
 PNGs with ``openfer train ../shared/datasets/ferplus --out runs/gpu/<run> --export-only``.
 
@@ -52,8 +53,10 @@ RUNS: dict[str, tuple[int, list[str]]] = {
     "xs_kd": (2, ["--arch", "fernet_xs", *LA, *ZOOM]),
 }
 TEACHERS = ("m_la", "m_plain")  # phase 2's online teachers
-SPLIT_BYTES = 15 * 2**20
+SPLIT_BYTES = 15 * 2**20  # the device tool returns files of at most 16 MiB ...
+RETURN_BYTES = 63 * 2**20  # ... and 64 MiB together: weights beyond this (6 MiB kept for logs.tar) stay behind
 SMALL_IN_TAR = ("xs_la", "xs_kd")
+NOT_RETURNED = ("m_plain",)  # a teacher only: its log comes back, its weights would pass the 64 MiB
 SPLITS = {0: "FER2013Train", 1: "FER2013Valid"}
 
 
@@ -87,9 +90,16 @@ def sync(runs: Path, out: Path, seen: dict) -> None:
     """Copy each run's newest best weights and the logs into ``out`` (at most 8 files)."""
     import torch
 
+    used = 6 * 2**20  # room for logs.tar
     for name in RUNS:
         best = runs / name / "best.pt"
-        if name in SMALL_IN_TAR or not best.is_file():
+        if name in SMALL_IN_TAR or name in NOT_RETURNED or not best.is_file():
+            continue
+        used += best.stat().st_size
+        if used > RETURN_BYTES:
+            if seen.get(name) != "over":
+                print(f"{name}: weights not returned (over {RETURN_BYTES >> 20} MiB together)", flush=True)
+                seen[name] = "over"
             continue
         stamp = best.stat().st_mtime_ns
         if seen.get(name) == stamp:
@@ -108,7 +118,7 @@ def sync(runs: Path, out: Path, seen: dict) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for path in sorted(runs.rglob("*")):
-            keep = path.suffix in (".json", ".csv", ".log") or (
+            keep = path.suffix in (".json", ".csv", ".log", ".txt") or (
                 path.name == "best.pt" and path.parent.name in SMALL_IN_TAR
             )
             if path.is_file() and keep:
@@ -179,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     unpack(a.pack, data, limit=512 if a.smoke else 0)
     print(f"unpacked in {time.time() - t0:.0f}s", flush=True)
+    runs.mkdir(parents=True, exist_ok=True)
+    if shutil.which("nvidia-smi"):  # GPU load every 5 s, for the next campaign's planning (in logs.tar)
+        subprocess.Popen(["nvidia-smi", "--query-gpu=timestamp,utilization.gpu,memory.used", "--format=csv",
+                          "-l", "5"], stdout=open(runs / "gpu_load.txt", "w"), stderr=subprocess.DEVNULL)  # noqa: SIM115
     extra = ["--batch-size", "32"] if a.smoke else []
     seen: dict = {}
     every = 2.0 if a.smoke else 10.0

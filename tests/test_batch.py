@@ -290,3 +290,27 @@ def test_a_lost_partition_stops_the_resume_with_one_line(analyzer, tmp_path):
         run_batch(analyzer, [str(folder)], out, engine=no_work, resume=True)
     assert len(str(e.value).splitlines()) == 1 and "--overwrite" in str(e.value)
     assert run_batch(analyzer, [str(folder)], out, engine=_PartitionEngine(2), overwrite=True).finished
+
+
+def test_resume_of_a_batch_begun_before_an_option_existed(analyzer, tmp_path):
+    # a batch begun by an earlier openfer, whose options had no `search_detector` yet: resumed with the
+    # option at its default (the earlier behaviour) it goes on; with the option set it is refused
+    import dataclasses
+    import json
+
+    from openfer.pipeline import Analyzer
+
+    folder = _folder(tmp_path, 2)
+    out = BatchOutputs(json=str(tmp_path / "r.json"))
+    work = tmp_path / "r.json.openfer-work"
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(analyzer, [str(folder)], out, progress=_interrupt_after(1))
+    head = json.loads((work / "batch.json").read_text())
+    assert head["options"]["search_detector"] is None
+    del head["options"]["search_detector"]
+    (work / "batch.json").write_text(json.dumps(head))
+    other = Analyzer(dataclasses.replace(analyzer.options, search_detector="blazeface_short"))
+    with pytest.raises(InputError, match="the unfinished batch ran with other options"):
+        run_batch(other, [str(folder)], out, resume=True)
+    s = run_batch(analyzer, [str(folder)], out, resume=True)
+    assert (s.images, s.resumed) == (2, 1) and not work.exists()

@@ -30,7 +30,7 @@ import os
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -255,7 +255,7 @@ def run_batch(
 
 
 def _run_locked(analyzer, plan, outputs, header, resume, overwrite, on_row, on_error, progress, stdout, engine):  # noqa: ANN001, ANN202
-    done = _open_work(plan.work, header, resume, overwrite)
+    done = _open_work(plan.work, header, resume, overwrite, _option_defaults(analyzer))
     summary = BatchSummary(skipped_in_subfolders=plan.skipped_in_subfolders)
     entries: dict[int, _Entry] = {}
     report = on_error or (lambda msg: None)
@@ -682,6 +682,30 @@ def _options_dict(analyzer: Any) -> dict[str, Any]:
     return {k: v for k, v in asdict(opts).items() if k != "threads"} if opts is not None else {}
 
 
+def _option_defaults(analyzer: Any) -> dict[str, Any]:
+    """Each option's default (of the analyzer's options dataclass): what an option added in a later
+    version reads as for a batch begun before it existed (defaults keep the earlier behaviour)."""
+    opts = getattr(analyzer, "options", None)
+    if opts is None:
+        return {}
+    return {f.name: (f.default if f.default is not MISSING else f.default_factory())  # type: ignore[misc]
+            for f in fields(opts) if f.default is not MISSING or f.default_factory is not MISSING}
+
+
+def _same_options(old: Any, new: dict[str, Any], defaults: dict[str, Any]) -> bool:
+    """The recorded options of an unfinished batch equal ``new``, an option it did not record (added to
+    openfer since it began) counting as equal when ``new`` holds its default."""
+    if not isinstance(old, dict):
+        return False
+    missing = {k: defaults.get(k, object()) for k in new.keys() - old.keys()}
+    return set(old) <= set(new) and all(old[k] == _jsonable(new[k]) for k in old) and all(
+        _jsonable(new[k]) == _jsonable(v) for k, v in missing.items())
+
+
+def _jsonable(v: Any) -> Any:
+    return json.loads(json.dumps(v, default=str))
+
+
 def _images_below(folder: Path) -> int:
     try:
         return len(iter_image_paths([folder], recursive=True))
@@ -692,10 +716,14 @@ def _images_below(folder: Path) -> int:
 # --------------------------------------------------------------------------- work folder
 
 
-def _open_work(work: Path | None, header: dict[str, Any], resume: bool, overwrite: bool) -> dict[str, _Entry]:
-    """Prepare the work folder; the inputs an earlier run finished, by source (empty unless resuming)."""
+def _open_work(work: Path | None, header: dict[str, Any], resume: bool, overwrite: bool,
+               defaults: dict[str, Any] | None = None) -> dict[str, _Entry]:
+    """Prepare the work folder; the inputs an earlier run finished, by source (empty unless resuming).
+    ``defaults``: the options' defaults (:func:`_option_defaults`), for a batch begun by an earlier
+    version that did not have some of them."""
     if work is None:
         return {}
+    defaults = defaults or {}
     head = work / HEADER_FILE
     if overwrite:
         _remove_work(work)
@@ -713,7 +741,9 @@ def _open_work(work: Path | None, header: dict[str, Any], resume: bool, overwrit
                 f"{printable(str(head))}: unreadable batch state ({type(e).__name__}); start again with --overwrite"
             ) from None
         for key in ("options", "landmarks", "outputs"):
-            if old.get(key) != header[key]:
+            same = (_same_options(old.get(key), header[key], defaults) if key == "options"
+                    else old.get(key) == header[key])
+            if not same:
                 raise InputError(
                     f"{printable(str(work))}: the unfinished batch ran with other {key}; rerun it with the same "
                     "options and outputs, or start again with --overwrite"

@@ -205,3 +205,84 @@ def test_fine_tune_from_an_exported_onnx_with_frozen_layers(tmp_path):
         from openfer.train.recipe import freeze_modules
 
         freeze_modules(build("fernet_xs", 3), "stage9")
+
+
+def test_train_only_then_export_only_gives_the_one_shot_model(tmp_path, capsys):
+    # training on a GPU machine (--train-only), exporting where the models and data are (--export-only):
+    # the same ONNX outputs as one command doing both (same seed, data and CPU)
+    from openfer.runtime.onnx import OnnxModel
+
+    root = _image_folder(tmp_path / "data", ["a", "b", "c"], 10, seed=2, axis=0)
+    common = ["--arch", "fernet_xs", "--epochs", "2", "--batch-size", "8", "--threads", "1",
+              "--template-images", "10", "--logit-adjust", "1", "--device", "cpu"]
+    assert main(["train", str(root), "--out", str(tmp_path / "one"), *common]) == 0
+    split = tmp_path / "split"
+    assert main(["train", str(root), "--out", str(split), *common, "--train-only"]) == 0
+    assert "export with --export-only" in capsys.readouterr().out
+    assert (split / "best.pt").is_file() and not (split / "fernet_xs.onnx").exists()
+    # the export reads the run's own config.json: training arguments given again are not needed
+    assert main(["train", str(root), "--out", str(split), "--export-only", "--threads", "1",
+                 "--template-images", "10"]) == 0
+    x = np.random.default_rng(0).normal(size=(3, 1, 48, 48)).astype(np.float32)
+    a, b = OnnxModel.load(tmp_path / "one" / "fernet_xs.onnx"), OnnxModel.load(split / "fernet_xs.onnx")
+    for u, v in zip(a.run(x), b.run(x), strict=True):
+        np.testing.assert_allclose(u, v, atol=1e-5)
+    assert a.spec["logit_adjust"] == b.spec["logit_adjust"] and a.spec["epochs"] == b.spec["epochs"] == 2
+    assert b.spec["best_valid_acc"] == pytest.approx(a.spec["best_valid_acc"])
+
+
+def test_export_only_and_device_errors_are_one_line(tmp_path, capsys):
+    root = _image_folder(tmp_path / "data", ["a", "b"], 6, seed=3, axis=0)
+    assert main(["train", str(root), "--out", str(tmp_path / "none"), "--export-only"]) != 0
+    err = capsys.readouterr().err
+    assert "config.json: not found" in err and "Traceback" not in err
+    if not torch.cuda.is_available():
+        assert main(["train", str(root), "--out", str(tmp_path / "r"), "--device", "cuda"]) != 0
+        assert "PyTorch sees no CUDA GPU" in capsys.readouterr().err
+    assert main(["train", str(root), "--out", str(tmp_path / "r"), "--device", "tpu9"]) != 0
+    assert "--device tpu9: not a device" in capsys.readouterr().err
+
+
+def test_time_budget_fixes_the_epoch_count_after_epoch_one(tmp_path):
+    from openfer.train.config import TrainConfig
+    from openfer.train.recipe import train
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (64, 24, 24)).astype(np.uint8)
+    y = np.eye(2, dtype=np.float32)[rng.integers(0, 2, 64)]
+    cfg = TrainConfig(arch="fernet_xs", classes=("a", "b"), size=24, epochs=50, batch_size=16, bf16=False,
+                      threads=1, time_budget=1e-3)
+    out = train(cfg, x, y, x[:16], y[:16].argmax(1), tmp_path / "run")
+    # an epoch takes longer than the budget: the fewest epochs a schedule has (2), recorded
+    assert out["epochs"] == 2 and cfg.epochs == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 2
+    # a resumed run keeps the count it fixed (here: nothing left to train)
+    again = train(TrainConfig(**{**cfg.__dict__, "epochs": 50}), x, y, x[:16], y[:16].argmax(1), tmp_path / "run")
+    assert again["epochs"] == 2
+
+
+def test_online_teachers_blend_their_mirror_averaged_posterior(tmp_path):
+    from openfer.train.config import TrainConfig
+    from openfer.train.nets import build
+    from openfer.train.objectives import log_prior
+    from openfer.train.recipe import _load_teachers, _teach
+
+    net = build("fernet_xs", 3, 0.0).eval()
+    (tmp_path / "t").mkdir()
+    torch.save({"model": net.state_dict()}, tmp_path / "t" / "best.pt")
+    (tmp_path / "t" / "config.json").write_text(json.dumps({"arch": "fernet_xs", "classes": ["a", "b", "c"],
+                                                            "logit_adjust": 1.0}))
+    y = np.array([[0.6, 0.3, 0.1]] * 5 + [[0.1, 0.1, 0.8]] * 3, np.float32)
+    cfg = TrainConfig(classes=("a", "b", "c"), bf16=False, channels_last=False, teacher_runs=(str(tmp_path / "t"),),
+                      teacher_weight=0.25)
+    teachers, shifts = _load_teachers(cfg, y, torch.device("cpu"))
+    xb = torch.randn(4, 1, 48, 48)
+    yb = torch.from_numpy(y[:4])
+    got = _teach(teachers, shifts, xb, yb, cfg)
+    with torch.no_grad():  # the teacher trained with the adjusted loss: its posterior adds tau * log prior
+        lo = (net(xb) + net(torch.flip(xb, dims=[3]))) / 2 + torch.from_numpy(log_prior(y))
+    torch.testing.assert_close(got, 0.75 * yb + 0.25 * torch.softmax(lo, 1))
+    torch.testing.assert_close(got.sum(1), torch.ones(4))
+    bad = TrainConfig(classes=("a", "b"), teacher_runs=(str(tmp_path / "t"),))
+    with pytest.raises(ValueError, match="classes"):
+        _load_teachers(bad, y[:, :2], torch.device("cpu"))
