@@ -137,9 +137,12 @@ def main() -> None:
         "`docs/experiments.md`: three 30-epoch runs of this network on 2 CPU cores (plain, with "
         "photographic degradation, distilled from an ensemble of the first two) reach 86.3-86.6% on "
         "FER2013Valid, and the ensemble of the first two 86.9% valid / 87.2% test: +0.03 points on test "
-        "for twice the compute, so there is no separate `accurate` preset. What we think closes the gap: "
-        "wider and deeper teachers trained for longer on a GPU (none has been lent so far), distilled "
-        "into this network with `openfer train --teacher`.",
+        "for twice the compute, so there is no separate `accurate` preset. A first 15-minute GPU lease "
+        "(runs 18-19; `scripts/gpu_campaign.py`) trained this network, one 2.3x wider (`fernet_m`) and this "
+        "network distilled online from two of those for 31-33 epochs each: `fernet_m` gains 0.2-0.5 points "
+        "on FER2013Valid, and none of them beats the shipped head's accuracy/UAR trade-off. Every run was "
+        "still improving at its last epoch, so what we think closes the gap is the same on longer schedules "
+        "(100+ epochs) on a GPU.",
         "",
         "**Rare classes.** The shipped head is re-fitted on the network's frozen FER2013Train features "
         "(class-balanced re-training of the last layer plus logit adjustment, chosen on FER2013Valid; "

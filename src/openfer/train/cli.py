@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -248,7 +248,8 @@ def _device(choice: str) -> str:
 
 
 def _run_config(out: Path):  # noqa: ANN202
-    """The :class:`TrainConfig` a finished run in ``out`` recorded (``config.json``), for the CPU."""
+    """The :class:`TrainConfig` a finished run in ``out`` recorded (``config.json``); the export runs on
+    the CPU whatever device trained it."""
     from ..errors import InputError
     from .config import TrainConfig
 
@@ -258,7 +259,7 @@ def _run_config(out: Path):  # noqa: ANN202
     raw = json.loads((out / "config.json").read_text())
     known = {f.name: f for f in fields(TrainConfig)}
     vals = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known}
-    return TrainConfig(**{**vals, "device": "cpu"})
+    return TrainConfig(**vals)
 
 
 def _run_summary(out: Path, metric: str) -> dict:
@@ -412,7 +413,8 @@ def run(args: argparse.Namespace) -> int:
     adjust = _fold_training_prior(model, cfg, soft)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    logits = predict_logits(model, xv, cfg)
+    # the temperature of what ships: the ONNX runs in float32, whatever precision training used
+    logits = predict_logits(model, xv, replace(cfg, bf16=False))
     temperature = fit_temperature(logits, va.labels)
     labelled = tr.labels >= 0
     maha, openset = fit_openset(model, cfg, xt[labelled], tr.labels[labelled], xv, va.labels, temperature)
@@ -434,6 +436,9 @@ def run(args: argparse.Namespace) -> int:
         "openset": openset.to_dict(),
         **({"distilled_from": notes["teachers"], "teacher_weight": notes["teacher_weight"]} if "teachers" in notes else {}),
         **({"init_sha256": notes["init_sha256"]} if "init_sha256" in notes else {}),
+        **({"distilled_online_from": list(cfg.teacher_runs), "teacher_weight": cfg.teacher_weight}
+           if cfg.teacher_runs else {}),
+        **({"trained_on_device": cfg.device} if cfg.device != "cpu" else {}),
         **({"logit_adjust": adjust} if adjust else {}),
     }
     onnx_path = export_onnx(model.to(memory_format=torch.contiguous_format), spec, out / f"{cfg.arch}.onnx", openset=maha)
