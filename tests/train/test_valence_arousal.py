@@ -164,3 +164,14 @@ def test_va_rejects_a_non_csv_format(tmp_path, capsys):
     data, _ = _write_va_set(tmp_path / "d", n=4)
     rc = main(["train", str(data), "--task", "va", "--format", "ferplus", "--out", str(tmp_path / "r")])
     assert rc == 3 and "reads a CSV" in capsys.readouterr().err
+
+
+def test_va_refuses_the_split_run_flags(tmp_path, capsys):
+    from openfer.cli import main
+
+    csv = tmp_path / "va.csv"
+    csv.write_text("path,valence,arousal\na.png,0.1,0.2\n")
+    for flag in ("--train-only", "--export-only"):
+        assert main(["train", str(csv), "--task", "va", "--out", str(tmp_path / "r"), flag]) != 0
+        err = capsys.readouterr().err
+        assert "a valence/arousal run trains and exports in one command" in err and "Traceback" not in err

@@ -370,6 +370,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if getattr(args, "export_only", False):
         cfg: TrainConfig = _run_config(out)
+        notes = dict(cfg.notes)  # the run's own provenance (teachers, init) for the spec
         if tuple(cfg.classes) != tuple(tr.classes):
             from ..errors import InputError
 
@@ -500,6 +501,9 @@ def run_valence_arousal(args: argparse.Namespace) -> int:
     from .nets import build
     from .recipe import predict_logits, train
 
+    if getattr(args, "train_only", False) or getattr(args, "export_only", False):
+        raise InputError("--train-only / --export-only split expression training; a valence/arousal run "
+                         "trains and exports in one command")
     tr = _va_data(args.data, args.format)
     dropped = {"train": tr.dropped}
     if args.valid:
