@@ -138,7 +138,7 @@ def main() -> None:
         "photographic degradation, distilled from an ensemble of the first two) reach 86.3-86.6% on "
         "FER2013Valid, and the ensemble of the first two 86.9% valid / 87.2% test: +0.03 points on test "
         "for twice the compute, so there is no separate `accurate` preset. A first 15-minute GPU lease "
-        "(runs 18-19; `scripts/gpu_campaign.py`) trained this network, one 2.3x wider (`fernet_m`) and this "
+        "(runs 18-19; `scripts/gpu_campaign.py`) trained this network, one with 1.5x the channels (`fernet_m`, 2.2x the compute) and this "
         "network distilled online from two of those for 31-33 epochs each: `fernet_m` gains 0.2-0.5 points "
         "on FER2013Valid, and none of them beats the shipped head's accuracy/UAR trade-off. Every run was "
         "still improving at its last epoch, so what we think closes the gap is the same on longer schedules "
