@@ -10,6 +10,9 @@ the compact pack ``ferplus_trainvalid_jpeg95.npz`` (FER2013Train + FER2013Valid 
 * phase 2, in parallel: ``fernet_s`` and ``fernet_xs`` distilled online (``--teacher-run``) from the
   two ``fernet_m`` runs, with the logit-adjusted loss and zoom.
 
+``--plan FILE.json`` runs another campaign (see :func:`load_plan`); a plan without phase-2 runs gives
+phase 1 the whole deadline.
+
 Each run gets a time budget (``--time-budget``: the epoch count is fixed after epoch 1 to what fits)
 so that the whole campaign ends by ``--deadline`` seconds. While the runs train, their best weights
 (``best.pt``, EMA) and logs are copied into ``--out`` every few seconds, so a lease cut short still
@@ -58,6 +61,25 @@ RETURN_BYTES = 63 * 2**20  # ... and 64 MiB together: weights beyond this (6 MiB
 SMALL_IN_TAR = ("xs_la", "xs_kd")
 NOT_RETURNED = ("m_plain",)  # a teacher only: its log comes back, its weights would pass the 64 MiB
 SPLITS = {0: "FER2013Train", 1: "FER2013Valid"}
+
+
+def load_plan(path: Path) -> None:
+    """``--plan``: another campaign from a JSON file instead of the one above, e.g.
+    ``{"runs": {"s_long": [1, ["--arch", "fernet_s", "--logit-adjust", "1"]]}, "teachers": [],
+    "small_in_tar": [], "not_returned": []}`` (``runs`` required; the lists default to empty)."""
+    global RUNS, TEACHERS, SMALL_IN_TAR, NOT_RETURNED
+    plan = json.loads(path.read_text())
+    runs = plan.get("runs")
+    if not isinstance(runs, dict) or not runs:
+        raise SystemExit(f"{path}: a plan needs 'runs': {{name: [phase, [openfer train arguments]]}}")
+    bad = [n for n, v in runs.items() if not (isinstance(v, list) and len(v) == 2 and v[0] in (1, 2)
+                                              and all(isinstance(a, str) for a in v[1]))]
+    if bad:
+        raise SystemExit(f"{path}: run {bad[0]!r} is not [phase 1 or 2, [arguments as strings]]")
+    RUNS = {n: (int(v[0]), list(v[1])) for n, v in runs.items()}
+    TEACHERS = tuple(plan.get("teachers", ()))
+    SMALL_IN_TAR = tuple(plan.get("small_in_tar", ()))
+    NOT_RETURNED = tuple(plan.get("not_returned", ()))
 
 
 def unpack(pack: Path, root: Path, limit: int = 0) -> None:
@@ -177,9 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--epochs", type=int, default=150, help="most epochs per run (the budget lowers it)")
     ap.add_argument("--smoke", action="store_true", help="a few hundred images (a check before a lease)")
+    ap.add_argument("--plan", type=Path, help="a campaign from a JSON file (see load_plan) instead of RUNS")
     ap.add_argument("--unpack", type=Path, help="bring home: the files a lease returned")
     ap.add_argument("--runs", type=Path, default=Path("runs/gpu"), help="with --unpack: where the run folders go")
     a = ap.parse_args(argv)
+    if a.plan:
+        load_plan(a.plan)
     if a.unpack:
         bring_home(a.unpack, a.runs)
         return 0
@@ -196,17 +221,20 @@ def main(argv: list[str] | None = None) -> int:
     extra = ["--batch-size", "32"] if a.smoke else []
     seen: dict = {}
     every = 2.0 if a.smoke else 10.0
-    end1 = a.deadline * a.phase1
+    # phase 1 gets the whole deadline when the plan has no phase 2
+    end1 = a.deadline * a.phase1 if any(ph == 2 for ph, _ in RUNS.values()) else a.deadline - 15
     p1 = {n: launch(n, data, runs, end1 - (time.time() - t0), a.device, a.epochs, extra)
           for n, (ph, _) in RUNS.items() if ph == 1}
     wait_all(p1, runs, a.out, seen, every)
-    teachers = [str(runs / t) for t in TEACHERS if (runs / t / "best.pt").is_file() and p1[t].returncode == 0]
-    if teachers:
+    teachers = [str(runs / t) for t in TEACHERS
+                if t in p1 and p1[t].returncode == 0 and (runs / t / "best.pt").is_file()]
+    phase2 = [n for n, (ph, _) in RUNS.items() if ph == 2]
+    if phase2 and (teachers or not TEACHERS):
         budget = a.deadline - (time.time() - t0) - 15
-        p2 = {n: launch(n, data, runs, budget, a.device, a.epochs, [*extra, "--teacher-run", *teachers])
-              for n, (ph, _) in RUNS.items() if ph == 2}
+        teach = ["--teacher-run", *teachers] if teachers else []
+        p2 = {n: launch(n, data, runs, budget, a.device, a.epochs, [*extra, *teach]) for n in phase2}
         wait_all(p2, runs, a.out, seen, every)
-    else:
+    elif phase2:
         print("no teacher finished: phase 2 skipped", flush=True)
     sync(runs, a.out, seen)
     print(f"campaign done in {time.time() - t0:.0f}s; out: {sorted(p.name for p in a.out.iterdir())}", flush=True)
