@@ -16,8 +16,8 @@ phase 1 the whole deadline.
 Each run gets a time budget (``--time-budget``: the epoch count is fixed after epoch 1 to what fits)
 so that the whole campaign ends by ``--deadline`` seconds. While the runs train, their best weights
 (``best.pt``, EMA) and logs are copied into ``--out`` every few seconds, so a lease cut short still
-returns what was done: ``<run>.pt`` (a state dict over 15 MiB is split into ``<run>.a.pt`` and
-``<run>.b.pt``, keys in order; weights beyond 63 MiB together with the logs, and the second teacher's, stay behind:
+returns what was done: ``<run>.pt`` (a state dict over 15 MiB is split into ``<run>.a.pt``,
+``<run>.b.pt``, ..., keys in order, at most 14 MiB of tensors each; weights beyond 63 MiB together with the logs, and the second teacher's, stay behind:
 the tool returns at most 8 files and 64 MiB), and ``logs.tar`` with every run's ``config.json``,
 ``log.csv``, ``summary.json``, console log, the small runs' ``best.pt`` and the GPU load every 5 s. Bring them home with
 ``scripts/gpu_campaign.py --unpack OUT_FILES --runs runs/gpu``, then export each run on the lossless
@@ -108,6 +108,23 @@ def _replace(src_bytes_writer, dst: Path) -> None:  # noqa: ANN001
     os.replace(tmp, dst)
 
 
+def split_keys(state: dict, limit: int = SPLIT_BYTES - 2**20) -> list[list[str]]:
+    """The state dict's keys in order, in consecutive groups of at most ``limit`` bytes of tensors
+    (1 MiB under the file limit for pickling); a single larger tensor is an error."""
+    groups: list[list[str]] = [[]]
+    used = 0
+    for k, t in state.items():
+        size = t.numel() * t.element_size()
+        if size > limit:
+            raise ValueError(f"{k}: {size >> 20} MiB, more than one returned file holds")
+        if groups[-1] and used + size > limit:
+            groups.append([])
+            used = 0
+        groups[-1].append(k)
+        used += size
+    return groups
+
+
 def sync(runs: Path, out: Path, seen: dict) -> None:
     """Copy each run's newest best weights and the logs into ``out`` (at most 8 files)."""
     import torch
@@ -131,10 +148,7 @@ def sync(runs: Path, out: Path, seen: dict) -> None:
             _replace(lambda t, b=best: shutil.copyfile(b, t), out / f"{name}.pt")
             continue
         st = torch.load(best, map_location="cpu", weights_only=False)
-        keys = list(st["model"])
-        sizes = np.cumsum([t.numel() * t.element_size() for t in st["model"].values()])
-        half = int(np.searchsorted(sizes, sizes[-1] / 2)) + 1  # about half the bytes in each
-        for part, ks in (("a", keys[:half]), ("b", keys[half:])):
+        for part, ks in zip("abcdefgh", split_keys(st["model"]), strict=False):
             piece = {**{k: v for k, v in st.items() if k != "model"}, "model": {k: st["model"][k] for k in ks}}
             _replace(lambda t, p=piece: torch.save(p, t), out / f"{name}.{part}.pt")
     buf = io.BytesIO()
@@ -177,13 +191,14 @@ def bring_home(files: Path, runs: Path) -> None:
     with tarfile.open(files / "logs.tar") as tar:
         tar.extractall(runs, filter="data")
     for name in RUNS:
-        whole, a, b = files / f"{name}.pt", files / f"{name}.a.pt", files / f"{name}.b.pt"
+        whole, parts = files / f"{name}.pt", sorted(files.glob(f"{name}.?.pt"))
         dst = runs / name / "best.pt"
         if whole.is_file():
             shutil.copyfile(whole, dst)
-        elif a.is_file() and b.is_file():
-            pa, pb = (torch.load(p, map_location="cpu", weights_only=False) for p in (a, b))
-            torch.save({**pa, "model": {**pa["model"], **pb["model"]}}, dst)
+        elif parts:
+            pieces = [torch.load(p, map_location="cpu", weights_only=False) for p in parts]
+            model = {k: v for piece in pieces for k, v in piece["model"].items()}
+            torch.save({**pieces[0], "model": model}, dst)
         if dst.is_file():
             print(f"{runs / name}: best.pt", json.loads((runs / name / "config.json").read_text())["epochs"],
                   "epochs")
