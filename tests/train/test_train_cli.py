@@ -286,3 +286,11 @@ def test_online_teachers_blend_their_mirror_averaged_posterior(tmp_path):
     bad = TrainConfig(classes=("a", "b"), teacher_runs=(str(tmp_path / "t"),))
     with pytest.raises(ValueError, match="classes"):
         _load_teachers(bad, y[:, :2], torch.device("cpu"))
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "soon"])
+def test_time_budget_must_be_seconds(tmp_path, capsys, value):
+    with pytest.raises(SystemExit):
+        main(["train", str(tmp_path), "--out", str(tmp_path / "r"), "--time-budget", value])
+    err = capsys.readouterr().err
+    assert "--time-budget" in err and "Traceback" not in err

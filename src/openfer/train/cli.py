@@ -129,7 +129,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--time-budget",
-        type=float,
+        type=_seconds,
         default=0.0,
         metavar="SECONDS",
         help="fit the run into SECONDS: after the first epoch the epoch count is lowered to what fits "
@@ -154,6 +154,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0.5,
         help="weight of the teachers' predictions in the blended targets (default 0.5)",
     )
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not v >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0: no budget), got {text}")
+    return v
 
 
 def _unit_float(text: str) -> float:
