@@ -183,6 +183,31 @@ def wait_all(procs: dict, runs: Path, out: Path, seen: dict, every: float) -> No
         print("   " + "\n   ".join(tail), flush=True)
 
 
+TRAVEL_LIMIT = 64 * 2**20  # what the device tool sends: the working tree and carried folders
+
+
+def tree_size(root: Path, pack: Path) -> int:
+    """``--tree-size``: print what a device call would send (git's tracked and untracked-not-ignored
+    files, plus the carried pack) against the 64 MiB limit and, when over, the packaged models that
+    training does not need and a device call can leave out of the index; returns 0 if it fits."""
+    listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "-co", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.split(b"\0")
+    files = [root / f.decode() for f in listed if f]
+    tree = sum(f.stat().st_size for f in files if f.is_file())
+    carried = pack.stat().st_size if pack.is_file() else 0
+    print(f"tree {tree / 2**20:.1f} MiB + pack {carried / 2**20:.1f} MiB = {(tree + carried) / 2**20:.1f} MiB "
+          f"(limit {TRAVEL_LIMIT >> 20} MiB)")
+    if tree + carried <= TRAVEL_LIMIT:
+        return 0
+    models = [f for f in files if f.is_file() and f.parent.name == "models" and f.suffix in (".onnx", ".tflite")]
+    spare = sum(f.stat().st_size for f in models)
+    rel = " ".join(str(f.relative_to(root)) for f in models)
+    print(f"over: the packaged models ({spare / 2**20:.1f} MiB; --train-only needs none) can stay behind for the "
+          f"call: git rm -q --cached {rel}, list them in .git/info/exclude, and after the call git reset -q "
+          "and take them out of .git/info/exclude again")
+    return 0 if tree + carried - spare <= TRAVEL_LIMIT else 1
+
+
 def bring_home(files: Path, runs: Path) -> None:
     """``--unpack``: the returned files as run folders under ``runs`` (split weights joined)."""
     import torch
@@ -214,10 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--epochs", type=int, default=150, help="most epochs per run (the budget lowers it)")
     ap.add_argument("--smoke", action="store_true", help="a few hundred images (a check before a lease)")
+    ap.add_argument("--tree-size", action="store_true", help="what a device call would send, against its limit")
     ap.add_argument("--plan", type=Path, help="a campaign from a JSON file (see load_plan) instead of RUNS")
     ap.add_argument("--unpack", type=Path, help="bring home: the files a lease returned")
     ap.add_argument("--runs", type=Path, default=Path("runs/gpu"), help="with --unpack: where the run folders go")
     a = ap.parse_args(argv)
+    if a.tree_size:
+        return tree_size(Path(__file__).resolve().parent.parent, a.pack)
     if a.plan:
         load_plan(a.plan)
     if a.unpack:

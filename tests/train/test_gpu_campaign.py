@@ -98,3 +98,24 @@ def test_plans_are_checked(campaign, tmp_path):
         (tmp_path / "bad.json").write_text(json.dumps(bad))
         with pytest.raises(SystemExit, match=why):
             campaign.load_plan(tmp_path / "bad.json")
+
+
+def test_tree_size_counts_what_travels_and_names_the_models_that_can_stay(campaign, tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "src" / "models").mkdir(parents=True)
+    (repo / "src" / "models" / "net.onnx").write_bytes(b"\0" * 3 * 2**20)
+    (repo / "code.py").write_text("print(1)\n")
+    (repo / ".gitignore").write_text("/gpu/\n")
+    (repo / "gpu").mkdir()
+    pack = repo / "gpu" / "pack.npz"
+    pack.write_bytes(b"\0" * 2 * 2**20)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    monkeypatch.setattr(campaign, "TRAVEL_LIMIT", 4 * 2**20)  # 3 MiB of models + 2 MiB of pack: over
+    assert campaign.tree_size(repo, pack) == 0  # fits once the model stays behind
+    out = capsys.readouterr().out
+    assert "= 5.0 MiB (limit 4 MiB)" in out and "git rm -q --cached src/models/net.onnx" in out
+    monkeypatch.setattr(campaign, "TRAVEL_LIMIT", 1 * 2**20)
+    assert campaign.tree_size(repo, pack) == 1  # the pack alone is over
