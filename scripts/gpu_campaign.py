@@ -102,12 +102,6 @@ def unpack(pack: Path, root: Path, limit: int = 0) -> None:
         (out / "label.csv").write_text("\n".join(rows) + "\n")
 
 
-def _replace(src_bytes_writer, dst: Path) -> None:  # noqa: ANN001
-    tmp = dst.with_name(dst.name + ".partial")
-    src_bytes_writer(tmp)
-    os.replace(tmp, dst)
-
-
 def split_keys(state: dict, limit: int = SPLIT_BYTES - 2**20) -> list[list[str]]:
     """The state dict's keys in order, in consecutive groups of at most ``limit`` bytes of tensors
     (1 MiB under the file limit for pickling); a single larger tensor is an error."""
@@ -129,6 +123,8 @@ def sync(runs: Path, out: Path, seen: dict) -> None:
     """Copy each run's newest best weights and the logs into ``out`` (at most 8 files)."""
     import torch
 
+    from openfer.io.tables import atomic_path
+
     used = 6 * 2**20  # room for logs.tar
     for name in RUNS:
         best = runs / name / "best.pt"
@@ -145,12 +141,14 @@ def sync(runs: Path, out: Path, seen: dict) -> None:
             continue
         seen[name] = stamp
         if best.stat().st_size <= SPLIT_BYTES:
-            _replace(lambda t, b=best: shutil.copyfile(b, t), out / f"{name}.pt")
+            with atomic_path(out / f"{name}.pt") as tmp:
+                shutil.copyfile(best, tmp)
             continue
         st = torch.load(best, map_location="cpu", weights_only=False)
         for part, ks in zip("abcdefgh", split_keys(st["model"]), strict=False):
             piece = {**{k: v for k, v in st.items() if k != "model"}, "model": {k: st["model"][k] for k in ks}}
-            _replace(lambda t, p=piece: torch.save(p, t), out / f"{name}.{part}.pt")
+            with atomic_path(out / f"{name}.{part}.pt") as tmp:
+                torch.save(piece, tmp)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for path in sorted(runs.rglob("*")):
@@ -159,7 +157,8 @@ def sync(runs: Path, out: Path, seen: dict) -> None:
             )
             if path.is_file() and keep:
                 tar.add(path, arcname=str(path.relative_to(runs)))
-    _replace(lambda t: t.write_bytes(buf.getvalue()), out / "logs.tar")
+    with atomic_path(out / "logs.tar") as tmp:
+        tmp.write_bytes(buf.getvalue())
 
 
 def launch(name: str, data: Path, runs: Path, budget: float, device: str, epochs: int,

@@ -117,14 +117,19 @@ def test_unfinished_batch_asks_for_resume_or_overwrite(analyzer, tmp_path):
     assert s.images == 3 and not work.exists() and len(_rows(tmp_path / "r.csv")) >= 3
 
 
+def _interrupted_batch(analyzer, tmp_path):
+    """A 2-image JSON batch killed after its first image: (folder, outputs, work folder)."""
+    folder = _folder(tmp_path, 2)
+    out = BatchOutputs(json=str(tmp_path / "r.json"))
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(analyzer, [str(folder)], out, progress=_interrupt_after(1))
+    return folder, out, tmp_path / "r.json.openfer-work"
+
+
 def test_resume_with_other_options_is_refused(analyzer, tmp_path):
     from openfer.pipeline import Analyzer
 
-    folder = _folder(tmp_path, 2)
-    out = BatchOutputs(json=str(tmp_path / "r.json"))
-    work = tmp_path / "r.json.openfer-work"
-    with pytest.raises(KeyboardInterrupt):
-        run_batch(analyzer, [str(folder)], out, progress=_interrupt_after(1))
+    folder, out, work = _interrupted_batch(analyzer, tmp_path)
     assert len((work / "rows.jsonl").read_text().splitlines()) == 1
     other = Analyzer(analyzer.options, unknown_threshold=None)
     with pytest.raises(InputError, match="the unfinished batch ran with other options"):
@@ -300,11 +305,7 @@ def test_resume_of_a_batch_begun_before_an_option_existed(analyzer, tmp_path):
 
     from openfer.pipeline import Analyzer
 
-    folder = _folder(tmp_path, 2)
-    out = BatchOutputs(json=str(tmp_path / "r.json"))
-    work = tmp_path / "r.json.openfer-work"
-    with pytest.raises(KeyboardInterrupt):
-        run_batch(analyzer, [str(folder)], out, progress=_interrupt_after(1))
+    folder, out, work = _interrupted_batch(analyzer, tmp_path)
     head = json.loads((work / "batch.json").read_text())
     assert head["options"]["search_detector"] is None
     del head["options"]["search_detector"]

@@ -697,9 +697,8 @@ def _same_options(old: Any, new: dict[str, Any], defaults: dict[str, Any]) -> bo
     openfer since it began) counting as equal when ``new`` holds its default."""
     if not isinstance(old, dict):
         return False
-    missing = {k: defaults.get(k, object()) for k in new.keys() - old.keys()}
-    return set(old) <= set(new) and all(old[k] == _jsonable(new[k]) for k in old) and all(
-        _jsonable(new[k]) == _jsonable(v) for k, v in missing.items())
+    filled = {k: defaults[k] for k in new.keys() - old.keys() if k in defaults}
+    return {**_jsonable(filled), **old} == _jsonable(new)
 
 
 def _jsonable(v: Any) -> Any:
@@ -717,13 +716,12 @@ def _images_below(folder: Path) -> int:
 
 
 def _open_work(work: Path | None, header: dict[str, Any], resume: bool, overwrite: bool,
-               defaults: dict[str, Any] | None = None) -> dict[str, _Entry]:
+               defaults: dict[str, Any]) -> dict[str, _Entry]:
     """Prepare the work folder; the inputs an earlier run finished, by source (empty unless resuming).
     ``defaults``: the options' defaults (:func:`_option_defaults`), for a batch begun by an earlier
     version that did not have some of them."""
     if work is None:
         return {}
-    defaults = defaults or {}
     head = work / HEADER_FILE
     if overwrite:
         _remove_work(work)

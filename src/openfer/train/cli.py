@@ -267,7 +267,7 @@ def _run_config(out: Path):  # noqa: ANN202
         if not (out / name).is_file():
             raise InputError(f"{out / name}: not found (--export-only exports a run folder of `openfer train`)")
     raw = json.loads((out / "config.json").read_text())
-    known = {f.name: f for f in fields(TrainConfig)}
+    known = {f.name for f in fields(TrainConfig)}
     vals = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known}
     return TrainConfig(**vals)
 

@@ -276,12 +276,13 @@ def train(
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            idx_dev = idx.to(dev)
             if xt_dev is not None:
-                xb = _normalize(xt_dev[idx.to(dev)], cfg)
+                xb = _normalize(xt_dev[idx_dev], cfg)
             else:
                 xb = _normalize(degrade(xt[idx], cfg, gen).to(dev), cfg)
             xb = augment(xb, cfg, gen)
-            xb, yb = mix(xb, yt[idx.to(dev)], cfg, gen)
+            xb, yb = mix(xb, yt[idx_dev], cfg, gen)
             if cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             if teachers:

@@ -32,17 +32,16 @@ from ..components.au import estimate_evidence, reference_evidence
 from ..components.landmarks import rois_from_detections, rois_from_landmarks
 from ..core.boxes import iou_matrix
 from ..errors import InputError, ShapeError
-from ..pipeline import Analyzer, AnalyzerOptions, Located, mesh_boxes, resolve_options
+from ..pipeline import SEARCH_FRAME_IOU, Analyzer, AnalyzerOptions, Located, mesh_boxes, resolve_options
 from ..types import FrameResult
 from .baseline import BASELINE_MODES, AuBaselines, neutral_faces
 from .reader import DEFAULT_SEQUENCE_FPS, VideoInfo, VideoReader, _check_selection
 from .tracker import FaceTracker, TrackerState, greedy_pairs
 
-# A detection and a followed face are the same face from this IoU with the face's previous box.
+# A detection and a followed face are the same face from this IoU with the face's previous box; a
+# whole-frame pass re-frames it (its output box follows the detection's) from SEARCH_FRAME_IOU with the
+# box it has: below it, the detection's box is the loose one (the rule of Analyzer.search_faces)
 _ASSOCIATE_IOU = 0.3
-# ...and a whole-frame pass re-frames it (its output box follows the detection's) from this IoU with
-# the box it has: below it, the detection's box is the loose one (see Analyzer.search_faces)
-_REFRAME_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -497,7 +496,7 @@ class VideoRun:
                 for r, c in greedy_pairs(iou, iou >= _ASSOCIATE_IOU, descending=True):
                     # a whole-frame box that disagrees with the track's framing leaves it (a search's
                     # framing has settled that disagreement already: Analyzer.search_faces)
-                    if scan or iou[r, c] >= _REFRAME_IOU:
+                    if scan or iou[r, c] >= SEARCH_FRAME_IOU:
                         det_box[c] = framing[r]
                     scores[c] = float(det.scores[r])
                     is_new[r] = False
