@@ -41,7 +41,7 @@ Usage:
     python3.11 -m venv /tmp/mp-venv
     /tmp/mp-venv/bin/pip install mediapipe==0.10.21 "numpy<2" opencv-python-headless
     nice python benchmarks/bench_peers.py --mediapipe-python /tmp/mp-venv/bin/python [--repeats 5]
-        [--cores 1 2] [--models --litert-python /tmp/litert-venv/bin/python --mediapipe-task FILE]
+        [--cores 1 2] [--models --litert-python /tmp/litert-venv/bin/python --mediapipe-task FILE] [--photos-only]
 """
 
 from __future__ import annotations
@@ -658,6 +658,7 @@ def main() -> None:
                     help="AnalyzerOptions.runtime of the openfer side (default auto: LiteRT where installed)")
     ap.add_argument("--vs-onnxruntime", action="store_true",
                     help="add a third side: openfer with runtime=onnxruntime (the 0.1 runtime), same run")
+    ap.add_argument("--photos-only", action="store_true", help="skip the video clips (a quick photo A/B)")
     ap.add_argument("--models", action="store_true", help="also time each model alone and the ORT options")
     ap.add_argument("--models-only", action="store_true", help="only --models (no peer comparison)")
     ap.add_argument("--litert-python", help="python of a venv with ai-edge-litert (for --models)")
@@ -703,6 +704,8 @@ def main() -> None:
         if (VIDEOS / "WolfgangLanger_Pexels.mp4").is_file():
             clips["WolfgangLanger_Pexels.mp4"] = (VIDEOS / "WolfgangLanger_Pexels.mp4", 1)
         clips["five_faces_pan.mp4"] = (five_face_clip(Path(tmp) / "five.mp4"), 5)
+        if a.photos_only:
+            clips = {}
         for cores in [] if a.models_only else a.cores:
             res["runs"][str(cores)] = bench(a, cores, peer, clips)
     if a.models or a.models_only:

@@ -5,6 +5,7 @@ from conftest import PHOTOS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import openfer.components.detector as detector_module
 from openfer.components.detector import (
     DENSE_MIN_REL,
     DENSE_OVERLAP,
@@ -21,9 +22,11 @@ from openfer.components.detector import (
     dense_passes,
     fitted_sides,
     fitted_windows,
+    letterbox_geometry,
     merge,
     postprocess,
     preprocess,
+    shrink,
     tile_windows,
     window_matrices,
 )
@@ -377,3 +380,45 @@ def test_the_whole_image_windows_read_the_dense_pass_image_with_the_same_geometr
         assert np.abs(direct[k] - via[k]).mean() < 0.02  # of the [-1, 1] range: ~2.5 grey levels
         shifted = np.abs(direct[k][:, 1:] - via[k][:, :-1]).mean()  # one pixel off would read like this
         assert np.abs(direct[k] - via[k]).mean() < shifted / 2
+
+
+def _one_step(image, width, height):
+    """The whole-image resize before :func:`shrink`: one INTER_AREA step."""
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize(("h", "w"), [(360, 640), (1080, 1920), (667, 1000), (250, 250)])
+def test_shrink_is_the_one_step_resize_at_integer_factors_and_odd_sides(h, w):
+    rgb = np.random.default_rng(h).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    nw, nh, _, _ = letterbox_geometry(h, w)
+    np.testing.assert_array_equal(shrink(rgb, nw, nh), _one_step(rgb, nw, nh))
+
+
+@pytest.mark.parametrize("side", [572, 1144, 2300])
+def test_shrink_keeps_the_geometry_of_one_step(side):
+    # a bright disc off centre: its centroid and mass land where one INTER_AREA step puts them
+    yy, xx = np.mgrid[:side, :side]
+    disc = (((xx - 0.31 * side) ** 2 + (yy - 0.62 * side) ** 2) < (0.08 * side) ** 2).astype(np.uint8) * 200
+    img = np.repeat(disc[:, :, None], 3, axis=2)
+    a, b = (f(img, 128, 128)[:, :, 0].astype(np.float64) for f in (_one_step, shrink))
+    centroid = [[(m * g).sum() / m.sum() for g in np.mgrid[:128, :128]] for m in (a, b)]
+    np.testing.assert_allclose(centroid[0], centroid[1], atol=0.02)
+    assert abs(a.sum() - b.sum()) / a.sum() < 0.005
+
+
+def test_shrink_moves_the_short_range_detection_of_the_portrait_by_under_one_percent(monkeypatch):
+    # single_face.jpg (572x562 -> 128x126) is the fixture whose detector input shrink changes: within
+    # 8 grey levels (mean 0.6); benchmarks/ab_detector_shrink.py measures 732 images against a face-mesh
+    # reference (docs/speed.md, "The whole-image shrink")
+    rgb = read_image(PHOTOS / "single_face.jpg")
+    nw, nh, _, _ = letterbox_geometry(*rgb.shape[:2])
+    diff = np.abs(shrink(rgb, nw, nh).astype(int) - _one_step(rgb, nw, nh))
+    assert 0 < diff.max() <= 8 and diff.mean() < 1.0
+    det = FaceDetector(min_face=None, threads=1)
+    new = det(rgb)
+    monkeypatch.setattr(detector_module, "shrink", _one_step)
+    old = det(rgb)
+    assert len(new) == len(old) == 1
+    side = old.boxes[0, 3] - old.boxes[0, 1]
+    assert np.abs(new.boxes - old.boxes).max() / side < 0.01
+    assert np.linalg.norm(new.keypoints - old.keypoints, axis=-1).max() / side < 0.01

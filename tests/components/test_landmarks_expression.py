@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from openfer.components.expression import ExpressionSpec, align_matrices, crop_faces, postprocess, preprocess
 from openfer.components.landmarks import mesh_postprocess, rois_from_detections, rois_from_landmarks
@@ -103,3 +104,31 @@ def test_a_shrunk_crop_reads_block_means_of_its_region_only():
         want = cv2.warpAffine(blocks, cv2_matrix(m @ np.diag([3.0, 3.0, 1.0])), (48, 48), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
         np.testing.assert_array_equal(crop, want)
+
+
+@pytest.mark.parametrize("scale", [0.8, 0.35, 0.2])  # crop side 60 px; 137 px (f 1); 240 px (3x3 blocks)
+def test_a_crop_of_an_rgb_image_converts_only_its_region_and_equals_the_crop_of_its_grey_image(scale):
+    # crop_faces converts the part each crop reads to grey: the same crop as from the grey image,
+    # also for crops that reach beyond the image (border replicated)
+    import cv2
+    from conftest import PHOTOS
+
+    from openfer.core.align import cv2_matrix
+    from openfer.io.images import read_image
+
+    rgb = read_image(PHOTOS / "multi_face.jpg")
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    a = scale
+    mats = np.array([[[a, 0.0, -a * 380], [0.0, a, -a * 250]],
+                     [[a * np.cos(0.3), -a * np.sin(0.3), -a * 200], [a * np.sin(0.3), a * np.cos(0.3), -a * 300]],
+                     [[a, 0.0, 10.0], [0.0, a, 5.0]],  # beyond the top-left corner
+                     [[a, 0.0, -a * 960], [0.0, a, -a * 640]]])  # beyond the bottom-right corner
+    got = crop_faces(rgb, mats, 48)
+    np.testing.assert_array_equal(got, crop_faces(gray, mats, 48))
+    if scale > 1 / 3:  # no pre-blur (f = 1): the plain warp of the whole grey image, but for the
+        # warp's fixed-point rounding of a matrix shifted to the region (1 level, in rare pixels)
+        for m, crop in zip(mats, got, strict=True):
+            want = cv2.warpAffine(gray, cv2_matrix(m), (48, 48), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+            diff = np.abs(crop.astype(int) - want)
+            assert diff.max() <= 1 and (diff > 0).mean() < 0.005

@@ -8,6 +8,7 @@ landmarks onto it. Pre- and post-processing are pure functions; only ``session.r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -58,33 +59,45 @@ def align_matrices(landmarks: np.ndarray, spec: ExpressionSpec) -> np.ndarray:
     return np.stack(mats) if mats else np.zeros((0, 2, 3))
 
 
-def crop_faces(gray: np.ndarray, mats: np.ndarray, size: int) -> np.ndarray:
-    """``(N, size, size)`` uint8 aligned crops from a grayscale image (border replicated, as the
-    training crops never show black borders).
+def crop_faces(image: np.ndarray, mats: np.ndarray, size: int) -> np.ndarray:
+    """``(N, size, size)`` uint8 aligned grayscale crops from a grayscale ``(H, W)`` or an RGB
+    ``(H, W, 3)`` image (border replicated, as the training crops never show black borders).
 
-    A face shrunk by a lot (scale < 0.5) is pre-blurred against aliasing: the part of the image the
-    crop reads (its bounding box and a margin, cut at multiples of ``f``) is averaged in ``f x f``
-    blocks (``INTER_AREA`` at an integer ratio, OpenCV's fast path) and the crop sampled from those."""
+    Each crop reads only the part of the image it needs (its bounding box and a margin), converted
+    to grey there (an RGB image is never converted whole); the warp's matrix is shifted to that part,
+    which can move OpenCV's fixed-point rounding by one grey level in rare pixels. A face shrunk by a lot
+    (scale < 0.5) is pre-blurred against aliasing: that part, cut at multiples of ``f``, is averaged
+    in ``f x f`` blocks (``INTER_AREA`` at an integer ratio, OpenCV's fast path) and the crop sampled
+    from those.
+    """
     out = np.empty((len(mats), size, size), np.uint8)
-    hh, ww = gray.shape[:2]
+    hh, ww = image.shape[:2]
+    rgb = image.ndim == 3
     corners = np.array([[0.0, 0.0, 1.0], [size, 0.0, 1.0], [0.0, size, 1.0], [size, size, 1.0]])
     for i, m in enumerate(mats):
-        scale = np.sqrt(abs(np.linalg.det(m[:, :2])))
-        src = gray
-        mm = m
-        f = int(np.floor(1.0 / scale / 1.5)) if scale < 0.5 else 1
+        a, b, c, d = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
+        det = a * d - b * c
+        scale = math.sqrt(abs(det))
+        f = int(math.floor(1.0 / scale / 1.5)) if 0 < scale < 0.5 else 1
+        # the crop's corners in the image (the inverse of the 2x3 matrix, written out)
+        inv = np.array([[d, -b, b * m[1, 2] - d * m[0, 2]], [-c, a, c * m[0, 2] - a * m[1, 2]]]) / det
+        pts = corners @ inv.T
+        pad = 2 * f  # linear sampling reads one pixel (block) beyond the corners
+        x0 = max(int(math.floor((pts[:, 0].min() - pad) / f)) * f, 0)
+        y0 = max(int(math.floor((pts[:, 1].min() - pad) / f)) * f, 0)
+        x1 = min(int(math.ceil(pts[:, 0].max() + pad)), ww)
+        y1 = min(int(math.ceil(pts[:, 1].max() + pad)), hh)
         if f > 1:
-            inv = np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
-            pts = corners @ inv.T  # the crop's corners in the image
-            pad = 2 * f  # linear sampling reads one block beyond the corners
-            x0 = max(int(np.floor((pts[:, 0].min() - pad) / f)) * f, 0)
-            y0 = max(int(np.floor((pts[:, 1].min() - pad) / f)) * f, 0)
-            x1 = x0 + (min(int(np.ceil(pts[:, 0].max() + pad)), ww) - x0) // f * f
-            y1 = y0 + (min(int(np.ceil(pts[:, 1].max() + pad)), hh) - y0) // f * f
-            if x1 > x0 and y1 > y0:
-                src = cv2.resize(gray[y0:y1, x0:x1], ((x1 - x0) // f, (y1 - y0) // f), interpolation=cv2.INTER_AREA)
-                # continuous coordinates (cv2_matrix): block i spans image [x0 + f*i, x0 + f*(i+1))
-                mm = m @ np.array([[f, 0, x0], [0, f, y0], [0, 0, 1.0]])
+            x1, y1 = x0 + (x1 - x0) // f * f, y0 + (y1 - y0) // f * f
+        if x1 <= x0 or y1 <= y0:  # the crop lies beyond the image: the whole image, replicated
+            x0 = y0 = 0
+            x1, y1, f = ww, hh, 1
+        part = image[y0:y1, x0:x1]
+        src = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY) if rgb else part
+        if f > 1:
+            src = cv2.resize(src, ((x1 - x0) // f, (y1 - y0) // f), interpolation=cv2.INTER_AREA)
+        # continuous coordinates (cv2_matrix): block i spans image [x0 + f*i, x0 + f*(i+1))
+        mm = m @ np.array([[f, 0, x0], [0, f, y0], [0, 0, 1.0]])
         out[i] = cv2.warpAffine(
             src, cv2_matrix(mm), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
@@ -142,8 +155,7 @@ class ExpressionClassifier:
         return self.spec.classes
 
     def crops(self, image_rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
-        return crop_faces(gray, align_matrices(landmarks, self.spec), self.spec.size)
+        return crop_faces(image_rgb, align_matrices(landmarks, self.spec), self.spec.size)
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, C)`` for aligned ``(N, S, S)`` uint8 crops."""

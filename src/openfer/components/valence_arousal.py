@@ -9,7 +9,6 @@ functions; only ``session.run`` has effects.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from ..errors import ModelError
@@ -48,8 +47,7 @@ class ValenceArousalRegressor:
         self.flip = flip
 
     def crops(self, image_rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
-        return crop_faces(gray, align_matrices(landmarks, self.spec), self.spec.size)
+        return crop_faces(image_rgb, align_matrices(landmarks, self.spec), self.spec.size)
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """Valence, arousal ``(N, 2)`` in [-1, 1] for aligned ``(N, S, S)`` uint8 crops."""

@@ -79,7 +79,7 @@ def saliency_image(analyzer, image_rgb: np.ndarray, faces) -> np.ndarray:  # noq
 
     clf = analyzer.expression
     mats = align_matrices(faces.landmarks, clf.spec)
-    crops = crop_faces(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY), mats, clf.spec.size)
+    crops = crop_faces(image_rgb, mats, clf.spec.size)
     maps = [
         occlusion_saliency(clf, c, int(p.argmax())) for c, p in zip(crops, faces.expressions, strict=True)
     ]

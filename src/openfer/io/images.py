@@ -95,6 +95,7 @@ except ValueError:
     _OPENCV_MAX_PIXELS = 1 << 30
 # The built-in GIF codec (decoder and the IMWRITE_GIF_* flags) arrived in OpenCV 4.11.
 _HAS_GIF = hasattr(cv2, "IMWRITE_GIF_QUALITY")
+_IMREAD_COLOR_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.11
 _HALF_LEVEL = 0.5 / 255  # float overshoot that still rounds into 0..255
 _JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _EXIF_ORIENTATION = 0x0112
@@ -172,7 +173,10 @@ def decode_image(
     _check_size(header, name, max_pixels)
 
     fmt = header.format
-    flags = cv2.IMREAD_COLOR if fmt == "JPEG" else cv2.IMREAD_UNCHANGED
+    # a JPEG decodes straight to RGB where OpenCV can (>= 4.11: one pass over the pixels fewer; the
+    # same values as BGR then swapped)
+    rgb_jpeg = fmt == "JPEG" and _IMREAD_COLOR_RGB is not None
+    flags = (_IMREAD_COLOR_RGB if rgb_jpeg else cv2.IMREAD_COLOR) if fmt == "JPEG" else cv2.IMREAD_UNCHANGED
     try:
         decoded, notes = decode_reporting(lambda: cv2.imdecode(np.frombuffer(buf, np.uint8), flags), fmt)
     except MemoryError:
@@ -189,7 +193,7 @@ def decode_image(
     if decoded.ndim == 3 and decoded.shape[2] not in (1, 3, 4):
         raise _fail(name, f"unsupported {fmt} with {decoded.shape[2]} channels (expected grey, RGB or RGBA)")
 
-    rgb = _to_rgb_uint8(_bgr_to_rgb(decoded), name)
+    rgb = _to_rgb_uint8(decoded if rgb_jpeg else _bgr_to_rgb(decoded), name)
     if header.orientation != 1:
         rgb = _apply_orientation(rgb, header.orientation)
     report_notes(name, fmt, notes, header.exif_problem)
@@ -403,7 +407,7 @@ def _jpeg_header(b: bytes, name: str) -> _Header:
             break
         i += length
     # In entropy-coded data a 0xFF byte is always stuffed (FF 00), so FF D9 is the real end marker.
-    if b.find(b"\xff\xd9", scan) < 0:
+    if b.rfind(b"\xff\xd9", scan) < 0:  # from the end: where the marker normally is
         raise _fail(name, "truncated JPEG (no end-of-image marker: the file was cut short)")
     return _Header("JPEG", *size)
 
