@@ -407,13 +407,14 @@ def test_shrink_keeps_the_geometry_of_one_step(side):
 
 
 def test_shrink_moves_the_short_range_detection_of_the_portrait_by_under_one_percent(monkeypatch):
-    # single_face.jpg (572x562 -> 128x126) is the fixture whose detector input shrink changes: within
-    # 8 grey levels (mean 0.6); benchmarks/ab_detector_shrink.py measures 732 images against a face-mesh
-    # reference (docs/speed.md, "The whole-image shrink")
+    # single_face.jpg (572x562 -> 286x281 -> 128x126, the last step bilinear) is the fixture whose
+    # detector input shrink changes (mean 1.5 grey levels, max 26 at edges);
+    # benchmarks/ab_detector_shrink.py measures 2,427 images against a face-mesh reference
+    # (docs/speed.md, "The whole-image shrink")
     rgb = read_image(PHOTOS / "single_face.jpg")
     nw, nh, _, _ = letterbox_geometry(*rgb.shape[:2])
     diff = np.abs(shrink(rgb, nw, nh).astype(int) - _one_step(rgb, nw, nh))
-    assert 0 < diff.max() <= 8 and diff.mean() < 1.0
+    assert diff.max() > 0 and diff.mean() < 2.0
     det = FaceDetector(min_face=None, threads=1)
     new = det(rgb)
     monkeypatch.setattr(detector_module, "shrink", _one_step)

@@ -330,24 +330,27 @@ def preprocess(
 def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """``image`` resized to ``(width, height)``: INTER_AREA when shrinking, INTER_LINEAR otherwise.
 
-    OpenCV's INTER_AREA is fast only at exact integer factors (a 572x562 photo to 128x126: 1.1 ms on
+    OpenCV's INTER_AREA is fast only at exact integer factors (a 572x562 photo to 128x126: 1.07 ms on
     one core, against 0.08 ms for an exact halving), so the image is first halved exactly (2x2 means)
-    while both its sides are even and at least 4x the target's, then area-resized the rest of the way
-    (0.45 ms); an integer factor (a 640x360 frame to 128x72) is one step, as before. The geometry is
-    exact (a halving of even sides maps pixel edges onto pixel edges); the values differ from one
-    INTER_AREA step by a few grey levels (a box filter of box filters: at most 8 on ``single_face.jpg``).
-    Against a face-mesh keypoint reference the short-range detector's keypoint error per face height
-    is unchanged (``docs/speed.md``, "The whole-image shrink").
+    while both its sides are even and at least 4x the target's; what is left after a halving, when
+    under 2.5x, is a bilinear step (the box filter of the halving has done the anti-aliasing; as
+    MediaPipe's own detector input is sampled), else an INTER_AREA one. ``single_face.jpg``: 0.12 ms.
+    An integer factor (a 640x360 frame to 128x72) or an odd side is one INTER_AREA step, as before. The
+    geometry is exact (a halving of even sides maps pixel edges onto pixel edges). Against a face-mesh
+    keypoint reference the short-range detector's keypoint error per face height is unchanged
+    (``benchmarks/ab_detector_shrink.py``; ``docs/speed.md``, "The whole-image shrink").
     """
     h, w = image.shape[:2]
     if h <= height:
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
     if h % height == 0 and w % width == 0 and h // height == w // width:  # already OpenCV's fast path
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    halved = False
     while h % 2 == 0 and w % 2 == 0 and h >= 4 * height and w >= 4 * width:
-        h, w = h // 2, w // 2
+        h, w, halved = h // 2, w // 2, True
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    last = cv2.INTER_LINEAR if halved and h < 2.5 * height else cv2.INTER_AREA
+    return cv2.resize(image, (width, height), interpolation=last)
 
 
 def window_matrices(
