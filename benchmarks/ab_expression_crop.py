@@ -31,7 +31,9 @@ PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "photos_d
 new_crop = E.crop_faces
 
 
-def old_crop(gray: np.ndarray, mats: np.ndarray, size: int) -> np.ndarray:
+def old_crop(image: np.ndarray, mats: np.ndarray, size: int) -> np.ndarray:
+    # the classifier hands crop_faces the RGB image (since 2026-12-04); before, the whole image in grey
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
     out = np.empty((len(mats), size, size), np.uint8)
     for i, m in enumerate(mats):
         scale = np.sqrt(abs(np.linalg.det(m[:, :2])))

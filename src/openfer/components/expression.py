@@ -75,21 +75,23 @@ def crop_faces(image: np.ndarray, mats: np.ndarray, size: int) -> np.ndarray:
     rgb = image.ndim == 3
     corners = np.array([[0.0, 0.0, 1.0], [size, 0.0, 1.0], [0.0, size, 1.0], [size, size, 1.0]])
     for i, m in enumerate(mats):
-        a, b, c, d = m[0, 0], m[0, 1], m[1, 0], m[1, 1]
+        a, b, c, d = (float(v) for v in (m[0, 0], m[0, 1], m[1, 0], m[1, 1]))
         det = a * d - b * c
-        scale = math.sqrt(abs(det))
-        f = int(math.floor(1.0 / scale / 1.5)) if 0 < scale < 0.5 else 1
-        # the crop's corners in the image (the inverse of the 2x3 matrix, written out)
-        inv = np.array([[d, -b, b * m[1, 2] - d * m[0, 2]], [-c, a, c * m[0, 2] - a * m[1, 2]]]) / det
-        pts = corners @ inv.T
-        pad = 2 * f  # linear sampling reads one pixel (block) beyond the corners
-        x0 = max(int(math.floor((pts[:, 0].min() - pad) / f)) * f, 0)
-        y0 = max(int(math.floor((pts[:, 1].min() - pad) / f)) * f, 0)
-        x1 = min(int(math.ceil(pts[:, 0].max() + pad)), ww)
-        y1 = min(int(math.ceil(pts[:, 1].max() + pad)), hh)
-        if f > 1:
-            x1, y1 = x0 + (x1 - x0) // f * f, y0 + (y1 - y0) // f * f
-        if x1 <= x0 or y1 <= y0:  # the crop lies beyond the image: the whole image, replicated
+        f, x0, y0, x1, y1 = 1, 0, 0, 0, 0
+        if det != 0 and math.isfinite(det):
+            scale = math.sqrt(abs(det))
+            f = int(math.floor(1.0 / scale / 1.5)) if scale < 0.5 else 1
+            # the crop's corners in the image (the inverse of the 2x3 matrix, written out)
+            inv = np.array([[d, -b, b * m[1, 2] - d * m[0, 2]], [-c, a, c * m[0, 2] - a * m[1, 2]]]) / det
+            pts = corners @ inv.T
+            pad = 2 * f  # linear sampling reads one pixel (block) beyond the corners
+            x0 = max(int(math.floor((pts[:, 0].min() - pad) / f)) * f, 0)
+            y0 = max(int(math.floor((pts[:, 1].min() - pad) / f)) * f, 0)
+            x1 = min(int(math.ceil(pts[:, 0].max() + pad)), ww)
+            y1 = min(int(math.ceil(pts[:, 1].max() + pad)), hh)
+            if f > 1:
+                x1, y1 = x0 + (x1 - x0) // f * f, y0 + (y1 - y0) // f * f
+        if x1 <= x0 or y1 <= y0:  # beyond the image (or a degenerate matrix): the whole image, replicated
             x0 = y0 = 0
             x1, y1, f = ww, hh, 1
         part = image[y0:y1, x0:x1]
