@@ -115,16 +115,21 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float, np.nda
     reflections excluded -> ``(R (D, D), s, t (D,))``."""
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
+    # on the hot path (head pose, AU frontalization and the expression crop, per face and frame): sums
+    # divided by the count (what .mean computes, without its Python layer), one det call for both
+    # matrices, the sign applied to u's columns (what u @ diag(sign) computes)
+    n = len(src)
+    mu_s, mu_d = src.sum(0) / n, dst.sum(0) / n
     xs, xd = src - mu_s, dst - mu_d
-    var_s = (xs**2).sum() / len(src)
+    var_s = (xs**2).sum() / n
     if var_s <= 0:
         raise ValueError("umeyama: source points are degenerate")
-    u, d, vt = np.linalg.svd(xd.T @ xs / len(src))
+    u, d, vt = np.linalg.svd(xd.T @ xs / n)
     sign = np.ones(src.shape[1])
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+    det_u, det_vt = np.linalg.det(np.stack((u, vt)))
+    if det_u * det_vt < 0:
         sign[-1] = -1
-    r = u @ np.diag(sign) @ vt
+    r = (u * sign) @ vt
     scale = float((d * sign).sum() / var_s)
     return r, scale, mu_d - scale * r @ mu_s
 

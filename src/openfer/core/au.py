@@ -330,7 +330,10 @@ def au_features(frontal: np.ndarray) -> np.ndarray:
     f["lower_face_height"] = (r.dist(_NOSE_TIP, 17) + r.dist(_NOSE_TIP, 152)) / 2
     for k in ("lip_corner_height", "lip_corner_depth"):
         f[k + "_R"], f[k + "_L"] = side[k][_R], side[k][_L]
-    return np.stack([f[k] for k in FEATURE_NAMES], 1)
+    out = np.empty((len(p), len(FEATURE_NAMES)))  # filled by column: np.stack of 26 arrays costs ~3x more
+    for j, k in enumerate(FEATURE_NAMES):
+        out[:, j] = f[k]
+    return out
 
 
 def neutral_baseline(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -485,7 +488,7 @@ _I12 = AU_NAMES.index("AU12")
 
 def smile_gate(au12: np.ndarray, full: float = SMILE_FULL) -> np.ndarray:
     """``1 - min(AU12, full) / full``: 1 without a smile, 0 from AU12 = ``full`` on."""
-    return 1.0 - np.clip(np.asarray(au12, dtype=np.float64), 0.0, full) / full
+    return 1.0 - np.minimum(np.maximum(np.asarray(au12, dtype=np.float64), 0.0), full) / full
 
 
 def evidence_names(blendshape_names: tuple[str, ...]) -> tuple[str, ...]:
@@ -537,7 +540,7 @@ def knot_intensity(change: np.ndarray, k1: float, k2: float) -> np.ndarray:
     d = np.asarray(change, dtype=np.float64)
     low = d / k1
     high = 1.0 + 3.0 * (d - k1) / (k2 - k1)
-    return np.clip(np.where(d <= k1, low, high), 0.0, 5.0)
+    return np.minimum(np.maximum(np.where(d <= k1, low, high), 0.0), 5.0)  # np.clip's values, faster
 
 
 @dataclass(frozen=True)
@@ -576,10 +579,14 @@ class AuCalibration:
         population neutral or a person's ``neutral`` evidence (``(E,)`` or ``(N, E)``). AUs read
         from blendshapes fall back to geometry for rows without blendshapes (NaN)."""
         ev = np.asarray(evidence, dtype=np.float64).reshape(-1, len(self.names))
-        base = self.neutral if neutral is None else np.asarray(neutral, dtype=np.float64)
-        base = np.broadcast_to(base.reshape(-1, len(self.names)), ev.shape)
-        # a person's baseline without blendshapes (NaN) uses the population neutral there
-        base = np.where(np.isnan(base), self.neutral, base)
+        if neutral is None:  # the population neutral (finite: checked at load)
+            base = self.neutral.reshape(1, -1)
+            if len(ev) != 1:
+                base = np.broadcast_to(base, ev.shape)
+        else:
+            base = np.broadcast_to(np.asarray(neutral, dtype=np.float64).reshape(-1, len(self.names)), ev.shape)
+            # a person's baseline without blendshapes (NaN) uses the population neutral there
+            base = np.where(np.isnan(base), self.neutral, base)
         has_bs = ~np.isnan(ev[:, len(FEATURE_NAMES):]).any(1)
         out = np.zeros((len(ev), len(AU_NAMES)))
         for use_bs in (True, False):
