@@ -388,7 +388,7 @@ def _one_step(image, width, height):
 
 
 @pytest.mark.parametrize(("h", "w"), [(360, 640), (1080, 1920), (667, 1000), (250, 250)])
-def test_shrink_is_the_one_step_resize_at_integer_factors_and_odd_sides(h, w):
+def test_shrink_is_the_one_step_resize_at_integer_factors_odd_sides_and_small_factors(h, w):
     rgb = np.random.default_rng(h).integers(0, 256, (h, w, 3), dtype=np.uint8)
     nw, nh, _, _ = letterbox_geometry(h, w)
     np.testing.assert_array_equal(shrink(rgb, nw, nh), _one_step(rgb, nw, nh))
@@ -408,7 +408,7 @@ def test_shrink_keeps_the_geometry_of_one_step(side):
 
 def test_shrink_moves_the_short_range_detection_of_the_portrait_by_under_one_percent(monkeypatch):
     # single_face.jpg (572x562 -> 286x281 -> 128x126, the last step bilinear) is the fixture whose
-    # detector input shrink changes (mean 1.5 grey levels, max 26 at edges);
+    # detector input shrink changes (mean 1.5 grey levels, max 26);
     # benchmarks/ab_detector_shrink.py measures 2,427 images against a face-mesh reference
     # (docs/speed.md, "The whole-image shrink")
     rgb = read_image(PHOTOS / "single_face.jpg")
