@@ -274,66 +274,100 @@ _WY, _WZ = _mean_matrix(_Y_GROUPS), _mean_matrix(_Z_GROUPS)
 _PAIR_A, _PAIR_B = (np.array(x) for x in zip(*_PAIRS, strict=True))
 
 
-class _Reads:
-    """The group means and pair distances of ``(N, 468, 3)`` meshes, each computed once."""
+def _gy(g: int | tuple[int, ...]) -> int:
+    return _Y_GROUPS.index(_key(g))
 
-    def __init__(self, p: np.ndarray) -> None:
-        # einsum, not @: a row's result must not depend on the batch size (BLAS blocks by size)
-        self._y = dict(zip(_Y_GROUPS, np.einsum("nk,kg->gn", p[:, :, 1], _WY), strict=True))
-        self._z = dict(zip(_Z_GROUPS, np.einsum("nk,kg->gn", p[:, :, 2], _WZ), strict=True))
-        d = np.linalg.norm(p[:, _PAIR_A] - p[:, _PAIR_B], axis=-1)
-        self._d = dict(zip(_PAIRS, d.T, strict=True))
 
-    def y(self, idx: int | tuple[int, ...]) -> np.ndarray:
-        return self._y[_key(idx)]
+def _gz(g: int | tuple[int, ...]) -> int:
+    return _Z_GROUPS.index(_key(g))
 
-    def z(self, idx: int | tuple[int, ...]) -> np.ndarray:
-        return self._z[_key(idx)]
 
-    def dist(self, a: int, b: int) -> np.ndarray:
-        return self._d[(a, b)]
+def _pd(a: int, b: int) -> int:
+    return _PAIRS.index((a, b))
+
+
+_SIDES = (_R, _L)
+# the sided features that are a difference of two group means (y), per side: (minuend, subtrahend)
+_SIDED_DIFF = {
+    "inner_brow_height": [(_INNER_BROW[s], _EYE_CORNERS[s][1]) for s in _SIDES],
+    "outer_brow_height": [(_OUTER_BROW[s], _EYE_CORNERS[s][0]) for s in _SIDES],
+    "cheek_height": [(_CHEEK[s], _EYE_CORNERS[s]) for s in _SIDES],
+    "nose_wing_height": [(_NOSE_WING[s], _NASAL_RIDGE) for s in _SIDES],
+    "lip_corner_height": [(_LIP_CORNER[s], (13, 14)) for s in _SIDES],
+}
+_DIFF_A = np.array([[_gy(a) for a, _ in v] for v in _SIDED_DIFF.values()])  # (features, sides)
+_DIFF_B = np.array([[_gy(b) for _, b in v] for v in _SIDED_DIFF.values()])
+_EYE_Y = np.array([_gy(_EYE_CORNERS[s]) for s in _SIDES])
+_EYE_W = np.array([_pd(*_EYE_CORNERS[s]) for s in _SIDES])
+_UPPER_Y = np.array([_gy(_UPPER_LID[s]) for s in _SIDES])
+_LOWER_Y = np.array([_gy(_LOWER_LID[s]) for s in _SIDES])
+_KNIT_D = np.array([[_pd(_BROW_KNIT[s][j], _EYE_CORNERS[s][1]) for s in _SIDES]
+                    for j in range(len(_BROW_KNIT[_R]))])  # (brow points, sides)
+_CORNER_Z = np.array([_gz(_LIP_CORNER[s]) for s in _SIDES])
+_LIP_MID_Z = _gz((0, 17, 13, 14))
+_Y_SUBNASALE, _Y_LIP_TOP, _Y_CHIN = _gy(_SUBNASALE), _gy(_UPPER_LIP_TOP), _gy(_CHIN)
+_Y_0, _Y_13, _Y_14, _Y_17 = _gy(0), _gy(13), _gy(14), _gy(17)
+_Y_LIP_INNER = _gy(_UPPER_LIP_INNER), _gy(_LOWER_LIP_INNER)
+_D_MOUTH, _D_NOSE_17, _D_NOSE_152 = _pd(*_LIP_CORNER), _pd(_NOSE_TIP, 17), _pd(_NOSE_TIP, 152)
 
 
 def au_features(frontal: np.ndarray) -> np.ndarray:
     """``(N, F)`` geometric features (:data:`FEATURE_NAMES`, defined in the module docstring) of
-    frontalized ``(N, 468, 3)`` meshes (see :func:`frontalize`)."""
+    frontalized ``(N, 468, 3)`` meshes (see :func:`frontalize`).
+
+    Every group mean comes out of one matrix product and every distance out of one norm; the
+    features are then a few gathers and elementwise operations over both sides at once: the same
+    operations in the same order as written out feature by feature (which
+    ``tests/core/test_au_features.py`` keeps as the reference and compares bit for bit), in ~35 numpy
+    calls a frame instead of ~100."""
     p = np.asarray(frontal, dtype=np.float64)
     if p.ndim != 3 or p.shape[1:] != (468, 3):
         raise ShapeError("frontal", "(N, 468, 3)", p.shape)
-    r = _Reads(p)
-    side: dict[str, list[np.ndarray]] = {k: [] for k in _SIDED}
-    lip_mid_y = r.y((13, 14))
-    lip_mid_z = r.z((0, 17, 13, 14))
-    ridge_y = r.y(_NASAL_RIDGE)
-    for s in (_R, _L):
-        outer, inner = _EYE_CORNERS[s]
-        eye_y = r.y((outer, inner))
-        eye_w = r.dist(outer, inner)
-        upper, lower = r.y(_UPPER_LID[s]), r.y(_LOWER_LID[s])
-        side["inner_brow_height"].append(r.y(_INNER_BROW[s]) - r.y(inner))
-        side["outer_brow_height"].append(r.y(_OUTER_BROW[s]) - r.y(outer))
-        side["brow_eye_distance"].append(sum(r.dist(b, inner) for b in _BROW_KNIT[s]) / len(_BROW_KNIT[s]))
-        side["upper_lid_height"].append((upper - eye_y) / eye_w)
-        side["lower_lid_height"].append((lower - eye_y) / eye_w)
-        side["eye_aperture"].append((upper - lower) / eye_w)
-        side["cheek_height"].append(r.y(_CHEEK[s]) - eye_y)
-        side["nose_wing_height"].append(r.y(_NOSE_WING[s]) - ridge_y)
-        side["lip_corner_height"].append(r.y(_LIP_CORNER[s]) - lip_mid_y)
-        side["lip_corner_depth"].append(r.z(_LIP_CORNER[s]) - lip_mid_z)
-    f = {k: (v[_R] + v[_L]) / 2 for k, v in side.items()}
-    f["nose_lip_distance"] = r.y(_SUBNASALE) - r.y(_UPPER_LIP_TOP)
-    f["chin_height"] = r.y(_CHIN)
-    f["mouth_width"] = r.dist(*_LIP_CORNER)
-    f["lip_red_height"] = (r.y(0) - r.y(13)) + (r.y(14) - r.y(17))
-    f["mouth_height"] = r.y(0) - r.y(17)
-    f["lip_aperture"] = r.y(_UPPER_LIP_INNER) - r.y(_LOWER_LIP_INNER)
-    f["lower_face_height"] = (r.dist(_NOSE_TIP, 17) + r.dist(_NOSE_TIP, 152)) / 2
-    for k in ("lip_corner_height", "lip_corner_depth"):
-        f[k + "_R"], f[k + "_L"] = side[k][_R], side[k][_L]
-    out = np.empty((len(p), len(FEATURE_NAMES)))  # filled by column: np.stack of 26 arrays costs ~3x more
-    for j, k in enumerate(FEATURE_NAMES):
-        out[:, j] = f[k]
-    return out
+    # einsum, not @: a row's result must not depend on the batch size (BLAS blocks by size)
+    y = np.einsum("nk,kg->gn", p[:, :, 1], _WY)
+    z = np.einsum("nk,kg->gn", p[:, :, 2], _WZ)
+    d = np.linalg.norm(p[:, _PAIR_A] - p[:, _PAIR_B], axis=-1).T  # (pairs, N)
+    diff = y[_DIFF_A] - y[_DIFF_B]  # (5, 2, N): the _SIDED_DIFF features of each side
+    eye_y, eye_w = y[_EYE_Y], d[_EYE_W]
+    upper, lower = y[_UPPER_Y], y[_LOWER_Y]
+    knit = d[_KNIT_D[0]]
+    for j in range(1, len(_KNIT_D)):
+        knit = knit + d[_KNIT_D[j]]
+    sided = np.concatenate([  # (10, 2, N), rows in _SIDED_ROWS order
+        diff,
+        (knit / len(_KNIT_D))[None],
+        ((upper - eye_y) / eye_w)[None],
+        ((lower - eye_y) / eye_w)[None],
+        ((upper - lower) / eye_w)[None],
+        (z[_CORNER_Z] - z[_LIP_MID_Z])[None],
+    ])
+    rows = np.concatenate([
+        (sided[:, _R] + sided[:, _L]) / 2,  # both sides' mean
+        np.stack([
+            y[_Y_SUBNASALE] - y[_Y_LIP_TOP],
+            y[_Y_CHIN],
+            d[_D_MOUTH],
+            (y[_Y_0] - y[_Y_13]) + (y[_Y_14] - y[_Y_17]),
+            y[_Y_0] - y[_Y_17],
+            y[_Y_LIP_INNER[0]] - y[_Y_LIP_INNER[1]],
+            (d[_D_NOSE_17] + d[_D_NOSE_152]) / 2,
+        ]),
+        sided[_ROW_LIP_CORNER_HEIGHT],  # _R, _L
+        sided[_ROW_LIP_CORNER_DEPTH],
+    ])
+    return np.ascontiguousarray(rows[_FEATURE_ROWS].T)
+
+
+_SIDED_ROWS = (*_SIDED_DIFF, "brow_eye_distance", "upper_lid_height", "lower_lid_height", "eye_aperture",
+               "lip_corner_depth")
+_ROW_NAMES = (*_SIDED_ROWS, "nose_lip_distance", "chin_height", "mouth_width", "lip_red_height", "mouth_height",
+              "lip_aperture", "lower_face_height", "lip_corner_height_R", "lip_corner_height_L",
+              "lip_corner_depth_R", "lip_corner_depth_L")
+if sorted(_ROW_NAMES) != sorted(FEATURE_NAMES) or sorted(_SIDED_ROWS) != sorted(_SIDED):
+    raise RuntimeError("au_features: its rows do not cover FEATURE_NAMES")  # a feature added in one place only
+_FEATURE_ROWS = np.array([_ROW_NAMES.index(k) for k in FEATURE_NAMES])
+_ROW_LIP_CORNER_HEIGHT = _SIDED_ROWS.index("lip_corner_height")
+_ROW_LIP_CORNER_DEPTH = _SIDED_ROWS.index("lip_corner_depth")
 
 
 def neutral_baseline(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
