@@ -62,8 +62,9 @@ def decode_blazeface(
     cx = r[:, 0] + anchors[:, 0]
     cy = r[:, 1] + anchors[:, 1]
     w, h = r[:, 2], r[:, 3]
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+    boxes = np.empty((len(r), 4))  # filled by column (np.stack: ~3x the time for a few candidates)
+    boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3] = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
     kp = r[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
-    logits = np.clip(np.asarray(raw_scores, dtype=np.float64).reshape(-1), -100.0, 100.0)
+    logits = np.minimum(np.maximum(np.asarray(raw_scores, dtype=np.float64).reshape(-1), -100.0), 100.0)
     scores = 1.0 / (1.0 + np.exp(-logits))
     return boxes, scores, kp
