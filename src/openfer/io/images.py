@@ -59,6 +59,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import stat
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,15 +129,18 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"expected an image path (str or Path), got {type(path).__name__}")
     name = os.fspath(path)
-    p = Path(name)
-    if not p.exists():
-        raise _fail(name, "not found")
-    if p.is_dir():
+    try:  # one stat for what Path.exists / is_dir / is_file would ask three times
+        mode = os.stat(name).st_mode
+    except PermissionError:
+        raise _fail(name, "permission denied") from None
+    except (OSError, ValueError):  # as Path.exists: missing, a dangling link, a null byte in the name
+        raise _fail(name, "not found") from None
+    if stat.S_ISDIR(mode):
         raise _fail(name, "is a directory, not an image file")
-    if not p.is_file():
+    if not stat.S_ISREG(mode):
         raise _fail(name, "not a regular file")
     try:
-        with p.open("rb") as f:
+        with open(name, "rb") as f:
             head = f.read(64)
             if not head:
                 raise _fail(name, "empty file (0 bytes)")
