@@ -77,16 +77,11 @@ def crop_rois(
     image: np.ndarray, fwd: np.ndarray, out_size: int, border: int = cv2.BORDER_CONSTANT
 ) -> np.ndarray:
     """Warp each ROI of ``image`` into an ``out_size`` square: ``(N, S, S, C)`` (same dtype)."""
-    crops = [
-        cv2.warpAffine(image, cv2_matrix(m), (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=border)
-        for m in np.asarray(fwd).reshape(-1, 2, 3)
-    ]
-    if not crops:
-        shape = (0, out_size, out_size) + image.shape[2:]
-        return np.zeros(shape, dtype=image.dtype)
-    out = np.stack(crops)
-    if out.ndim == 3 and image.ndim == 3:
-        out = out[..., None]
+    mats = np.asarray(fwd).reshape(-1, 2, 3)
+    out = np.empty((len(mats), out_size, out_size) + image.shape[2:], dtype=image.dtype)
+    for i, m in enumerate(mats):  # warped in place (no per-ROI array and stack)
+        cv2.warpAffine(image, cv2_matrix(m), (out_size, out_size), dst=out[i], flags=cv2.INTER_LINEAR,
+                       borderMode=border)
     return out
 
 
