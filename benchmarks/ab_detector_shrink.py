@@ -24,7 +24,9 @@ difference. Also the resize's own time on ``single_face.jpg`` (median of 300, on
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -83,8 +85,6 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ab_detector_shrink.json"))
     a = ap.parse_args()
     cv2.setNumThreads(1)
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         imgs = images(a.dev_every, Path(tmp))
     ref_an, fast = Analyzer(threads=1), Analyzer("fast", threads=1)
@@ -179,8 +179,6 @@ def main() -> None:
         "resize_ms_single_face_jpg": timing,
     }
     write_json(res, a.out)
-    import json
-
     print(json.dumps(res, indent=1))
 
 

@@ -5,6 +5,8 @@ distances; ``reference_features`` below is the same arithmetic one named feature
 the module docstring defines them in, and the code before 2026-12-04). The two must agree bit for
 bit, on random meshes and on real ones."""
 
+from collections import defaultdict
+
 import numpy as np
 import pytest
 from conftest import PHOTOS
@@ -26,7 +28,7 @@ def _dist(p, a, b):
 
 
 def reference_features(p: np.ndarray) -> np.ndarray:
-    side = {k: [] for k in A._SIDED}
+    side = defaultdict(list)
     lip_mid_y, lip_mid_z, ridge_y = _y(p, (13, 14)), _z(p, (0, 17, 13, 14)), _y(p, A._NASAL_RIDGE)
     for s in (A._R, A._L):
         outer, inner = A._EYE_CORNERS[s]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..core.align import cv2_matrix, similarity_transform
+from ..core.align import cv2_matrix, invert_affine, similarity_transform
 from ..core.openset import OpenSetCalibration
 from ..errors import ModelError
 from ..runtime import OnnxModel, as_model
@@ -81,9 +81,7 @@ def crop_faces(image: np.ndarray, mats: np.ndarray, size: int) -> np.ndarray:
         if det != 0 and math.isfinite(det):
             scale = math.sqrt(abs(det))
             f = int(math.floor(1.0 / scale / 1.5)) if scale < 0.5 else 1
-            # the crop's corners in the image (the inverse of the 2x3 matrix, written out)
-            inv = np.array([[d, -b, b * m[1, 2] - d * m[0, 2]], [-c, a, c * m[0, 2] - a * m[1, 2]]]) / det
-            pts = corners @ inv.T
+            pts = corners @ invert_affine(m).T  # the crop's corners in the image
             pad = 2 * f  # linear sampling reads one pixel (block) beyond the corners
             x0 = max(int(math.floor((pts[:, 0].min() - pad) / f)) * f, 0)
             y0 = max(int(math.floor((pts[:, 1].min() - pad) / f)) * f, 0)

@@ -203,10 +203,6 @@ _UPPER_LIP_TOP = (0, 37, 267)
 _UPPER_LIP_INNER = (82, 13, 312)
 _LOWER_LIP_INNER = (87, 14, 317)
 _CHIN = (152, 175, 199)
-_SIDED = (
-    "inner_brow_height", "outer_brow_height", "brow_eye_distance", "upper_lid_height", "cheek_height",
-    "lower_lid_height", "nose_wing_height", "lip_corner_height", "lip_corner_depth", "eye_aperture",
-)  # fmt: skip
 _COL = {k: i for i, k in enumerate(FEATURE_NAMES)}
 
 
@@ -363,7 +359,7 @@ _SIDED_ROWS = (*_SIDED_DIFF, "brow_eye_distance", "upper_lid_height", "lower_lid
 _ROW_NAMES = (*_SIDED_ROWS, "nose_lip_distance", "chin_height", "mouth_width", "lip_red_height", "mouth_height",
               "lip_aperture", "lower_face_height", "lip_corner_height_R", "lip_corner_height_L",
               "lip_corner_depth_R", "lip_corner_depth_L")
-if sorted(_ROW_NAMES) != sorted(FEATURE_NAMES) or sorted(_SIDED_ROWS) != sorted(_SIDED):
+if sorted(_ROW_NAMES) != sorted(FEATURE_NAMES):
     raise RuntimeError("au_features: its rows do not cover FEATURE_NAMES")  # a feature added in one place only
 _FEATURE_ROWS = np.array([_ROW_NAMES.index(k) for k in FEATURE_NAMES])
 _ROW_LIP_CORNER_HEIGHT = _SIDED_ROWS.index("lip_corner_height")

@@ -180,7 +180,10 @@ def decode_image(
     # a JPEG decodes straight to RGB where OpenCV can (>= 4.11: one pass over the pixels fewer; the
     # same values as BGR then swapped)
     rgb_jpeg = fmt == "JPEG" and _IMREAD_COLOR_RGB is not None
-    flags = (_IMREAD_COLOR_RGB if rgb_jpeg else cv2.IMREAD_COLOR) if fmt == "JPEG" else cv2.IMREAD_UNCHANGED
+    if rgb_jpeg:
+        flags = _IMREAD_COLOR_RGB
+    else:
+        flags = cv2.IMREAD_COLOR if fmt == "JPEG" else cv2.IMREAD_UNCHANGED
     try:
         decoded, notes = decode_reporting(lambda: cv2.imdecode(np.frombuffer(buf, np.uint8), flags), fmt)
     except MemoryError:
