@@ -437,30 +437,32 @@ function drawFaces(doc, scale) {
 
 async function camLoop() {
   const video = $("cam-video");
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  let sent = -Infinity;  // when the last request left: requests, not loop turns, are paced
   while (cam.running) {
-    const t0 = performance.now();
-    if (video.videoWidth > 0) {
-      const { blob, scale } = await grabFrame(video);
-      const form = new FormData();
-      form.append("image", blob, "webcam.jpg");
-      try {
-        const doc = await api("v1/analyze", { method: "POST", body: form }, "webcam frame");
-        if (!cam.running) break;
-        cam.frames += 1;
-        drawFaces(doc, scale);
-        const rate = cam.frames / ((performance.now() - cam.started) / 1000);
-        const n = doc.faces.length;
-        say("cam-status", `Live: ${cam.frames} frame(s) analysed · ${rate.toFixed(1)} per second · ` +
-          `${n === 0 ? "no face" : n === 1 ? "1 face" : `${n} faces`} · last answer ${Math.round(performance.now() - t0)} ms`);
-        say("cam-error", "");
-      } catch (e) {
-        if (!cam.running) break;
-        say("cam-error", e.message);
-        if (e.status === 401 || e.status === 0) { camStop(); break; }
-        await new Promise((r) => setTimeout(r, 1000));  // busy (429), loading (503): slow down and go on
-      }
+    if (video.videoWidth === 0) { await sleep(100); continue; }  // no picture yet: look again shortly
+    await sleep(Math.max(0, CAM_INTERVAL_MS - (performance.now() - sent)));
+    if (!cam.running) break;
+    const { blob, scale } = await grabFrame(video);
+    const form = new FormData();
+    form.append("image", blob, "webcam.jpg");
+    sent = performance.now();
+    try {
+      const doc = await api("v1/analyze", { method: "POST", body: form }, "webcam frame");
+      if (!cam.running) break;
+      cam.frames += 1;
+      drawFaces(doc, scale);
+      const rate = cam.frames / ((performance.now() - cam.started) / 1000);
+      const n = doc.faces.length;
+      say("cam-status", `Live: ${cam.frames} frame(s) analysed · ${rate.toFixed(1)} per second · ` +
+        `${n === 0 ? "no face" : n === 1 ? "1 face" : `${n} faces`} · last answer ${Math.round(performance.now() - sent)} ms`);
+      say("cam-error", "");
+    } catch (e) {
+      if (!cam.running) break;
+      say("cam-error", e.message);
+      if (e.status === 401 || e.status === 0) { camStop(); break; }
+      await sleep(1000);  // busy (429), loading (503): slow down and go on
     }
-    await new Promise((r) => setTimeout(r, Math.max(0, CAM_INTERVAL_MS - (performance.now() - t0))));
   }
 }
 
