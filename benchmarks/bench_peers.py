@@ -305,6 +305,10 @@ def openfer_worker(cfg: dict) -> None:
         from importlib.metadata import version
 
         versions["ai-edge-litert"] = version("ai-edge-litert")
+    from openfer.io import images
+
+    if images._simplejpeg is not None:  # JPEGs through libjpeg-turbo's TurboJPEG API (the jpeg extra)
+        versions["simplejpeg"] = images._simplejpeg.__version__
     ns["serve"]({"video": video, "decode": decode, "photo": photo, "model": model}, versions)
 
 

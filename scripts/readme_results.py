@@ -65,6 +65,8 @@ def peer_lines() -> list[str]:
     litert = of.get("ai-edge-litert")
     runtime = (f"the MediaPipe models on LiteRT (ai-edge-litert {litert}, `openfer[litert]`), the expression model "
                f"on ONNX Runtime {of.get('onnxruntime', '?')}" if litert else f"ONNX Runtime {of.get('onnxruntime', '?')}")
+    if of.get("simplejpeg"):
+        runtime += f", JPEGs decoded by simplejpeg {of['simplejpeg']} (libjpeg-turbo; `openfer[fast]` has both)"
     lines = [
         f"Speed against MediaPipe, measured side by side (`benchmarks/bench_peers.py`: both sides as persistent "
         f"workers with their models loaded, timed runs alternating, decode included; {m['cpu']}, "
@@ -83,7 +85,7 @@ def peer_lines() -> list[str]:
                          f"{r['pairs_min']:.2f}-{r['pairs_max']:.2f} |")
     if any("onnxruntime" in name for run in peers["runs"].values() for name in run["ratios"]):
         lines += ["", "`openfer onnxruntime`: the same openfer with `runtime=\"onnxruntime\"` in the same run, what a "
-                  "core install without the `litert` extra runs; its ratio is the gain of the LiteRT runtime."]
+                  "install without the `litert` extra runs; its ratio is the gain of the LiteRT runtime."]
     floors = {name: f for run in peers["runs"].values() for name, f in run.get("floors", {}).items()}
     if floors:
         lines += ["", "Model floors (one core, same run): the best ratio openfer's models allow, were everything around "

@@ -133,6 +133,7 @@ def test_libjpeg_premature_end_of_file_is_a_truncation_error(monkeypatch):
         return np.zeros((4, 4, 3), np.uint8)
 
     monkeypatch.setattr(images.cv2, "imdecode", premature)
+    monkeypatch.setattr(images, "_simplejpeg", None)  # OpenCV's path: the one whose messages are captured
     jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
     with pytest.raises(InputError, match=r"^x.jpg: truncated JPEG \(libjpeg: Premature end of JPEG file\)$"):
         decode_image(jpeg, "x.jpg")

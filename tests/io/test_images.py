@@ -221,6 +221,7 @@ def no_decoding(monkeypatch):
         raise AssertionError("cv2.imdecode must not be called")
 
     monkeypatch.setattr(images.cv2, "imdecode", boom)
+    monkeypatch.setattr(images, "_decode_jpeg_turbo", boom)
 
 
 # --------------------------------------------------------------------------- smoke: formats
@@ -738,3 +739,100 @@ def test_labeled_assets_all_listed_and_readable():
     for p in paths:
         img = read_image(p)
         assert img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 32
+
+
+# --------------------------------------------------------------------------- feature: the TurboJPEG path
+
+needs_simplejpeg = pytest.mark.skipif(images._simplejpeg is None, reason="simplejpeg (the jpeg extra) not installed")
+
+
+def _both_paths(monkeypatch, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``data`` decoded by the TurboJPEG path, then by OpenCV's (the path without simplejpeg)."""
+    calls = []
+    real = images._decode_jpeg_turbo
+    def turbo(buf):
+        calls.append(real(buf))
+        return calls[-1]
+
+    monkeypatch.setattr(images, "_decode_jpeg_turbo", turbo)
+    fast = decode_image(data)
+    assert calls and calls[0] is not None, "the TurboJPEG path was not taken"
+    monkeypatch.setattr(images, "_simplejpeg", None)
+    slow = decode_image(data)
+    monkeypatch.undo()
+    return fast, slow
+
+
+def _variants() -> dict[str, bytes]:
+    photo = cv2.imread(str(ASSETS / "single_face.jpg"))
+    big = cv2.resize(photo, None, fx=1.5, fy=1.5, interpolation=cv2.INTER_CUBIC)
+    out = {p.name: p.read_bytes() for p in sorted(ASSETS.glob("*.jpg"))}
+    for name, img in (("photo", photo), ("odd", big[:-1, :-3])):
+        for s, code in (("420", cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420), ("422", cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422),
+                        ("444", cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444)):
+            out[f"{name} {s}"] = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, code])[1].tobytes()
+        out[f"{name} progressive"] = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+        out[f"{name} restarts"] = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_RST_INTERVAL, 3])[1].tobytes()
+        out[f"{name} grey"] = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))[1].tobytes()
+    return out
+
+
+@needs_simplejpeg
+def test_turbojpeg_path_gives_opencvs_pixels_bit_for_bit(monkeypatch):
+    for name, data in _variants().items():
+        fast, slow = _both_paths(monkeypatch, data)
+        assert fast.shape == slow.shape and fast.dtype == np.uint8 and fast.flags.c_contiguous, name
+        np.testing.assert_array_equal(fast, slow, err_msg=name)
+
+
+@needs_simplejpeg
+@pytest.mark.parametrize("little_endian", [True, False])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_turbojpeg_path_applies_exif_orientation_as_opencv_does(monkeypatch, orientation, little_endian):
+    jpeg = _jpeg_with_exif(_encode(".jpg", _pattern(32, 64), (cv2.IMWRITE_JPEG_QUALITY, 95)), orientation, little_endian)
+    fast, slow = _both_paths(monkeypatch, jpeg)
+    assert fast.shape == ((64, 32, 3) if orientation >= 5 else (32, 64, 3))
+    np.testing.assert_array_equal(fast, slow)
+
+
+_ENTRY = st.tuples(st.sampled_from([0x0112, 0x0112, 0x0112, 0x010F]), st.sampled_from([3, 3, 3, 4, 1]),
+                   st.sampled_from([1, 1, 1, 0, 2]), st.integers(0, 10))
+
+
+@needs_simplejpeg
+@settings(max_examples=300, deadline=None)
+@given(little=st.booleans(), entries=st.lists(_ENTRY, max_size=4), offset=st.sampled_from([8, 8, 8, 10, 2000]),
+       cut=st.sampled_from([0, 0, 0, 1, 3]), twice=st.sampled_from([False, False, False, True]))
+def test_turbojpeg_path_agrees_with_opencv_on_any_exif_block(little, entries, offset, cut, twice):
+    """EXIF blocks with odd types, counts, values, offsets, cut directories and two APP1 blocks:
+    the orientation is applied exactly where OpenCV applies it (what the fast path does not read
+    plainly is left to OpenCV)."""
+    e = "<" if little else ">"
+    tiff = (b"II*\x00" if little else b"MM\x00*") + struct.pack(e + "I", offset) + bytes(max(offset - 8, 0))
+    tiff += struct.pack(e + "H", len(entries)) + b"".join(
+        struct.pack(e + "HHIHH", tag, kind, n, value, 0) for tag, kind, n, value in entries) + bytes(4)
+    tiff = tiff[: len(tiff) - 4 * cut]
+    jpeg = _encode(".jpg", _pattern(32, 64), (cv2.IMWRITE_JPEG_QUALITY, 95))
+    for _ in range(2 if twice else 1):
+        app1 = b"Exif\x00\x00" + tiff
+        jpeg = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(images, "_simplejpeg", None)
+        slow = decode_image(jpeg)
+    np.testing.assert_array_equal(decode_image(jpeg), slow)
+
+
+@needs_simplejpeg
+def test_turbojpeg_path_leaves_damaged_jpegs_to_opencv_and_its_report(monkeypatch, caplog, capfd):
+    """A JPEG with corrupt data makes the strict TurboJPEG decoder refuse; OpenCV's path decodes it
+    and reports the one named warning it always did, with nothing printed on stderr."""
+    data = (ASSETS.parent / "bad" / "corrupt_mid.jpg").read_bytes()
+    assert images._decode_jpeg_turbo(data) is None
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="openfer"):
+        img = decode_image(data, "corrupt_mid.jpg")
+    assert img.shape[2] == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "corrupt_mid.jpg: corrupt JPEG data, decoded with errors (libjpeg: Corrupt JPEG data: premature end of data segment)"]
+    assert capfd.readouterr().err == ""
