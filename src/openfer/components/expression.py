@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..core.align import cv2_matrix, invert_affine, similarity_transform
+from ..core.align import cv2_matrix, similarity_transform
 from ..core.openset import OpenSetCalibration
 from ..errors import ModelError
 from ..runtime import OnnxModel, as_model
@@ -73,20 +73,24 @@ def crop_faces(image: np.ndarray, mats: np.ndarray, size: int) -> np.ndarray:
     out = np.empty((len(mats), size, size), np.uint8)
     hh, ww = image.shape[:2]
     rgb = image.ndim == 3
-    corners = np.array([[0.0, 0.0, 1.0], [size, 0.0, 1.0], [0.0, size, 1.0], [size, size, 1.0]])
     for i, m in enumerate(mats):
-        a, b, c, d = (float(v) for v in (m[0, 0], m[0, 1], m[1, 0], m[1, 1]))
+        (a, b, tx), (c, d, ty) = m.tolist()
         det = a * d - b * c
         f, x0, y0, x1, y1 = 1, 0, 0, 0, 0
         if det != 0 and math.isfinite(det):
             scale = math.sqrt(abs(det))
             f = int(math.floor(1.0 / scale / 1.5)) if scale < 0.5 else 1
-            pts = corners @ invert_affine(m).T  # the crop's corners in the image
+            # the crop's corners in the image, by the inverse in closed form (Python floats: no
+            # LAPACK call, whose code is cold between model runs; a bounding box, padded below)
+            ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+            ix, iy = -(ia * tx + ib * ty), -(ic * tx + id_ * ty)
+            xs = (ix, ix + ia * size, ix + ib * size, ix + (ia + ib) * size)
+            ys = (iy, iy + ic * size, iy + id_ * size, iy + (ic + id_) * size)
             pad = 2 * f  # linear sampling reads one pixel (block) beyond the corners
-            x0 = max(int(math.floor((pts[:, 0].min() - pad) / f)) * f, 0)
-            y0 = max(int(math.floor((pts[:, 1].min() - pad) / f)) * f, 0)
-            x1 = min(int(math.ceil(pts[:, 0].max() + pad)), ww)
-            y1 = min(int(math.ceil(pts[:, 1].max() + pad)), hh)
+            x0 = max(int(math.floor((min(xs) - pad) / f)) * f, 0)
+            y0 = max(int(math.floor((min(ys) - pad) / f)) * f, 0)
+            x1 = min(int(math.ceil(max(xs) + pad)), ww)
+            y1 = min(int(math.ceil(max(ys) + pad)), hh)
             if f > 1:
                 x1, y1 = x0 + (x1 - x0) // f * f, y0 + (y1 - y0) // f * f
         if x1 <= x0 or y1 <= y0:  # beyond the image (or a degenerate matrix): the whole image, replicated

@@ -12,6 +12,8 @@ towards +y). A crop of size ``S`` maps crop point ``(u, v)`` to image point
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -36,7 +38,14 @@ def roi_matrices(
     off = -out_size / 2.0
     inv[:, 0, 2] = center[:, 0] + inv[:, 0, 0] * off + inv[:, 0, 1] * off
     inv[:, 1, 2] = center[:, 1] + inv[:, 1, 0] * off + inv[:, 1, 1] * off
-    return invert_affine(inv), inv
+    # the forward matrix in closed form: R(-angle) / s, then the translation that sends the
+    # centre to the crop's centre (np.linalg.inv's answer to rounding; without its call)
+    fwd = np.empty_like(inv)
+    fwd[:, 0, 0], fwd[:, 0, 1] = c / s, si / s
+    fwd[:, 1, 0], fwd[:, 1, 1] = -si / s, c / s
+    fwd[:, 0, 2] = -(fwd[:, 0, 0] * inv[:, 0, 2] + fwd[:, 0, 1] * inv[:, 1, 2])
+    fwd[:, 1, 2] = -(fwd[:, 1, 0] * inv[:, 0, 2] + fwd[:, 1, 1] * inv[:, 1, 2])
+    return fwd, inv
 
 
 def invert_affine(m: np.ndarray) -> np.ndarray:
@@ -116,22 +125,49 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, float, np.nda
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
     # on the hot path (head pose, AU frontalization and the expression crop, per face and frame): sums
-    # divided by the count (what .mean computes, without its Python layer), one det call for both
-    # matrices, the sign applied to u's columns (what u @ diag(sign) computes)
+    # divided by the count (what .mean computes, without its Python layer), the determinants' signs
+    # in closed form, the sign applied to u's columns (what u @ diag(sign) computes) only where it flips
     n = len(src)
     mu_s, mu_d = src.sum(0) / n, dst.sum(0) / n
     xs, xd = src - mu_s, dst - mu_d
     var_s = (xs**2).sum() / n
     if var_s <= 0:
         raise ValueError("umeyama: source points are degenerate")
-    u, d, vt = np.linalg.svd(xd.T @ xs / n)
-    sign = np.ones(src.shape[1])
-    det_u, det_vt = np.linalg.det(np.stack((u, vt)))
-    if det_u * det_vt < 0:
+    cov = xd.T @ xs / n
+    if cov.shape == (2, 2):
+        # in the plane, the best rotation in closed form: its angle is atan2(c10 - c01, c00 + c11) and
+        # the scale's numerator the hypotenuse (= d1 + d2, or d1 - d2 where det < 0: Umeyama's
+        # sign-corrected trace), without the SVD's LAPACK call
+        (c00, c01), (c10, c11) = cov.tolist()
+        a, b = c00 + c11, c10 - c01
+        h = math.hypot(a, b)
+        if h > 0:
+            r = np.array([[a / h, -b / h], [b / h, a / h]])
+            scale = h / float(var_s)
+            return r, scale, mu_d - scale * r @ mu_s
+    u, d, vt = np.linalg.svd(cov)
+    if _det_sign(u) * _det_sign(vt) < 0:  # a reflection: flip the last singular direction
+        sign = np.ones(src.shape[1])
         sign[-1] = -1
-    r = (u * sign) @ vt
-    scale = float((d * sign).sum() / var_s)
+        u, d = u * sign, d * sign
+    r = u @ vt
+    scale = float(d.sum() / var_s)
     return r, scale, mu_d - scale * r @ mu_s
+
+
+def _det_sign(m: np.ndarray) -> float:
+    """The sign of the determinant of an orthogonal matrix (+-1: far from 0, so the closed form's
+    rounding cannot flip it); 2x2 and 3x3 in closed form on Python floats, without LAPACK's call
+    (in the pipeline, between model runs, ``np.linalg.det`` took ~30 us a call: its code is cold)."""
+    if m.shape == (3, 3):
+        (a, b, c), (d, e, f), (g, h, i) = m.tolist()
+        det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
+    elif m.shape == (2, 2):
+        (a, b), (c, d) = m.tolist()
+        det = a * d - b * c
+    else:
+        det = float(np.linalg.det(m))
+    return 1.0 if det >= 0 else -1.0
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
