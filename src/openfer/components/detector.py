@@ -10,6 +10,7 @@ anchors) finds smaller faces relative to its input, so the same search needs few
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -244,8 +245,11 @@ def dense_input(
             interp = cv2.INTER_AREA if sh < h else cv2.INTER_LINEAR
             scaled[p.scaled] = cv2.resize(image_rgb, (sw, sh), interpolation=interp)
         src = scaled[p.scaled][p.y0 : p.y0 + p.height, p.x0 : p.x0 + p.width]
-        x = np.full((1, p.height, p.width, 3), -1.0, np.float32)
-        part = x[0, : src.shape[0], : src.shape[1]]
+        x = np.empty((1, p.height, p.width, 3), np.float32)
+        sh, sw = src.shape[:2]
+        x[0, sh:] = -1.0  # black beyond the image (filled there only: the rest is written below)
+        x[0, :sh, sw:] = -1.0
+        part = x[0, :sh, :sw]
         part[...] = src  # then scaled in float32, as preprocess does
         part *= 2.0 / 255.0
         part -= 1.0
@@ -261,12 +265,20 @@ def dense_matrix(height: int, width: int, p: DensePass) -> np.ndarray:
 
 def dense_anchors(p: DensePass, spec: AnchorSpec) -> np.ndarray:
     """Anchor centres of a dense pass's grid, in units of the model's nominal input side (as
-    :func:`~openfer.core.anchors.decode_blazeface` expects them for a ``spec.input_size`` input)."""
+    :func:`~openfer.core.anchors.decode_blazeface` expects them for a ``spec.input_size`` input).
+    Read-only: one array per grid and spec, kept (a pass's grid depends only on its size)."""
+    return _grid_anchors(p.height, p.width, spec)
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_anchors(height: int, width: int, spec: AnchorSpec) -> np.ndarray:
     stride = spec.strides[0]
-    gh, gw = p.height // stride, p.width // stride
+    gh, gw = height // stride, width // stride
     ys, xs = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
     c = np.stack([xs + spec.anchor_offset, ys + spec.anchor_offset], -1).reshape(-1, 2)
-    return c * (stride / spec.input_size)
+    out = c * (stride / spec.input_size)
+    out.setflags(write=False)
+    return out
 
 
 def context_window(height: int, width: int, context: float) -> tuple[int, int, int]:
