@@ -19,7 +19,7 @@ from .components.blendshapes import BLENDSHAPE_NAMES, Blendshapes
 from .components.detector import Detections, FaceDetector
 from .components.expression import ExpressionClassifier
 from .components.landmarks import FaceMesh, rois_from_detections, rois_from_landmarks
-from .components.pose import estimate_pose
+from .components.pose import estimate_pose, rigid_fits
 from .components.valence_arousal import ValenceArousalRegressor
 from .core.affect import valence_arousal
 from .core.au import pspi
@@ -550,7 +550,8 @@ class Analyzer:
             faces = Faces.empty(self.classes, self.mesh.num_landmarks, au_names, bs_names)
         else:
             t0 = time.perf_counter()
-            poses = estimate_pose(lmk)
+            fits = rigid_fits(lmk)  # the rigid points onto the reference face: head pose and AUs share it
+            poses = estimate_pose(lmk, fits)
             probs, unknown = self.expression.classify(rgb, lmk)
             t["expression"] = time.perf_counter() - t0
             bs = None
@@ -563,7 +564,7 @@ class Analyzer:
             aus = pain = None
             if self.options.aus:
                 t0 = time.perf_counter()
-                aus = estimate_aus(lmk, au_baseline, bs)
+                aus = estimate_aus(lmk, au_baseline, bs, fits)
                 pain = pspi(aus)
                 t["aus"] = time.perf_counter() - t0
             va, va_source, reasons = None, None, None

@@ -2,7 +2,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openfer.core.pose import euler_to_rotation, head_pose, rotation_to_euler
+from openfer.core.au import RIGID_INDEX, frontalize, rigid_fits
+from openfer.core.pose import euler_to_rotation, head_pose, pose_from_fits, rotation_to_euler
 
 
 @settings(max_examples=80, deadline=None)
@@ -33,3 +34,18 @@ def test_head_pose_sign_conventions():
     lm = _image_landmarks(mesh, 0, 20, 0)  # looking up: nose moves up the image (smaller y)
     assert lm[0, 1] < 200
     assert head_pose(lm[None], mesh)[0, 1] > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(-80, 80), st.floats(-60, 60), st.floats(-80, 80), st.integers(0, 2**31 - 1))
+def test_pose_from_the_frontalization_fit_is_head_pose(yaw, pitch, roll, seed):
+    """The head pose read off the AU frontalization's rigid fit (its rotation transposed) is the
+    pose the separate fit gives, on noisy, expressive meshes (every point jittered), and
+    frontalize with the fit passed in is frontalize without it, bit for bit."""
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(size=(468, 3))
+    lm = np.stack([_image_landmarks(ref + rng.normal(scale=0.05, size=ref.shape), yaw, pitch, roll, scale=s)
+                   for s in (3.0, 40.0)])
+    fits = rigid_fits(lm, ref)
+    np.testing.assert_allclose(pose_from_fits(fits[0]), head_pose(lm, ref, RIGID_INDEX), atol=1e-9)
+    np.testing.assert_array_equal(frontalize(lm, ref, fits), frontalize(lm, ref))

@@ -19,6 +19,7 @@ from ..core.au import (
     AU_NAMES,
     FEATURE_NAMES,
     AuCalibration,
+    RigidFits,
     au_asymmetry,
     au_evidence,
     au_features,
@@ -40,26 +41,33 @@ def calibration() -> AuCalibration:
         raise WeightsError(f"{path}: not a valid AU calibration: {e}") from None
 
 
-def estimate_evidence(landmarks: np.ndarray, blendshapes: np.ndarray | None = None) -> np.ndarray:
-    """``(N, E)`` AU evidence (mesh features, then the 52 blendshapes or NaN) of image-space landmarks."""
+def estimate_evidence(
+    landmarks: np.ndarray, blendshapes: np.ndarray | None = None, fits: RigidFits | None = None
+) -> np.ndarray:
+    """``(N, E)`` AU evidence (mesh features, then the 52 blendshapes or NaN) of image-space landmarks;
+    ``fits``: their :func:`openfer.components.pose.rigid_fits`, where already computed."""
     if len(landmarks) == 0:
         return np.zeros((0, len(FEATURE_NAMES) + len(BLENDSHAPE_NAMES)))
-    feats = au_features(frontalize(landmarks, reference_face()))
+    feats = au_features(frontalize(landmarks, reference_face(), fits))
     return au_evidence(feats, blendshapes, len(BLENDSHAPE_NAMES))
 
 
 def estimate_aus(
-    landmarks: np.ndarray, baseline: np.ndarray | None = None, blendshapes: np.ndarray | None = None
+    landmarks: np.ndarray,
+    baseline: np.ndarray | None = None,
+    blendshapes: np.ndarray | None = None,
+    fits: RigidFits | None = None,
 ) -> np.ndarray:
     """``(N, len(AU_NAMES))`` calibrated AU intensities in [0, 5] from ``(N, 468+, 3)`` image-space
     landmarks and, when computed, their ``(N, 52)`` blendshapes.
 
     ``baseline``: a person's neutral evidence ``(E,)`` or ``(N, E)`` (see :func:`estimate_baseline`)
-    instead of the population's neutral, for video of one person.
+    instead of the population's neutral, for video of one person. ``fits``: the landmarks'
+    :func:`openfer.components.pose.rigid_fits`, where already computed (the head pose uses them too).
     """
     if len(landmarks) == 0:
         return np.zeros((0, len(AU_NAMES)))
-    return calibration().intensities(estimate_evidence(landmarks, blendshapes), baseline)
+    return calibration().intensities(estimate_evidence(landmarks, blendshapes, fits), baseline)
 
 
 def estimate_asymmetry(landmarks: np.ndarray) -> np.ndarray:

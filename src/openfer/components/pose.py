@@ -6,7 +6,9 @@ import functools
 
 import numpy as np
 
-from ..core.pose import RIGID_INDEX, head_pose
+from ..core.au import RigidFits
+from ..core.au import rigid_fits as _rigid_fits
+from ..core.pose import RIGID_INDEX, head_pose, pose_from_fits
 from ..errors import WeightsError
 from ..runtime.onnx import model_path, registry, sha256_file
 
@@ -25,8 +27,18 @@ def reference_face() -> np.ndarray:
     return arr
 
 
-def estimate_pose(landmarks: np.ndarray) -> np.ndarray:
-    """``(N, 3)`` yaw, pitch, roll in degrees from ``(N, 468+, 3)`` landmarks."""
+def rigid_fits(landmarks: np.ndarray) -> RigidFits:
+    """Per face, the similarity of its rigid mesh points onto the reference face
+    (:func:`openfer.core.au.rigid_fits`): computed once, it gives both the head pose
+    (:func:`estimate_pose`) and the AUs' frontalization (:func:`openfer.components.au.estimate_aus`)."""
+    return _rigid_fits(landmarks, reference_face())
+
+
+def estimate_pose(landmarks: np.ndarray, fits: RigidFits | None = None) -> np.ndarray:
+    """``(N, 3)`` yaw, pitch, roll in degrees from ``(N, 468+, 3)`` landmarks; ``fits``: their
+    :func:`rigid_fits`, where already computed."""
     if len(landmarks) == 0:
         return np.zeros((0, 3))
+    if fits is not None:
+        return pose_from_fits(fits[0])
     return head_pose(np.asarray(landmarks)[:, :468], reference_face(), RIGID_INDEX)

@@ -224,17 +224,33 @@ def _check_reference(reference: np.ndarray) -> np.ndarray:
     return ref
 
 
-def frontalize(landmarks: np.ndarray, reference: np.ndarray) -> np.ndarray:
+RigidFits = tuple[np.ndarray, np.ndarray, np.ndarray]  # per face: R (N, 3, 3), s (N,), t (N, 3)
+
+
+def rigid_fits(landmarks: np.ndarray, reference: np.ndarray) -> RigidFits:
+    """Per face, the similarity ``ref ~ s * R @ p + t`` that maps its pose-frame mesh points ``p``
+    onto ``reference`` ``(468, 3)`` on :data:`RIGID_INDEX` (:func:`frontalize` applies it; its
+    rotation's transpose is the head pose, :func:`openfer.core.pose.pose_from_fits`)."""
+    lm = _check_landmarks(landmarks)
+    ref = _check_reference(reference)[RIGID_INDEX]
+    n = len(lm)
+    r, s, t = np.empty((n, 3, 3)), np.empty(n), np.empty((n, 3))
+    for i, face in enumerate(landmarks_to_pose_frame(lm[:, RIGID_INDEX])):
+        r[i], s[i], t[i] = umeyama_3d(face, ref)
+    return r, s, t
+
+
+def frontalize(landmarks: np.ndarray, reference: np.ndarray, fits: RigidFits | None = None) -> np.ndarray:
     """Remove head pose and face size: ``(N, 468+, 3)`` image-space landmarks (x right, y down,
     z smaller = nearer; iris points ignored) -> ``(N, 468, 3)`` in the reference frame (X right,
     Y up, Z to camera, inter-ocular distance ~1), each face similarity-aligned to ``reference``
-    ``(468, 3)`` on :data:`RIGID_INDEX`."""
+    ``(468, 3)`` on :data:`RIGID_INDEX`. ``fits``: :func:`rigid_fits` of the same landmarks and
+    reference, where already computed."""
     lm = _check_landmarks(landmarks)
-    ref = _check_reference(reference)
+    r, s, t = rigid_fits(lm, reference) if fits is None else fits
     out = np.empty_like(lm)
     for i, face in enumerate(landmarks_to_pose_frame(lm)):
-        r, s, t = umeyama_3d(face[RIGID_INDEX], ref[RIGID_INDEX])
-        out[i] = s * face @ r.T + t
+        out[i] = s[i] * face @ r[i].T + t[i]
     return out
 
 
@@ -470,6 +486,7 @@ __all__ = [
     "frontalize",
     "neutral_baseline",
     "pspi",
+    "rigid_fits",
 ]
 
 

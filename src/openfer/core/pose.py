@@ -60,3 +60,15 @@ def head_pose(landmarks: np.ndarray, canonical: np.ndarray, index: np.ndarray | 
         r, _, _ = umeyama_3d(canonical[idx], landmarks_to_pose_frame(face[idx]))
         out[i] = rotation_to_euler(r)
     return out
+
+
+def pose_from_fits(rotations: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` yaw/pitch/roll (degrees) from the ``(N, 3, 3)`` rotations of
+    :func:`openfer.core.au.rigid_fits` (pose frame -> reference face): the head's rotation is their
+    transpose, the same as :func:`head_pose` against that reference on :data:`RIGID_INDEX` computes
+    (Procrustes' rotation from the reverse fit; equal to rounding, 1e-9 degrees in the tests)."""
+    r = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
+    out = np.zeros((len(r), 3))
+    for i, m in enumerate(r):
+        out[i] = rotation_to_euler(m.T)
+    return out
