@@ -280,7 +280,7 @@ class Analyzer:
         self.blendshapes = (
             Blendshapes(threads=o.threads, runtime=o.runtime) if o.blendshapes and self.mesh.num_landmarks == 478 else None
         )
-        self.expression = ExpressionClassifier(o.expression_model, flip=o.flip, threads=o.threads)
+        self.expression = ExpressionClassifier(o.expression_model, flip=o.flip, threads=o.threads, runtime=o.runtime)
         self.va = (
             None
             if o.va_model is None

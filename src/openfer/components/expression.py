@@ -136,8 +136,9 @@ class ExpressionClassifier:
     (:class:`~openfer.core.openset.OpenSetCalibration`); :attr:`openset` is ``None`` otherwise.
     """
 
-    def __init__(self, model: str | OnnxModel = "fernet_s", flip: bool = True, threads: int = 0) -> None:
-        self.model = as_model(model, threads)
+    def __init__(self, model: str | OnnxModel = "fernet_s", flip: bool = True, threads: int = 0,
+                 runtime: str = "auto") -> None:
+        self.model = as_model(model, threads, runtime)
         if not self.model.spec:
             raise ModelError(f"{self.model.path}: no openfer.spec metadata (not an openfer expression model)")
         if self.model.spec.get("task") == "valence_arousal":

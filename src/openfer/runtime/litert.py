@@ -22,6 +22,7 @@ import importlib.util
 import json
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -60,11 +61,13 @@ class _IO(NamedTuple):
 class LiteRTSession:
     """An ``ai_edge_litert`` interpreter answering like an ONNX Runtime session.
 
-    ``output_names``: the ONNX twin's outputs, in its order (the TFLite tensors have the same names,
-    checked at load). Shapes are the TFLite ones with the batch dimension shown as ``"N"`` when the
-    twin's is dynamic."""
+    ``output_names``: the ONNX twin's outputs, in its order; ``tensor_names``: the TFLite tensors
+    that hold them, in the same order, where their names differ (a graph converted from ONNX to
+    TFLite names its outputs ``PartitionedCall:k``); by default the same names, checked at load.
+    Shapes are the TFLite ones with the batch dimension shown as ``"N"`` when the twin's is dynamic."""
 
-    def __init__(self, path: str, threads: int, output_names: list[str], dynamic_batch: bool) -> None:
+    def __init__(self, path: str, threads: int, output_names: list[str], dynamic_batch: bool,
+                 tensor_names: list[str] | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
@@ -74,14 +77,17 @@ class LiteRTSession:
             raise ModelError(f"{path}: cannot be loaded by LiteRT: {e}") from e
         (inp,) = self._interp.get_input_details()
         outs = {d["name"]: d for d in self._interp.get_output_details()}
-        if sorted(outs) != sorted(output_names):
-            raise ModelError(f"{path}: outputs {sorted(outs)} are not the ONNX twin's {sorted(output_names)}")
+        tensors = list(output_names) if tensor_names is None else list(tensor_names)
+        if sorted(outs) != sorted(tensors) or len(tensors) != len(output_names):
+            raise ModelError(f"{path}: outputs {sorted(outs)} are not the ONNX twin's {sorted(tensors)}")
         self._in = inp
-        self._outs = [outs[n] for n in output_names]
+        self._outs = [outs[n] for n in tensors]
+        self._names = list(output_names)
         batch: list[int | str] = ["N"] if dynamic_batch else []
         cut = 1 if dynamic_batch else 0
         self._inputs = [_IO(inp["name"], batch + [int(s) for s in inp["shape"][cut:]])]
-        self._outputs = [_IO(d["name"], batch + [int(s) for s in d["shape"][cut:]]) for d in self._outs]
+        self._outputs = [_IO(n, batch + [int(s) for s in d["shape"][cut:]])
+                         for n, d in zip(self._names, self._outs, strict=True)]
         self._dynamic = dynamic_batch
         self._lock = threading.Lock()
 
@@ -96,7 +102,8 @@ class LiteRTSession:
         item by item and is concatenated along the batch."""
         (x,) = feeds.values()
         x = np.ascontiguousarray(x, dtype=self._in["dtype"])
-        want = self._outs if output_names is None else [d for n in output_names for d in self._outs if d["name"] == n]
+        want = self._outs if output_names is None else [
+            d for n in output_names for k, d in zip(self._names, self._outs, strict=True) if k == n]
         if not self._dynamic or len(x) == 1:
             return self._invoke(x, want)
         parts = [self._invoke(x[i : i + 1], want) for i in range(len(x))]
@@ -130,10 +137,27 @@ class LiteRTModel(OnnxModel):
             raise ModelError('runtime "litert" needs the ai-edge-litert package: pip install "openfer[litert]"')
         entry, twin_entry = registry()[name], registry()[twin]
         path, digest = verified_file(twin)
-        shape = entry.get("input_shape", [])
-        session = LiteRTSession(str(path), threads, list(entry["outputs"]), bool(shape) and shape[0] == "N")
+        # a MediaPipe twin: the ONNX entry describes the graph the ONNX file was converted to; an
+        # openfer model's twin (converted from its ONNX file) names the outputs and their tensors
+        shape = twin_entry.get("input_shape", entry.get("input_shape", []))
+        outputs = list(twin_entry.get("onnx_outputs", entry.get("outputs", [])))
+        session = LiteRTSession(str(path), threads, outputs, bool(shape) and shape[0] == "N",
+                                twin_entry.get("tflite_outputs"))
         spec = json.loads(twin_entry.get("spec", "{}"))
         return cls(name=name, path=path, session=session, sha256=digest, spec=spec)
+
+    @classmethod
+    def from_file(cls, path: str, like: OnnxModel, tensor_names: list[str], threads: int = 0) -> LiteRTModel:
+        """A ``.tflite`` file standing in for the ONNX model ``like`` (its name, spec and output names;
+        ``tensor_names``: the TFLite tensors of those outputs, in order), unregistered: for the
+        scripts that make and measure a twin before it is installed."""
+        from .onnx import sha256_file
+
+        outputs = [o.name for o in like.session.get_outputs()]
+        shape = like.session.get_inputs()[0].shape
+        session = LiteRTSession(str(path), threads, outputs, bool(shape) and not isinstance(shape[0], int),
+                                tensor_names)
+        return cls(name=like.name, path=Path(path), session=session, sha256=sha256_file(path), spec=dict(like.spec))
 
 
 def load(name: str, threads: int = 0, runtime: str = "auto") -> OnnxModel:
