@@ -63,8 +63,9 @@ def peer_lines() -> list[str]:
     first = next(iter(peers["runs"].values()))
     m, mp, of = peers["machine"], first.get("mediapipe_worker") or {}, first.get("openfer_worker") or {}
     litert = of.get("ai-edge-litert")
-    runtime = (f"the MediaPipe models on LiteRT (ai-edge-litert {litert}, `openfer[litert]`), the expression model "
-               f"on ONNX Runtime {of.get('onnxruntime', '?')}" if litert else f"ONNX Runtime {of.get('onnxruntime', '?')}")
+    runtime = (f"the MediaPipe models and the `fast`/video int8 expression model on LiteRT (ai-edge-litert {litert}, "
+               f"`openfer[litert]`), the default preset's float expression model and the full-range detector on ONNX "
+               f"Runtime {of.get('onnxruntime', '?')}" if litert else f"ONNX Runtime {of.get('onnxruntime', '?')}")
     if of.get("simplejpeg"):
         runtime += f", JPEGs decoded by simplejpeg {of['simplejpeg']} (libjpeg-turbo; `openfer[fast]` has both)"
     lines = [
@@ -84,8 +85,8 @@ def peer_lines() -> list[str]:
             lines.append(f"| {name} | {cores} | **{r['value']:.2f}** | {r['target'] or '–'} | {met} | "
                          f"{r['pairs_min']:.2f}-{r['pairs_max']:.2f} |")
     if any("onnxruntime" in name for run in peers["runs"].values() for name in run["ratios"]):
-        lines += ["", "`openfer onnxruntime`: the same openfer with `runtime=\"onnxruntime\"` in the same run, what a "
-                  "install without the `litert` extra runs; its ratio is the gain of the LiteRT runtime."]
+        lines += ["", "`openfer onnxruntime`: the same openfer with `runtime=\"onnxruntime\"` in the same run, what an "
+                  "install without the `litert` extra runs (JPEGs through simplejpeg where it is installed); its ratio is the gain of the LiteRT runtime."]
     floors = {name: f for run in peers["runs"].values() for name, f in run.get("floors", {}).items()}
     if floors:
         lines += ["", "Model floors (one core, same run): the best ratio openfer's models allow, were everything around "
