@@ -108,8 +108,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
 
 def _add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=RUNTIMES, default=None,
-                   help="auto (default): the MediaPipe models on LiteRT when ai-edge-litert is installed "
-                   "(pip install \"openfer[litert]\"), else ONNX Runtime; onnxruntime: every model on ONNX Runtime")
+                   help="auto (default): the MediaPipe models and fernet_s_int8 on LiteRT when ai-edge-litert is "
+                   "installed (pip install \"openfer[litert]\"), else ONNX Runtime; onnxruntime: every model on ONNX Runtime")
     p.add_argument("--expression-model", default=None, metavar="MODEL",
                    help="fernet_s (the default preset's), fernet_s_int8 (fast's and video's: int8, 0.54x the time) "
                    "or an openfer expression .onnx; default: the preset's")
@@ -547,6 +547,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--faces", default="crops", choices=("crops", "detect"),
                    help="crops: images are face crops; detect: run the full pipeline on photos")
     p.add_argument("--model", default=None, help="shipped model name or .onnx path (default: the preset's)")
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="auto (default): a shipped model with a LiteRT twin (fernet_s_int8) runs it where ai-edge-litert "
+                   "is installed; onnxruntime: the .onnx file; the report names the runtime and the file's sha256")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
     p.add_argument("--plots", metavar="DIR",
                    help="write confusion.png and reliability.png into DIR (needs openfer[plots])")
@@ -584,17 +587,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     data = read_dataset(args.data, args.format, args.split, classes=None, votes=args.votes)
     progress = _Progress(data.name, unit="images")
     if args.faces == "crops":
-        clf = ExpressionClassifier(model, threads=args.threads)
+        clf = ExpressionClassifier(model, threads=args.threads, runtime=args.runtime)
         ev = score_crops(data, clf, progress)
-        name, sha = clf.model.name, clf.model.sha256
+        used = clf.model
     else:
-        an = Analyzer(expression_model=model, threads=args.threads)
+        an = Analyzer(expression_model=model, threads=args.threads, runtime=args.runtime)
         rec = ResultRecorder(an)  # keeps each photo's faces for a subgroup audit
         ev = score_detect(data, rec, progress)
-        name, sha = an.expression.model.name, an.expression.model.sha256
+        used = an.expression.model
     progress.close()
     cov = label_coverage(data, ev.classes)
-    rep = {"model": name, "sha256": sha, "data": str(args.data), "split": data.split,
+    rep = {"model": used.name, "runtime": used.runtime, "file": used.path.name, "sha256": used.sha256,
+           "data": str(args.data), "split": data.split,
            "faces": args.faces, **ev.report, "coverage": cov}
     print(f"{data.name}: n={rep['n']} accuracy={rep['accuracy']:.4f} uar={rep['uar']:.4f} "
           f"macro_f1={rep['macro_f1']:.4f} ece={rep['ece']:.4f}"

@@ -186,6 +186,22 @@ def test_evaluate_on_labeled_fixture_photos(tmp_path, capsys):
     assert 0.0 <= rep["accuracy"] <= 1.0 and len(rep["confusion"]["matrix"]) == 8
 
 
+def test_evaluate_names_the_runtime_and_file_it_ran(tmp_path):
+    from openfer.runtime import litert, registry
+
+    runtimes = ["onnxruntime"] + (["litert"] if litert.available() else [])
+    for runtime in runtimes:
+        out = tmp_path / f"{runtime}.json"
+        rc = main(["evaluate", str(PHOTOS / "labeled"), "--faces", "detect", "--model", "fernet_s_int8",
+                   "--runtime", runtime, "--json", str(out)])
+        assert rc == EXIT_OK
+        rep = json.loads(out.read_text())
+        entry = registry()["fernet_s_int8" if runtime == "onnxruntime" else "fernet_s_int8_tflite"]
+        assert (rep["model"], rep["runtime"]) == ("fernet_s_int8", runtime)
+        assert (rep["file"], rep["sha256"]) == (entry["file"], entry["sha256"])
+        assert rep["n"] == 12
+
+
 def test_aus_and_explain_flags_print_evidence(capsys):
     assert main(["analyze", str(PHOTOS / "single_face.jpg"), "--aus", "--explain"]) == EXIT_OK
     out = capsys.readouterr().out
