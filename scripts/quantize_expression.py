@@ -108,21 +108,29 @@ def evaluate(classifier, crops: np.ndarray, labels: np.ndarray) -> tuple[dict, n
     return out, p, np.concatenate(unk)
 
 
+def alternating_times(models: dict[str, object], x: np.ndarray, rounds: int, runs: int,
+                      warmup: int) -> dict[str, list[float]]:
+    """ms of each ``models[k].run(x)``: ``warmup`` untimed runs each, then ``rounds`` rounds of ``runs``
+    timed runs per model, the order of the models reversed every other round."""
+    ts: dict[str, list[float]] = {k: [] for k in models}
+    for m in models.values():
+        for _ in range(warmup):
+            m.run(x)
+    for r in range(rounds):
+        for k in (list(models) if r % 2 == 0 else list(models)[::-1]):
+            for _ in range(runs):
+                t = time.perf_counter()
+                models[k].run(x)
+                ts[k].append((time.perf_counter() - t) * 1000)
+    return ts
+
+
 def speed(models: dict[str, object], rounds: int = 4, runs: int = 60) -> dict:
     rng = np.random.default_rng(0)
     out: dict = {}
     for batch in (1, 2):
         x = rng.random((batch, 1, 48, 48), dtype=np.float32)
-        ts: dict[str, list[float]] = {k: [] for k in models}
-        for m in models.values():
-            for _ in range(10):
-                m.run(x)
-        for r in range(rounds):
-            for k in (list(models) if r % 2 == 0 else list(models)[::-1]):
-                for _ in range(runs):
-                    t = time.perf_counter()
-                    models[k].run(x)
-                    ts[k].append((time.perf_counter() - t) * 1000)
+        ts = alternating_times(models, x, rounds, runs, warmup=10)
         out[f"batch_{batch}"] = {k: {"median_ms": round(float(np.median(v)), 3), "p25_ms": round(float(np.percentile(v, 25)), 3),
                                      "p75_ms": round(float(np.percentile(v, 75)), 3)} for k, v in ts.items()}
         names = list(models)

@@ -116,17 +116,10 @@ def op_types(path: Path) -> dict[str, str]:
 
 def speed(models: dict[str, object], rounds: int = 4, runs: int = 100) -> dict:
     """Median ms of each model alone on one random crop, the models alternating."""
+    from quantize_expression import alternating_times
+
     x = np.random.default_rng(0).random((1, 1, 48, 48), dtype=np.float32)
-    ts: dict[str, list[float]] = {k: [] for k in models}
-    for m in models.values():
-        for _ in range(20):
-            m.run(x)
-    for r in range(rounds):
-        for k in (list(models) if r % 2 == 0 else list(models)[::-1]):
-            for _ in range(runs):
-                t = time.perf_counter()
-                models[k].run(x)
-                ts[k].append((time.perf_counter() - t) * 1000)
+    ts = alternating_times(models, x, rounds, runs, warmup=20)
     return {k: round(float(np.median(v)), 3) for k, v in ts.items()}
 
 
