@@ -124,23 +124,21 @@ def test_the_int8_expression_twin_is_registered_verified_and_agrees_with_its_onn
     measures on FER+ (98.9% of FER2013Test predictions the same as fernet_s_int8, mean abs prob. diff
     0.002): here every fixture face (the fast preset, all other models on ONNX Runtime) gets the same
     label, probabilities within 0.1 (the card's FER2013Test max: 0.124) and 0.01 on average."""
-    from openfer.components.expression import ExpressionClassifier
+    from openfer import Analyzer
+    from openfer.components.expression import ExpressionClassifier, preprocess
 
     entry = rt.registry()["fernet_s_int8_tflite"]
     assert litert.tflite_name("fernet_s_int8") == "fernet_s_int8_tflite" and entry["twin"] == "fernet_s_int8"
     assert entry["license"] == rt.registry()["fernet_s_int8"]["license"]
     assert not entry["task"].startswith("expression"), "a twin must not pass as a selectable model"
     report = json.loads((PARITY.parent / "fernet_s_int8_tflite.json").read_text())
-    path, digest = rt.verified_file("fernet_s_int8_tflite")
+    _, digest = rt.verified_file("fernet_s_int8_tflite")
     assert digest == report["litert_int8"]["sha256"]
     assert report["passes_issue_13_rule"] and report["splits"]["FER2013Test"]["litert_int8_vs_float"][
         "accuracy_change_points"] >= -0.3
     ort_model, lite = rt.OnnxModel.load("fernet_s_int8", threads=1), litert.LiteRTModel.load_twin("fernet_s_int8", 1)
     assert lite.spec == ort_model.spec
     assert [o.name for o in lite.session.get_outputs()] == [o.name for o in ort_model.session.get_outputs()]
-    from openfer import Analyzer
-    from openfer.components.expression import preprocess
-
     an = Analyzer("fast", runtime="onnxruntime")
     ort_clf = ExpressionClassifier(ort_model, flip=False)
     lite_clf = ExpressionClassifier(lite, flip=False)
